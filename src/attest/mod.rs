@@ -1,0 +1,250 @@
+//! Attestation: turning evidence a caller presents into an [`Attested`]
+//! principal, or a typed [`AttestError`].
+//!
+//! Each kind of evidence is one file behind the [`Attestor`] trait
+//! (`kubernetes`, `oidc`); [`Registry::from_config`] lists the built-ins in one
+//! place, so a new kind is a file plus a line. JWT-based kinds share the
+//! signature and claim checks in `jwt` and the key handling in `jwks`; the
+//! attestor itself only maps verified claims to a principal.
+
+mod jwks;
+mod jwt;
+mod kubernetes;
+mod oidc;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::clock::Clock;
+use crate::config::{Config, IssuerKind};
+use crate::model::{AttestationKind, EntityType, Principal};
+
+pub use jwks::KeySource;
+pub use jwt::{JwtVerifier, LEEWAY_SECS, MAX_TOKEN_BYTES};
+
+/// An attribute value Cedar can see on a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    /// A Cedar String.
+    String(String),
+    /// A Cedar Long.
+    Long(i64),
+}
+
+/// A principal whose evidence has been verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attested {
+    /// The principal id (`sub` of minted tokens).
+    pub principal: Principal,
+    /// Its Cedar entity type.
+    pub entity_type: EntityType,
+    /// How it proved itself.
+    pub kind: AttestationKind,
+    /// Candidate attributes; the policy layer keeps those the schema declares.
+    pub attributes: BTreeMap<String, AttrValue>,
+    /// When the evidence stops being valid (seconds since the epoch).
+    pub expires_at: u64,
+}
+
+/// Evidence handed to an [`Attestor`] after transport-level checks.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Evidence<'a> {
+    /// Claims of a JWT whose signature, issuer, audience and times were verified.
+    VerifiedJwt {
+        /// The `iss` claim.
+        issuer: &'a str,
+        /// All claims.
+        claims: &'a Map<String, Value>,
+        /// The `exp` claim.
+        expires_at: u64,
+    },
+}
+
+/// Judges one kind of evidence.
+pub trait Attestor: Send + Sync {
+    /// The kind this attestor judges.
+    fn kind(&self) -> AttestationKind;
+    /// Maps verified evidence to a principal, or says why it cannot.
+    fn attest(&self, evidence: &Evidence<'_>) -> Result<Attested, AttestError>;
+}
+
+/// Why evidence was not accepted. Every variant is `invalid_grant` to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The token is longer than [`MAX_TOKEN_BYTES`].
+    #[error("token exceeds {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    /// Not a compact JWS with JSON header and claims.
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    /// `alg` is not one writ accepts (never `none` or HMAC).
+    #[error("signing algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// No configured issuer has this `iss`.
+    #[error("issuer is not trusted")]
+    UnknownIssuer,
+    /// No key with this `kid` (after a refetch where allowed).
+    #[error("signing key is unknown")]
+    UnknownKey,
+    /// The issuer's keys could not be loaded; writ fails closed.
+    #[error("issuer keys are unavailable")]
+    KeysUnavailable,
+    /// The signature does not verify.
+    #[error("signature is invalid")]
+    BadSignature,
+    /// `aud` does not name this broker.
+    #[error("audience does not match")]
+    WrongAudience,
+    /// `exp` has passed (beyond leeway).
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond leeway).
+    #[error("token is not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond leeway).
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    /// A required claim is absent.
+    #[error("claim {0} is missing")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or form.
+    #[error("claim {0} is invalid")]
+    InvalidClaim(&'static str),
+}
+
+impl AttestError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::UnknownKey => "unknown_key",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::BadSignature => "signature",
+            Self::WrongAudience => "audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InvalidClaim(_) => "invalid_claim",
+        }
+    }
+}
+
+/// Why the registry could not be built from configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {issuer}: {message}")]
+pub struct RegistryError {
+    issuer: String,
+    message: String,
+}
+
+struct Issuer {
+    verifier: JwtVerifier,
+    attestor: Box<dyn Attestor>,
+}
+
+/// Every configured attestation issuer, found by `iss`, plus a cache of
+/// verified tokens so a busy workload is not re-verified on every call.
+pub struct Registry {
+    issuers: HashMap<String, Issuer>,
+    verified: moka::sync::Cache<[u8; 32], Arc<Attested>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Registry {
+    /// Builds every issuer of the configuration and loads its keys once.
+    /// A `jwks_uri` that cannot be fetched now is retried later (its tokens
+    /// are refused meanwhile); a `jwks_file` that cannot be read stops startup.
+    pub async fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, RegistryError> {
+        let mut issuers = HashMap::new();
+        for ic in &config.issuers {
+            let err = |message: String| RegistryError {
+                issuer: ic.name.clone(),
+                message,
+            };
+            let keys = KeySource::from_config(ic).await.map_err(err)?;
+            let attestor: Box<dyn Attestor> = match ic.kind {
+                IssuerKind::Kubernetes => Box::new(kubernetes::KubernetesAttestor::new(ic)),
+                IssuerKind::Oidc => Box::new(oidc::OidcAttestor::new(ic).map_err(err)?),
+            };
+            let verifier = JwtVerifier::new(&ic.issuer, &ic.audience, keys, clock.clone());
+            issuers.insert(ic.issuer.clone(), Issuer { verifier, attestor });
+        }
+        Ok(Self {
+            issuers,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3_600))
+                .build(),
+            clock,
+        })
+    }
+
+    /// Verifies a JWT from any configured issuer and maps it to a principal.
+    pub async fn attest_jwt(&self, token: &str) -> Result<Arc<Attested>, AttestError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AttestError::TooLarge);
+        }
+        let digest = sha256(token.as_bytes());
+        if let Some(hit) = self.verified.get(&digest) {
+            if self.clock.unix_now() < hit.expires_at {
+                return Ok(hit);
+            }
+            self.verified.invalidate(&digest);
+        }
+        let unverified = jwt::Unverified::parse(token)?;
+        let issuer = self
+            .issuers
+            .get(unverified.issuer()?)
+            .ok_or(AttestError::UnknownIssuer)?;
+        let verified = issuer.verifier.verify(token, &unverified).await?;
+        let attested = Arc::new(issuer.attestor.attest(&Evidence::VerifiedJwt {
+            issuer: &verified.issuer,
+            claims: &verified.claims,
+            expires_at: verified.expires_at,
+        })?);
+        self.verified.insert(digest, attested.clone());
+        Ok(attested)
+    }
+
+    /// Number of configured issuers.
+    pub fn len(&self) -> usize {
+        self.issuers.len()
+    }
+
+    /// Whether no issuer is configured.
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    /// Refreshes every `jwks_uri` in the background, off the hot path.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        for issuer in self.issuers.values() {
+            issuer.verifier.keys().spawn_refresh();
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A claim that must be a string.
+fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, AttestError> {
+    match claims.get(name) {
+        None => Err(AttestError::MissingClaim(name)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(AttestError::InvalidClaim(name)),
+    }
+}

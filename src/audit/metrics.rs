@@ -1,0 +1,94 @@
+//! Prometheus metrics: decisions by outcome, mint latency, policy reloads,
+//! attestation failures by reason.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// All of writ's metrics.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<Outcome, Counter>,
+    reloads: Family<Outcome, Counter>,
+    attestation_failures: Family<Reason, Counter>,
+    mint_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("writ");
+        let decisions = Family::<Outcome, Counter>::default();
+        let reloads = Family::<Outcome, Counter>::default();
+        let attestation_failures = Family::<Reason, Counter>::default();
+        // 50 µs .. ~1.6 s
+        let mint_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16));
+        registry.register("decisions", "Token decisions by outcome", decisions.clone());
+        registry.register("policy_reloads", "Policy reload attempts by outcome", reloads.clone());
+        registry.register(
+            "attestation_failures",
+            "Refused attestations by reason",
+            attestation_failures.clone(),
+        );
+        registry.register(
+            "mint_duration_seconds",
+            "Time from request to signed token",
+            mint_seconds.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            reloads,
+            attestation_failures,
+            mint_seconds,
+        }
+    }
+
+    /// Counts a decision: `allow`, `deny` or `error`.
+    pub fn decision(&self, outcome: &'static str) {
+        self.decisions.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a policy reload attempt.
+    pub fn policy_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a refused attestation.
+    pub fn attestation_failure(&self, reason: &'static str) {
+        self.attestation_failures.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Observes the duration of a successful mint.
+    pub fn mint_duration(&self, seconds: f64) {
+        self.mint_seconds.observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,328 @@
+//! The `writ` command line. `main.rs` calls [`main`]; each subcommand is a
+//! small function over the library. Exit codes: 0 success, 1 failure with
+//! one line on stderr, 2 bad usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::certs::{self, DevIssuer};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DEV_CERTS_DIR};
+use crate::server::Server;
+
+/// writ: attestation in, Cedar decision, short-lived JWT out.
+#[derive(Debug, Parser)]
+#[command(name = "writ", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./writ.toml if present, else dev mode).
+    #[arg(long, env = "WRIT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `writ=debug`.
+    #[arg(long, env = "WRIT_LOG", global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve,
+    /// Walk through attest, mint, a denial and JWKS verification on loopback.
+    Demo,
+    /// Dev certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Ask a running broker for a token as a dev service account.
+    Token(TokenArgs),
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Generate the dev CA, server certificate and dev issuer (once).
+    Init {
+        /// Where to write them.
+        #[arg(long, default_value = DEV_CERTS_DIR)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The dev service account to act as, NAMESPACE/NAME.
+    #[arg(long = "as", value_name = "NAMESPACE/NAME")]
+    as_account: String,
+    /// The target.
+    #[arg(long)]
+    audience: String,
+    /// Scopes (repeat the flag or separate with spaces).
+    #[arg(long, required = true)]
+    scope: Vec<String>,
+    /// Requested lifetime in seconds.
+    #[arg(long)]
+    ttl: Option<u64>,
+    /// Broker URL (default: the configured issuer, else https://127.0.0.1:8443).
+    #[arg(long)]
+    server: Option<String>,
+    /// CA to trust for the broker (default: certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Directory with the dev issuer key.
+    #[arg(long, default_value = DEV_CERTS_DIR)]
+    certs: PathBuf,
+    /// Print the token's claims as JSON instead of the token.
+    #[arg(long)]
+    decode: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load and validate a policy directory.
+    Check {
+        /// The directory (default: policy.dir of the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of an audit log.
+    Verify {
+        /// The log (default: audit.path of the configuration).
+        path: Option<PathBuf>,
+    },
+}
+
+/// A failure to report on stderr as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(String);
+
+impl CliError {
+    fn new(e: impl std::fmt::Display) -> Self {
+        Self(e.to_string().replace('\n', " "))
+    }
+}
+
+/// Parses arguments, runs the subcommand, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits 2 on bad usage
+    // The demo speaks on stdout; keep the server's own log to warnings unless asked.
+    let quiet_demo = matches!(cli.command, Command::Demo) && std::env::var_os("WRIT_LOG").is_none() && cli.log == "info";
+    init_tracing(if quiet_demo { "warn" } else { &cli.log });
+    crate::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("writ: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("writ: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve => serve(cli.config.as_deref()).await,
+        Command::Demo => crate::cli::demo::run().await,
+        Command::Certs {
+            command: CertsCommand::Init { dir },
+        } => {
+            let written = certs::init(&dir).map_err(CliError::new)?;
+            if written.is_empty() {
+                println!("{}: dev material already present", dir.display());
+            }
+            for f in written {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        Command::Token(args) => token(cli.config.as_deref(), args).await,
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => Config::discover(cli.config.as_deref()).map_err(CliError::new)?.policy.dir,
+            };
+            let snapshot = crate::policy::PolicySnapshot::load(&dir).map_err(CliError::new)?;
+            println!("ok: {} policies in {}", snapshot.policy_count(), dir.display());
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { path },
+        } => {
+            let path = match path {
+                Some(p) => p,
+                None => Config::discover(cli.config.as_deref()).map_err(CliError::new)?.audit.path,
+            };
+            let n = crate::audit::verify_file(&path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            println!("ok: {n} records, chain intact");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config_path: Option<&Path>) -> Result<(), CliError> {
+    let config = Config::discover(config_path).map_err(CliError::new)?;
+    if config.dev_mode {
+        prepare_dev(&config)?;
+    }
+    let running = Server::new(config, Arc::new(SystemClock))
+        .start()
+        .await
+        .map_err(CliError::new)?;
+    // The one line on stdout: scripts and tests wait for it.
+    println!("writ listening on {}", running.issuer());
+    running.until_signalled().await;
+    Ok(())
+}
+
+/// Dev mode: generate certificates and the dev issuer, write the example
+/// policies if absent, and say loudly what is trusted.
+fn prepare_dev(config: &Config) -> Result<(), CliError> {
+    let dir = Path::new(DEV_CERTS_DIR);
+    for f in certs::init(dir).map_err(CliError::new)? {
+        tracing::info!(file = %f.display(), "generated dev material");
+    }
+    if !config.policy.dir.exists() {
+        crate::policy::write_examples(&config.policy.dir).map_err(CliError::new)?;
+        tracing::info!(dir = %config.policy.dir.display(), "wrote the example policies");
+    }
+    tracing::warn!(
+        ca = %dir.join(certs::CA_CERT).display(),
+        issuer = crate::config::DEV_ISSUER,
+        "DEV MODE: no writ.toml, so writ trusts the dev issuer under certs/ and serves a dev certificate. \
+         Trust the CA above to talk to it. Never run dev mode in production."
+    );
+    Ok(())
+}
+
+async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliError> {
+    let config = Config::discover(config_path).map_err(CliError::new)?;
+    let (namespace, account) = args
+        .as_account
+        .split_once('/')
+        .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+        .ok_or_else(|| CliError::new("--as must be NAMESPACE/NAME"))?;
+    let issuer = DevIssuer::load(&args.certs).map_err(CliError::new)?;
+    let subject_token = issuer
+        .service_account_token(namespace, account, SystemClock.unix_now(), 600)
+        .map_err(CliError::new)?;
+    let server = args.server.clone().unwrap_or_else(|| {
+        config
+            .server
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", config.server.listen))
+    });
+    let ca = args.ca.clone().unwrap_or_else(|| args.certs.join(certs::CA_CERT));
+    let client = https_client(&ca)?;
+    let access_token = exchange(&client, &server, &subject_token, &args.audience, &args.scope.join(" "), args.ttl).await?;
+    if args.decode {
+        let claims = decode_claims(&access_token).ok_or_else(|| CliError::new("the minted token is not a JWT"))?;
+        println!("{}", serde_json::to_string_pretty(&claims).unwrap_or_default());
+    } else {
+        println!("{access_token}");
+    }
+    Ok(())
+}
+
+/// An HTTPS client trusting only `ca`.
+pub(crate) fn https_client(ca: &Path) -> Result<reqwest::Client, CliError> {
+    let pem = std::fs::read(ca).map_err(|e| CliError::new(format!("{}: {e}", ca.display())))?;
+    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| CliError::new(format!("{}: {e}", ca.display())))?;
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(cert)
+        .build()
+        .map_err(CliError::new)
+}
+
+/// Exchanges a subject token; returns the access token or the RFC 6749 error as text.
+pub(crate) async fn exchange(
+    client: &reqwest::Client,
+    server: &str,
+    subject_token: &str,
+    audience: &str,
+    scope: &str,
+    ttl: Option<u64>,
+) -> Result<String, CliError> {
+    let ttl = ttl.map(|t| t.to_string());
+    let mut form = vec![
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("subject_token", subject_token),
+        ("audience", audience),
+        ("scope", scope),
+    ];
+    if let Some(t) = ttl.as_deref() {
+        form.push(("requested_ttl", t));
+    }
+    let url = format!("{}/oauth2/token", server.trim_end_matches('/'));
+    let resp = client
+        .post(&url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
+    if status.is_success() {
+        return body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::new("response has no access_token"));
+    }
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    Err(CliError::new(format!(
+        "{} {}: {} (decision {})",
+        status.as_u16(),
+        field("error"),
+        field("error_description"),
+        field("decision_id")
+    )))
+}
+
+/// The claims of a JWT, without verifying it (display only).
+pub(crate) fn decode_claims(token: &str) -> Option<Value> {
+    let payload = token.split('.').nth(1)?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+mod demo;

@@ -1,0 +1,475 @@
+//! `writ.toml`: every key has a default, durations are written like `"5m"`,
+//! unknown keys are an error, and relative paths are resolved from the
+//! directory holding the file. Without a file writ runs in dev mode
+//! ([`Config::dev`]), trusting only the dev material under `certs/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::model::EntityType;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or names an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener and identity of this broker.
+    pub server: ServerConfig,
+    /// Server certificate and optional client CA.
+    pub tls: TlsConfig,
+    /// Durable state.
+    pub store: StoreConfig,
+    /// Minted-token settings.
+    pub tokens: TokensConfig,
+    /// Where policies live.
+    pub policy: PolicyConfig,
+    /// The decision log.
+    pub audit: AuditConfig,
+    /// Kill-switch operators.
+    pub admin: AdminConfig,
+    /// Trusted attestation issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// True when no file was given: dev certificates and the dev issuer are trusted.
+    #[serde(skip)]
+    pub dev_mode: bool,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// `iss` of minted tokens; defaults to `https://<bound address>`.
+    pub issuer: Option<String>,
+    /// Optional Unix socket (served by a later release).
+    pub unix_socket: Option<PathBuf>,
+    /// SPIFFE trust domain for unix and mtls principals.
+    pub trust_domain: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            issuer: None,
+            unix_socket: None,
+            trust_domain: "writ.local".into(),
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA for client certificates; enables mTLS attestation.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: "certs/server.pem".into(),
+            key: "certs/server-key.pem".into(),
+            client_ca: None,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path` (relative to the config directory).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://writ.db".into(),
+        }
+    }
+}
+
+/// Signing algorithm for minted tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum SigningAlgorithm {
+    /// ECDSA P-256 with SHA-256.
+    #[default]
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Signing algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// Lifetime when the request names none.
+    #[serde(deserialize_with = "duration")]
+    pub default_ttl: Duration,
+    /// No token lives longer.
+    #[serde(deserialize_with = "duration")]
+    pub max_ttl: Duration,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::ES256,
+            default_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directory with `schema.cedarschema`, `*.cedar`, `entities.json`.
+    pub dir: PathBuf,
+    /// How often the directory is checked for changes.
+    #[serde(deserialize_with = "duration")]
+    pub reload_interval: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: "policies".into(),
+            reload_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// JSON-lines decision log.
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: "audit.jsonl".into(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Hex SHA-256 digests of admin bearer tokens.
+    pub token_sha256: Vec<String>,
+    /// Admin mTLS identities (SPIFFE IDs).
+    pub principals: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests in flight before new ones get 503.
+    pub max_concurrent_requests: usize,
+    /// A request still running after this gets 503.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// A TLS handshake still running after this is dropped.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 4096,
+            request_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What an issuer's tokens prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssuerKind {
+    /// Kubernetes projected service-account tokens.
+    Kubernetes,
+    /// Any OIDC token.
+    Oidc,
+}
+
+/// `[[issuers]]`: one trusted attestation issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// What its tokens prove.
+    pub kind: IssuerKind,
+    /// The exact `iss` of its tokens.
+    pub issuer: String,
+    /// JWKS over HTTPS.
+    pub jwks_uri: Option<String>,
+    /// JWKS from a file.
+    pub jwks_file: Option<PathBuf>,
+    /// Extra PEM root to trust when fetching `jwks_uri`.
+    pub jwks_ca: Option<PathBuf>,
+    /// How often `jwks_uri` is refetched in the background.
+    #[serde(default = "default_jwks_refresh", deserialize_with = "duration")]
+    pub jwks_refresh: Duration,
+    /// The `aud` its tokens must carry.
+    pub audience: String,
+    /// SPIFFE trust domain of kubernetes principals.
+    #[serde(default = "default_k8s_trust_domain")]
+    pub trust_domain: String,
+    /// Cedar type of its principals (oidc only; kubernetes is always Workload).
+    #[serde(default)]
+    pub entity_type: EntityType,
+    /// Principal id template over top-level string claims (oidc only).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_k8s_trust_domain() -> String {
+    "cluster.local".into()
+}
+fn default_subject() -> String {
+    "{sub}".into()
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            store: StoreConfig::default(),
+            tokens: TokensConfig::default(),
+            policy: PolicyConfig::default(),
+            audit: AuditConfig::default(),
+            admin: AdminConfig::default(),
+            issuers: Vec::new(),
+            limits: LimitsConfig::default(),
+            dev_mode: false,
+        }
+    }
+}
+
+/// The issuer name of the dev attestation issuer.
+pub const DEV_ISSUER: &str = "https://dev.writ.local";
+/// The audience dev service-account tokens carry.
+pub const DEV_AUDIENCE: &str = "writ";
+/// Where dev material lives, relative to the working directory.
+pub const DEV_CERTS_DIR: &str = "certs";
+
+impl Config {
+    /// Finds and loads the configuration: `explicit` (from `--config` or
+    /// `WRIT_CONFIG`), else `./writ.toml` if present, else dev mode.
+    pub fn discover(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        match explicit {
+            Some(path) => Self::load(path),
+            None if Path::new("writ.toml").exists() => Self::load(Path::new("writ.toml")),
+            None => Ok(Self::dev()),
+        }
+    }
+
+    /// Loads a file and resolves its relative paths from its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the offending key and line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+
+    /// Embedded defaults for `writ serve` with no file: the dev issuer and
+    /// certificates under `certs/`, SQLite, `policies/`.
+    pub fn dev() -> Self {
+        let certs = Path::new(DEV_CERTS_DIR);
+        let mut config = Self {
+            dev_mode: true,
+            ..Self::default()
+        };
+        config.issuers.push(IssuerConfig {
+            name: "dev".into(),
+            kind: IssuerKind::Kubernetes,
+            issuer: DEV_ISSUER.into(),
+            jwks_uri: None,
+            jwks_file: Some(certs.join(crate::certs::DEV_ISSUER_JWKS)),
+            jwks_ca: None,
+            jwks_refresh: default_jwks_refresh(),
+            audience: DEV_AUDIENCE.into(),
+            trust_domain: default_k8s_trust_domain(),
+            entity_type: EntityType::Workload,
+            subject: default_subject(),
+        });
+        config
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.tls.cert);
+        join(&mut self.tls.key);
+        if let Some(ca) = self.tls.client_ca.as_mut() {
+            join(ca);
+        }
+        join(&mut self.policy.dir);
+        join(&mut self.audit.path);
+        if let Some(sock) = self.server.unix_socket.as_mut() {
+            join(sock);
+        }
+        for issuer in &mut self.issuers {
+            if let Some(f) = issuer.jwks_file.as_mut() {
+                join(f);
+            }
+            if let Some(f) = issuer.jwks_ca.as_mut() {
+                join(f);
+            }
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
+            let p = Path::new(rest.split('?').next().unwrap_or(rest));
+            if p.is_relative() && rest != ":memory:" {
+                self.store.url = format!("sqlite://{}", base.join(rest).display());
+            }
+        }
+    }
+
+    /// Checks what serde cannot: consistent values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
+            return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
+        }
+        if self.tokens.default_ttl > self.tokens.max_ttl {
+            return bad("tokens.default_ttl exceeds tokens.max_ttl".into());
+        }
+        for digest in &self.admin.token_sha256 {
+            if digest.len() != 64 || hex::decode(digest).is_err() {
+                return bad("admin.token_sha256 entries must be 64 hex digits".into());
+            }
+        }
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            let at = format!("issuers[{i}] ({})", issuer.name);
+            match (&issuer.jwks_uri, &issuer.jwks_file) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return bad(format!("{at}: set exactly one of jwks_uri and jwks_file"));
+                }
+                (Some(uri), None) if !uri.starts_with("https://") => {
+                    return bad(format!("{at}: jwks_uri must be https"));
+                }
+                _ => {}
+            }
+            if self.issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
+                return bad(format!("{at}: issuer {:?} is configured twice", issuer.issuer));
+            }
+            if issuer.kind == IssuerKind::Kubernetes && issuer.entity_type != EntityType::Workload {
+                return bad(format!("{at}: kubernetes principals are always Workload"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_like_5m() {
+        let c = Config::parse("[tokens]\ndefault_ttl = \"2m\"\nmax_ttl = \"1h\"\n").unwrap();
+        assert_eq!(c.tokens.default_ttl, Duration::from_secs(120));
+        assert_eq!(c.tokens.max_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn issuer_needs_exactly_one_jwks_source() {
+        let mut c = Config::parse(
+            "[[issuers]]\nname='a'\nkind='oidc'\nissuer='https://a'\naudience='writ'\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_err());
+        c.issuers[0].jwks_file = Some("x".into());
+        assert!(c.validate().is_ok());
+    }
+}

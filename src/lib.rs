@@ -1,0 +1,45 @@
+//! # writ: a policy-enforcing token broker
+//!
+//! A workload or an AI agent proves what it is ([`attest`]), asks for a token
+//! for one target with some scopes, Cedar decides per scope ([`policy`]), and
+//! writ mints a JWT that lives minutes ([`token`]), or refuses with an RFC 6749
+//! error. Every decision is written to a hash-chained log ([`audit`]); the kill
+//! switch ([`revoke`]) sits on the hot path; durable state lives behind one
+//! trait ([`store`]); [`server`] puts it all behind HTTPS.
+//!
+//! ```text
+//! client ──TLS──▶ server ──▶ attest ──▶ policy ──▶ token ──▶ audit ──▶ response
+//!                                         ▲
+//!                                       revoke
+//! ```
+//!
+//! The public interface is:
+
+pub mod attest;
+pub mod audit;
+pub mod certs;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod model;
+pub mod policy;
+pub mod revoke;
+pub mod server;
+pub mod store;
+pub mod token;
+
+pub use attest::Attested;
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use model::{Principal, Scope, Scopes, TargetId, Ttl};
+pub use policy::Decision;
+pub use token::Minted;
+
+/// Installs ring as the process-wide rustls crypto provider.
+///
+/// writ keeps exactly one crypto library in the binary; this is the only
+/// place a provider is chosen. Calling it twice is harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,198 @@
+//! One Cedar request per scope, built in code against a snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid, Request,
+    RestrictedExpression,
+};
+
+use super::PolicyError;
+use super::load::{AttrKind, PolicySnapshot};
+use crate::attest::{AttrValue, Attested};
+use crate::clock::{UtcFields, rfc3339};
+use crate::model::{Scope, Scopes, TargetId, Ttl};
+
+/// Everything Cedar sees about one token request.
+#[derive(Debug)]
+pub struct DecisionRequest<'a> {
+    /// The attested principal.
+    pub principal: &'a Attested,
+    /// The target (`audience`).
+    pub target: &'a TargetId,
+    /// The scopes asked for; each is one Cedar request.
+    pub scopes: &'a Scopes,
+    /// The lifetime asked for (or the default).
+    pub requested_ttl: Ttl,
+    /// Seconds since the epoch, from writ's clock.
+    pub now: u64,
+    /// The caller's address.
+    pub source_ip: IpAddr,
+    /// Whether the token will be bound to a key (DPoP or mTLS).
+    pub sender_constrained: bool,
+    /// Hops of delegation (0 when the subject acts for itself).
+    pub delegation_depth: u32,
+}
+
+/// Cedar's verdict on one scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeDecision {
+    /// The scope.
+    pub scope: Scope,
+    /// Whether Cedar allowed it.
+    pub allowed: bool,
+    /// Ids of the policies that determined the verdict.
+    pub policies: Vec<String>,
+}
+
+/// Cedar's verdict on a whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// One verdict per requested scope, in request order.
+    pub scopes: Vec<ScopeDecision>,
+    /// The least `@max_ttl` of the permits that granted a scope.
+    pub max_ttl: Option<u64>,
+}
+
+impl Decision {
+    /// The scopes Cedar allowed.
+    pub fn granted(&self) -> Scopes {
+        Scopes::from_granted(self.scopes.iter().filter(|s| s.allowed).map(|s| s.scope.clone()))
+    }
+
+    /// Every determining policy id, each once, in order of first appearance.
+    pub fn policies(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.scopes
+            .iter()
+            .flat_map(|s| s.policies.iter())
+            .filter(|p| seen.insert(p.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+impl PolicySnapshot {
+    /// Decides every scope of `req`.
+    pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, PolicyError> {
+        let slice = self
+            .targets
+            .get(req.target.as_str())
+            .ok_or(PolicyError::UnknownTarget)?;
+        let (principal_uid, entities) = self.request_entities(req.principal, &slice.entities)?;
+        let resource = slice
+            .entities
+            .first()
+            .map(Entity::uid)
+            .ok_or(PolicyError::UnknownTarget)?;
+        let base_context = base_context(req);
+        let authorizer = Authorizer::new();
+        let mut scopes = Vec::with_capacity(req.scopes.len());
+        let mut max_ttl: Option<u64> = None;
+        for scope in req.scopes.iter() {
+            let mut pairs = base_context.clone();
+            pairs.push(("scope".into(), RestrictedExpression::new_string(scope.as_str().to_owned())));
+            let context = Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))?;
+            let request = Request::new(principal_uid.clone(), self.mint.clone(), resource.clone(), context, None)
+                .map_err(|e| PolicyError::Request(e.to_string()))?;
+            let response = authorizer.is_authorized(&request, &slice.policies, &entities);
+            for err in response.diagnostics().errors() {
+                tracing::warn!(error = %err, "policy evaluation error (the policy is skipped)");
+            }
+            let allowed = response.decision() == CedarDecision::Allow;
+            let policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+            if allowed {
+                for id in response.diagnostics().reason() {
+                    if let Some(meta) = self.meta.get(id) {
+                        if meta.effect == Effect::Permit {
+                            if let Some(cap) = meta.max_ttl {
+                                max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
+                            }
+                        }
+                    }
+                }
+            }
+            scopes.push(ScopeDecision {
+                scope: scope.clone(),
+                allowed,
+                policies,
+            });
+        }
+        Ok(Decision { scopes, max_ttl })
+    }
+
+    /// The principal entity (attested attributes the schema declares, plus
+    /// parents and attributes from `entities.json`), its ancestors, and the
+    /// target slice's entities.
+    fn request_entities(&self, who: &Attested, target_entities: &[Entity]) -> Result<(EntityUid, Entities), PolicyError> {
+        let type_name = self
+            .type_names
+            .get(&who.entity_type)
+            .cloned()
+            .ok_or_else(|| PolicyError::Request("unknown entity type".into()))?;
+        let uid = EntityUid::from_type_name_and_id(type_name, EntityId::new(who.principal.as_str()));
+        let declared = self.declared.get(&who.entity_type);
+        let mut attrs: HashMap<String, RestrictedExpression> = who
+            .attributes
+            .iter()
+            .filter_map(|(name, value)| {
+                let kind = declared?.get(name)?;
+                match (kind, value) {
+                    (AttrKind::String, AttrValue::String(s)) => {
+                        Some((name.clone(), RestrictedExpression::new_string(s.clone())))
+                    }
+                    (AttrKind::Long, AttrValue::Long(n)) => Some((name.clone(), RestrictedExpression::new_long(*n))),
+                    _ => None,
+                }
+            })
+            .collect();
+        let mut parents = HashSet::new();
+        let mut all: Vec<Entity> = Vec::with_capacity(target_entities.len() + 4);
+        let mut seen: HashSet<EntityUid> = HashSet::new();
+        if let Some(known) = self.entities.get(&uid) {
+            let (_, known_attrs, known_parents) = known.clone().into_inner();
+            for (k, v) in known_attrs {
+                // What was attested wins over what a file says.
+                attrs.entry(k).or_insert(v);
+            }
+            for parent in &known_parents {
+                if let Some(e) = self.entities.get(parent) {
+                    if seen.insert(parent.clone()) {
+                        all.push(e.clone());
+                    }
+                }
+            }
+            parents = known_parents;
+        }
+        let principal = Entity::new(uid.clone(), attrs, parents).map_err(|e| PolicyError::Request(e.to_string()))?;
+        seen.insert(uid.clone());
+        all.push(principal);
+        for e in target_entities {
+            if seen.insert(e.uid()) {
+                all.push(e.clone());
+            }
+        }
+        let entities = Entities::from_entities(all, None).map_err(|e| PolicyError::Request(e.to_string()))?;
+        Ok((uid, entities))
+    }
+}
+
+/// Context keys shared by every scope of a request (CONTRACT section 4).
+fn base_context(req: &DecisionRequest<'_>) -> Vec<(String, RestrictedExpression)> {
+    let utc = UtcFields::from_unix(req.now);
+    let long = |v: u64| RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX));
+    vec![
+        ("requested_ttl".into(), long(req.requested_ttl.as_secs())),
+        ("now".into(), RestrictedExpression::new_datetime(rfc3339(req.now))),
+        ("hour".into(), long(u64::from(utc.hour))),
+        ("weekday".into(), RestrictedExpression::new_string(utc.weekday_name().to_owned())),
+        ("source_ip".into(), RestrictedExpression::new_ip(req.source_ip.to_string())),
+        (
+            "attestation".into(),
+            RestrictedExpression::new_string(req.principal.kind.as_str().to_owned()),
+        ),
+        ("sender_constrained".into(), RestrictedExpression::new_bool(req.sender_constrained)),
+        ("delegation_depth".into(), long(u64::from(req.delegation_depth))),
+    ]
+}

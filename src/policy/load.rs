@@ -1,0 +1,321 @@
+//! Reading `policies/`: `schema.cedarschema`, every `*.cedar` and
+//! `entities.json`, validated together. Errors name the file and line.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    ActionConstraint, Effect, Entities, Entity, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    ResourceConstraint, Schema, SchemaFragment, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde_json::Value;
+
+use crate::model::EntityType;
+
+/// The schema file inside the policy directory.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+/// The entities file inside the policy directory.
+pub const ENTITIES_FILE: &str = "entities.json";
+
+/// A policy directory that cannot be used, with where the problem is.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct PolicyLoadError {
+    /// The offending file.
+    pub file: PathBuf,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl PolicyLoadError {
+    fn at(file: &Path, text: Option<&str>, diag: &dyn Diagnostic, message: String) -> Self {
+        let line = text.and_then(|t| {
+            let offset = diag.labels()?.next()?.offset();
+            Some(t.get(..offset).unwrap_or(t).matches('\n').count() + 1)
+        });
+        Self {
+            file: file.to_path_buf(),
+            line,
+            message: message.replace('\n', " "),
+        }
+    }
+
+    fn plain(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Names, sizes and modification times of the directory's files: cheap to
+/// compute every poll, and it changes whenever a file is written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Fingerprint(Vec<(PathBuf, u64, Option<SystemTime>)>);
+
+impl Fingerprint {
+    pub(crate) fn of(dir: &Path) -> Self {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((e.path(), meta.len(), meta.modified().ok()))
+            })
+            .collect();
+        entries.sort();
+        Self(entries)
+    }
+}
+
+/// What one policy contributes beyond its Cedar text.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyMeta {
+    pub(crate) effect: Effect,
+    pub(crate) max_ttl: Option<u64>,
+}
+
+/// Policies and entities that concern one target.
+pub(crate) struct TargetSlice {
+    pub(crate) policies: PolicySet,
+    /// The target and its ancestors.
+    pub(crate) entities: Vec<Entity>,
+}
+
+/// A validated policy directory, immutable once built.
+pub struct PolicySnapshot {
+    pub(crate) targets: HashMap<String, TargetSlice>,
+    pub(crate) entities: Entities,
+    pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
+    /// Attribute names and kinds the schema declares per principal type.
+    pub(crate) declared: HashMap<EntityType, HashMap<String, AttrKind>>,
+    pub(crate) type_names: HashMap<EntityType, EntityTypeName>,
+    pub(crate) mint: EntityUid,
+    policy_count: usize,
+}
+
+/// The Cedar type of a declared principal attribute writ can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttrKind {
+    String,
+    Long,
+}
+
+fn read(path: &Path) -> Result<String, PolicyLoadError> {
+    std::fs::read_to_string(path).map_err(|e| PolicyLoadError::plain(path, format!("cannot read: {e}")))
+}
+
+fn parse_uid(s: &str) -> EntityUid {
+    // The literals below are well-formed; a failure would be a bug caught by tests.
+    EntityUid::from_str(s).unwrap_or_else(|_| unreachable!("bad built-in uid {s}"))
+}
+
+impl PolicySnapshot {
+    /// Loads and validates a policy directory.
+    pub fn load(dir: &Path) -> Result<Self, PolicyLoadError> {
+        let schema_path = dir.join(SCHEMA_FILE);
+        let schema_text = read(&schema_path)?;
+        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_text).map_err(|e| {
+            PolicyLoadError::at(&schema_path, Some(&schema_text), &e, e.to_string())
+        })?;
+        let declared = declared_attributes(&schema_path, &schema_text)?;
+
+        let mut all = PolicySet::new();
+        let mut meta = HashMap::new();
+        let validator = Validator::new(schema.clone());
+        for path in cedar_files(dir)? {
+            let text = read(&path)?;
+            let file_set = parse_file(&path, &text)?;
+            let result = validator.validate(&file_set, ValidationMode::Strict);
+            if let Some(err) = result.validation_errors().next() {
+                return Err(PolicyLoadError::at(&path, Some(&text), err, err.to_string()));
+            }
+            for policy in file_set.policies() {
+                let max_ttl = match policy.annotation("max_ttl") {
+                    None => None,
+                    Some(v) => Some(v.trim().parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        PolicyLoadError::plain(
+                            &path,
+                            format!("policy {}: @max_ttl must be a whole number of seconds, got {v:?}", policy.id()),
+                        )
+                    })?),
+                };
+                meta.insert(
+                    policy.id().clone(),
+                    PolicyMeta {
+                        effect: policy.effect(),
+                        max_ttl,
+                    },
+                );
+                all.add(policy.clone()).map_err(|e| {
+                    PolicyLoadError::plain(&path, format!("policy {}: {e}", policy.id()))
+                })?;
+            }
+        }
+
+        let entities_path = dir.join(ENTITIES_FILE);
+        let entities = if entities_path.exists() {
+            let text = read(&entities_path)?;
+            Entities::from_json_str(&text, Some(&schema))
+                .map_err(|e| PolicyLoadError::at(&entities_path, Some(&text), &e, e.to_string()))?
+        } else {
+            Entities::empty()
+        };
+
+        let mint = parse_uid(r#"Action::"mint""#);
+        let target_type = EntityTypeName::from_str("Target").unwrap_or_else(|_| unreachable!());
+        let mut targets = HashMap::new();
+        for entity in entities.iter() {
+            let uid = entity.uid();
+            if uid.type_name() != &target_type {
+                continue;
+            }
+            let mut policies = PolicySet::new();
+            for p in all.policies() {
+                if concerns(p, &mint, &uid, &target_type) {
+                    policies
+                        .add(p.clone())
+                        .map_err(|e| PolicyLoadError::plain(dir, e.to_string()))?;
+                }
+            }
+            let mut slice_entities = vec![entity.clone()];
+            if let Some(ancestors) = entities.ancestors(&uid) {
+                slice_entities.extend(ancestors.filter_map(|a| entities.get(a).cloned()));
+            }
+            targets.insert(
+                uid.id().unescaped().to_owned(),
+                TargetSlice {
+                    policies,
+                    entities: slice_entities,
+                },
+            );
+        }
+
+        let type_names = [EntityType::Workload, EntityType::Agent]
+            .into_iter()
+            .map(|t| (t, EntityTypeName::from_str(t.as_str()).unwrap_or_else(|_| unreachable!())))
+            .collect();
+        Ok(Self {
+            targets,
+            entities,
+            meta,
+            declared,
+            type_names,
+            mint,
+            policy_count: all.policies().count(),
+        })
+    }
+
+    /// Number of policies in the set.
+    pub fn policy_count(&self) -> usize {
+        self.policy_count
+    }
+
+    /// Whether `id` is a known `Target`.
+    pub fn has_target(&self, id: &str) -> bool {
+        self.targets.contains_key(id)
+    }
+}
+
+/// Whether a policy can matter for minting on `target`: slicing by action
+/// and resource keeps decisions fast when there are many policies.
+fn concerns(p: &Policy, mint: &EntityUid, target: &EntityUid, target_type: &EntityTypeName) -> bool {
+    let action = match p.action_constraint() {
+        ActionConstraint::Any | ActionConstraint::In(_) => true,
+        ActionConstraint::Eq(a) => &a == mint,
+    };
+    let resource = match p.resource_constraint() {
+        ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+        ResourceConstraint::Eq(r) => &r == target,
+        ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => &t == target_type,
+    };
+    action && resource
+}
+
+fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyLoadError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| PolicyLoadError::plain(dir, format!("cannot read policy directory: {e}")))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses one file; policies are named by `@id`, else `<file stem>.<index>`.
+fn parse_file(path: &Path, text: &str) -> Result<PolicySet, PolicyLoadError> {
+    let parsed = PolicySet::from_str(text).map_err(|e| PolicyLoadError::at(path, Some(text), &e, e.to_string()))?;
+    if parsed.templates().next().is_some() {
+        return Err(PolicyLoadError::plain(path, "policy templates are not supported"));
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut named = PolicySet::new();
+    let mut seen = HashSet::new();
+    for policy in parsed.policies() {
+        // from_str names policies policy0, policy1... in source order.
+        let index = policy.id().to_string().trim_start_matches("policy").to_owned();
+        let id = match policy.annotation("id") {
+            Some(id) => id.to_owned(),
+            None => format!("{stem}.{index}"),
+        };
+        if !seen.insert(id.clone()) {
+            return Err(PolicyLoadError::plain(path, format!("policy id {id:?} is used twice")));
+        }
+        named
+            .add(policy.new_id(PolicyId::new(&id)))
+            .map_err(|e| PolicyLoadError::plain(path, format!("policy {id}: {e}")))?;
+    }
+    Ok(named)
+}
+
+/// Reads which attributes the schema declares on `Workload` and `Agent`, so
+/// attestation attributes the schema does not know are left out.
+fn declared_attributes(
+    path: &Path,
+    text: &str,
+) -> Result<HashMap<EntityType, HashMap<String, AttrKind>>, PolicyLoadError> {
+    let (fragment, _) = SchemaFragment::from_cedarschema_str(text)
+        .map_err(|e| PolicyLoadError::at(path, Some(text), &e, e.to_string()))?;
+    let json = fragment
+        .to_json_value()
+        .map_err(|e| PolicyLoadError::plain(path, e.to_string()))?;
+    let mut out: HashMap<EntityType, HashMap<String, AttrKind>> = HashMap::new();
+    let Some(namespaces) = json.as_object() else {
+        return Ok(out);
+    };
+    for (ns, body) in namespaces {
+        if !ns.is_empty() {
+            continue; // writ's entity types live in the empty namespace
+        }
+        for ty in [EntityType::Workload, EntityType::Agent] {
+            let attrs = body
+                .pointer(&format!("/entityTypes/{}/shape/attributes", ty.as_str()))
+                .and_then(Value::as_object);
+            let Some(attrs) = attrs else { continue };
+            let kinds = attrs
+                .iter()
+                .filter_map(|(name, def)| {
+                    let ty_name = match def.get("type").and_then(Value::as_str) {
+                        Some("EntityOrCommon") => def.get("name").and_then(Value::as_str),
+                        other => other,
+                    };
+                    match ty_name {
+                        Some("String") => Some((name.clone(), AttrKind::String)),
+                        Some("Long") => Some((name.clone(), AttrKind::Long)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            out.insert(ty, kinds);
+        }
+    }
+    Ok(out)
+}

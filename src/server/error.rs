@@ -1,0 +1,139 @@
+//! Every refusal a client can see, mapped to RFC 6749 section 5.2 in one
+//! place. Descriptions are safe text; the detail is in the log and the audit
+//! record the `decision_id` finds.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::attest::AttestError;
+use crate::policy::PolicyError;
+use crate::token::TokenError;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: malformed or missing parameter.
+    InvalidRequest(String),
+    /// 400: the subject token failed attestation.
+    InvalidGrant(String),
+    /// 400: the audience is not a known target.
+    InvalidTarget(String),
+    /// 400: malformed scope, or wider than the subject token allows.
+    InvalidScope(String),
+    /// 400: a grant type writ does not serve.
+    UnsupportedGrantType,
+    /// 401: the caller did not authenticate.
+    InvalidClient(String),
+    /// 403: policy permitted no scope, or the kill switch blocks it.
+    AccessDenied(String),
+    /// 413: the body is larger than allowed.
+    PayloadTooLarge,
+    /// 503: overload, timeout or a failing dependency.
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::AccessDenied(_) => "access_denied",
+            Self::Unavailable(_) => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            Self::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `error_description`.
+    pub fn description(&self) -> String {
+        match self {
+            Self::InvalidRequest(d)
+            | Self::InvalidGrant(d)
+            | Self::InvalidTarget(d)
+            | Self::InvalidScope(d)
+            | Self::InvalidClient(d)
+            | Self::AccessDenied(d)
+            | Self::Unavailable(d) => d.clone(),
+            Self::UnsupportedGrantType => "grant_type is not supported".into(),
+            Self::PayloadTooLarge => "request body is too large".into(),
+        }
+    }
+
+    /// Pairs the refusal with the decision it belongs to.
+    pub fn with_id(self, decision_id: impl Into<String>) -> ApiError {
+        ApiError {
+            refusal: self,
+            decision_id: decision_id.into(),
+        }
+    }
+}
+
+impl From<AttestError> for Refusal {
+    fn from(e: AttestError) -> Self {
+        Self::InvalidGrant(format!("subject_token: {e}"))
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Signing => Self::Unavailable("token could not be signed".into()),
+            _ => Self::InvalidGrant(format!("subject_token: {e}")),
+        }
+    }
+}
+
+impl From<PolicyError> for Refusal {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::UnknownTarget => Self::InvalidTarget("audience is not a known target".into()),
+            PolicyError::Request(_) => Self::Unavailable("the decision could not be made".into()),
+        }
+    }
+}
+
+/// A refusal with its `decision_id`, rendered as RFC 6749 JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    /// What went wrong.
+    pub refusal: Refusal,
+    /// Finds the audit record.
+    pub decision_id: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": self.refusal.code(),
+            "error_description": self.refusal.description(),
+            "decision_id": self.decision_id,
+        });
+        let mut resp = (self.refusal.status(), Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if matches!(self.refusal, Refusal::InvalidClient(_)) {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self.refusal, Refusal::Unavailable(_)) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,232 @@
+//! HTTPS in front of the pipeline: routes, TLS, limits and errors.
+//!
+//! [`Server::start`] builds every part from the configuration (store, keys,
+//! issuers, policies, audit), binds the listener and serves until
+//! [`Running::shutdown`]. Handlers only extract, call attest, policy, token
+//! and audit, and return; statuses are chosen in `error`.
+
+mod error;
+mod form;
+mod introspect;
+mod listener;
+mod routes;
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::{ApiError, Refusal};
+pub use form::Form;
+
+use crate::attest::Registry;
+use crate::audit::{AuditLog, AuditWriter, Metrics};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::policy::PolicyEngine;
+use crate::revoke::RevocationIndex;
+use crate::store::Store;
+use crate::token::{KeyRing, Minter, TokenVerifier};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// TLS material could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Signing keys could not be loaded or generated.
+    #[error(transparent)]
+    Keys(#[from] crate::token::KeyRingError),
+    /// An issuer is misconfigured.
+    #[error(transparent)]
+    Issuer(#[from] crate::attest::RegistryError),
+    /// The policy directory is invalid.
+    #[error("policies: {0}")]
+    Policy(#[from] crate::policy::PolicyLoadError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub struct AppState {
+    /// `iss` of minted tokens.
+    pub issuer: String,
+    /// The configuration in force.
+    pub config: Config,
+    /// Attestation issuers.
+    pub attest: Arc<Registry>,
+    /// Cedar.
+    pub policy: Arc<PolicyEngine>,
+    /// Signing and verification keys.
+    pub keys: Arc<KeyRing>,
+    /// Signs new tokens.
+    pub minter: Minter,
+    /// Checks writ tokens that come back.
+    pub verifier: TokenVerifier,
+    /// The kill switch.
+    pub revocations: Arc<RevocationIndex>,
+    /// The decision log.
+    pub audit: AuditLog,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// SHA-256 digests of admin bearer tokens.
+    pub admin_token_digests: Vec<[u8; 32]>,
+}
+
+/// A starting point: configuration and clock.
+pub struct Server {
+    config: Config,
+    clock: Arc<dyn Clock>,
+}
+
+/// A server that is accepting connections.
+pub struct Running {
+    addr: SocketAddr,
+    issuer: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+    audit: AuditWriter,
+}
+
+impl Server {
+    /// A server for `config` reading time from `clock`.
+    pub fn new(config: Config, clock: Arc<dyn Clock>) -> Self {
+        Self { config, clock }
+    }
+
+    /// Builds every part, binds, and starts serving in the background.
+    pub async fn start(self) -> Result<Running, StartError> {
+        let Self { config, clock } = self;
+        crate::install_crypto_provider();
+        let tls = listener::tls_config(&config.tls)?;
+        let tcp = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = tcp.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let issuer = config
+            .server
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://{addr}"));
+
+        let store = crate::store::open(&config.store.url).await?;
+        let keys = Arc::new(
+            KeyRing::open(
+                store.as_ref(),
+                config.tokens.algorithm,
+                clock.unix_now(),
+                config.tokens.max_ttl.as_secs(),
+            )
+            .await?,
+        );
+        let attest = Arc::new(Registry::from_config(&config, clock.clone()).await?);
+        attest.spawn_refresh();
+        let policy_dir = config.policy.dir.clone();
+        let policy = Arc::new(
+            tokio::task::spawn_blocking(move || PolicyEngine::load(&policy_dir))
+                .await
+                .map_err(|e| StartError::Tls(format!("policy loader panicked: {e}")))??,
+        );
+        let metrics = Arc::new(Metrics::new());
+        {
+            let metrics = metrics.clone();
+            crate::policy::spawn_watcher(policy.clone(), config.policy.reload_interval, move |ok| {
+                metrics.policy_reload(ok)
+            });
+        }
+        let (audit, audit_writer) = AuditLog::open(&config.audit.path).await?;
+        let admin_token_digests = config
+            .admin
+            .token_sha256
+            .iter()
+            .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+            .collect();
+        let state = Arc::new(AppState {
+            minter: Minter::new(keys.active(), issuer.clone()),
+            verifier: TokenVerifier::new(keys.clone(), issuer.clone(), clock.clone()),
+            issuer: issuer.clone(),
+            attest,
+            policy: policy.clone(),
+            keys,
+            revocations: Arc::new(RevocationIndex::new()),
+            audit,
+            metrics,
+            store,
+            clock,
+            admin_token_digests,
+            config,
+        });
+        tracing::info!(
+            %addr,
+            %issuer,
+            policies = policy.snapshot().policy_count(),
+            issuers = state.attest.len(),
+            "writ is serving"
+        );
+        let app = routes::router(state.clone());
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let limits = state.config.limits.clone();
+        drop(state);
+        let serve = tokio::spawn(listener::serve(tcp, tls, app, limits, shutdown_rx));
+        Ok(Running {
+            addr,
+            issuer,
+            shutdown,
+            serve,
+            audit: audit_writer,
+        })
+    }
+}
+
+impl Running {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `iss` of minted tokens (and the base of every endpoint URL).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Stops accepting, lets connections finish briefly, flushes the audit log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.serve.await;
+        // Connections still open keep a sender alive; do not wait for them forever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.audit.finish()).await;
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down cleanly.
+    pub async fn until_signalled(self) {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}

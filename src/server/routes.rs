@@ -1,0 +1,120 @@
+//! The router: OAuth endpoints, discovery, operations; one middleware stack
+//! that sheds load and bounds request time with 503 `temporarily_unavailable`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+
+use super::AppState;
+use super::error::Refusal;
+
+/// The largest request body accepted (form posts).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub(super) fn router(state: Arc<AppState>) -> Router {
+    let limits = state.config.limits.clone();
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/jwks.json", get(jwks))
+        .route("/oauth2/token", post(super::token::token))
+        .route("/oauth2/introspect", post(super::introspect::introspect))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent_requests)
+                .timeout(limits.request_timeout),
+        )
+        .with_state(state)
+}
+
+async fn overloaded(err: BoxError) -> Response {
+    let why = if err.is::<tower::timeout::error::Elapsed>() {
+        "request timed out"
+    } else {
+        "server is overloaded"
+    };
+    tracing::warn!(reason = why, "request shed");
+    Refusal::Unavailable(why.into())
+        .with_id(super::token::new_decision_id())
+        .into_response()
+}
+
+fn json_bytes(body: Bytes, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// RFC 8414 metadata; every endpoint is discoverable from it.
+async fn metadata(State(app): State<Arc<AppState>>) -> Response {
+    let iss = &app.issuer;
+    let doc = json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/jwks.json"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "revocation_feed_endpoint": format!("{iss}/v1/revocations"),
+        "grant_types_supported": [
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "client_credentials"
+        ],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "dpop_signing_alg_values_supported": [],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [app.config.tokens.algorithm.as_str()],
+    });
+    json_bytes(Bytes::from(doc.to_string()), "public, max-age=300")
+}
+
+/// The public keys of minted tokens.
+async fn jwks(State(app): State<Arc<AppState>>) -> Response {
+    json_bytes(app.keys.jwks_json(), "public, max-age=60")
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when policies are loaded (they are, once serving) and the store answers.
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

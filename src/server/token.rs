@@ -1,0 +1,282 @@
+//! `POST /oauth2/token`: RFC 8693 token exchange. Attest the subject, check
+//! the kill switch, decide each scope, cap the lifetime, mint, audit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::json;
+
+use super::AppState;
+use super::error::Refusal;
+use super::form::Form;
+use super::listener::Peer;
+use crate::attest::{AttrValue, Attested};
+use crate::audit::AuditRecord;
+use crate::clock::rfc3339;
+use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
+use crate::policy::DecisionRequest;
+use crate::revoke::MintFacts;
+use crate::token::MintRequest;
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A fresh id for one decision (128 random bits, hex).
+pub fn new_decision_id() -> String {
+    let mut id = [0u8; 16];
+    // SystemRandom only fails if the OS has no randomness; the id is then
+    // still unique enough for correlation within the process.
+    if SystemRandom::new().fill(&mut id).is_err() {
+        tracing::error!("system randomness unavailable for a decision id");
+    }
+    hex::encode(id)
+}
+
+/// The audit record under construction: each step fills what it learned.
+struct Trail {
+    record: AuditRecord,
+}
+
+impl Trail {
+    fn new(decision_id: String, now: u64, peer: &Peer) -> Self {
+        Self {
+            record: AuditRecord {
+                decision_id,
+                time: rfc3339(now),
+                principal: None,
+                attestation: None,
+                source_ip: peer.addr.ip().to_string(),
+                target: None,
+                scopes_requested: Vec::new(),
+                scopes_granted: Vec::new(),
+                decision: "deny",
+                policies: Vec::new(),
+                jti: None,
+                exp: None,
+                error: None,
+                reason: None,
+            },
+        }
+    }
+}
+
+pub(super) async fn token(
+    State(app): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let now = app.clock.unix_now();
+    let mut trail = Trail::new(new_decision_id(), now, &peer);
+    let outcome = exchange(&app, &peer, &headers, body, now, &mut trail).await;
+    let mut record = trail.record;
+    let response = match outcome {
+        Ok(body) => {
+            record.decision = "allow";
+            app.metrics.decision("allow");
+            app.metrics.mint_duration(started.elapsed().as_secs_f64());
+            let mut resp = (StatusCode::OK, Json(body)).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Err(refusal) => {
+            let outcome = if matches!(refusal, Refusal::Unavailable(_)) { "error" } else { "deny" };
+            app.metrics.decision(outcome);
+            record.error = Some(refusal.code());
+            record.reason = Some(refusal.description());
+            tracing::info!(
+                decision_id = %record.decision_id,
+                error = refusal.code(),
+                reason = %refusal.description(),
+                principal = record.principal.as_deref().unwrap_or("-"),
+                "token request refused"
+            );
+            refusal.with_id(record.decision_id.clone()).into_response()
+        }
+    };
+    app.audit.record(record).await;
+    response
+}
+
+async fn exchange(
+    app: &AppState,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    now: u64,
+    trail: &mut Trail,
+) -> Result<serde_json::Value, Refusal> {
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal::PayloadTooLarge
+        } else {
+            Refusal::InvalidRequest("request body could not be read".into())
+        }
+    })?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(Refusal::InvalidRequest(
+            "content type must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let form = Form::parse(&body)?;
+    match form.required("grant_type")? {
+        TOKEN_EXCHANGE => {}
+        CLIENT_CREDENTIALS => {
+            return Err(Refusal::InvalidClient(
+                "client_credentials needs a caller attested by an mTLS certificate or Unix peer credentials".into(),
+            ));
+        }
+        _ => return Err(Refusal::UnsupportedGrantType),
+    }
+    let audience = TargetId::new(form.required("audience")?)
+        .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
+    trail.record.target = Some(audience.to_string());
+    let scopes = Scopes::parse(form.required("scope")?).map_err(|e| Refusal::InvalidScope(e.to_string()))?;
+    trail.record.scopes_requested = scopes.to_strings();
+    let requested_ttl = match form.optional("requested_ttl") {
+        None => Ttl::from_duration(app.config.tokens.default_ttl)
+            .map_err(|_| Refusal::Unavailable("tokens.default_ttl is zero".into()))?,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .and_then(|s| Ttl::from_secs(s).ok())
+            .ok_or_else(|| Refusal::InvalidRequest("requested_ttl must be a positive whole number of seconds".into()))?,
+    };
+    if form.optional("actor_token").is_some() {
+        return Err(Refusal::InvalidRequest("actor_token (delegation) is not supported yet".into()));
+    }
+    let subject_token = form.required("subject_token")?;
+    let subject_type = form.required("subject_token_type")?;
+
+    let (subject, ceiling) = match subject_type {
+        TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(subject_token).await {
+            Ok(attested) => (attested, None),
+            Err(e) => {
+                app.metrics.attestation_failure(e.reason());
+                return Err(e.into());
+            }
+        },
+        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, now)?,
+        _ => return Err(Refusal::InvalidRequest("subject_token_type is not supported".into())),
+    };
+    trail.record.principal = Some(subject.principal.to_string());
+    trail.record.attestation = Some(subject.kind.as_str().to_owned());
+
+    let issuer_attr = match subject.attributes.get("issuer") {
+        Some(AttrValue::String(s)) => s.as_str(),
+        _ => "",
+    };
+    if let Some(hit) = app.revocations.blocked(&MintFacts {
+        subject: subject.principal.as_str(),
+        audience: audience.as_str(),
+        issuer: issuer_attr,
+    }) {
+        return Err(Refusal::AccessDenied(format!(
+            "blocked by the kill switch (entry {})",
+            hit.entry_id
+        )));
+    }
+
+    let decision = app.policy.decide(&DecisionRequest {
+        principal: &subject,
+        target: &audience,
+        scopes: &scopes,
+        requested_ttl,
+        now,
+        source_ip: peer.addr.ip(),
+        sender_constrained: false,
+        delegation_depth: 0,
+    })?;
+    let granted = decision.granted();
+    trail.record.policies = decision.policies();
+    if granted.is_empty() {
+        let why = match trail.record.policies.as_slice() {
+            [] => "no policy permits the requested scopes".to_owned(),
+            ids => format!("denied by policy {}", ids.join(", ")),
+        };
+        return Err(Refusal::AccessDenied(why));
+    }
+    trail.record.scopes_granted = granted.to_strings();
+
+    let mut ttl = requested_ttl.as_secs().min(app.config.tokens.max_ttl.as_secs());
+    if let Some(cap) = decision.max_ttl {
+        ttl = ttl.min(cap);
+    }
+    if let Some(left) = ceiling {
+        ttl = ttl.min(left);
+    }
+    let ttl = Ttl::from_secs(ttl).map_err(|_| Refusal::InvalidGrant("subject_token has no lifetime left".into()))?;
+    let minted = app.minter.mint(MintRequest {
+        subject: &subject.principal,
+        principal_type: subject.entity_type,
+        attestation: subject.kind,
+        audience: &audience,
+        scopes: &granted,
+        ttl,
+        now,
+        act: None,
+        cnf: None,
+    })?;
+    trail.record.jti = Some(minted.jti.clone());
+    trail.record.exp = Some(minted.exp);
+    Ok(json!({
+        "access_token": minted.token,
+        "issued_token_type": TYPE_ACCESS_TOKEN,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "scope": granted.to_string(),
+    }))
+}
+
+/// A writ token presented to be narrowed: same audience, a subset of its
+/// scopes, no longer than it has left. Returns the subject and that ceiling.
+fn narrowing(
+    app: &AppState,
+    token: &str,
+    audience: &TargetId,
+    scopes: &Scopes,
+    now: u64,
+) -> Result<(Arc<Attested>, Option<u64>), Refusal> {
+    let claims = app.verifier.verify(token)?;
+    if let Some(hit) = app.revocations.revoked(&claims) {
+        return Err(Refusal::InvalidGrant(format!(
+            "subject_token was revoked (entry {})",
+            hit.entry_id
+        )));
+    }
+    if claims.aud != audience.as_str() {
+        return Err(Refusal::InvalidTarget("audience must be the subject token's own audience".into()));
+    }
+    let own = Scopes::parse(&claims.scope).map_err(|_| Refusal::InvalidGrant("subject_token scope is malformed".into()))?;
+    if !scopes.is_subset_of(&own) {
+        return Err(Refusal::InvalidScope("scope is wider than the subject token's".into()));
+    }
+    let principal = Principal::new(claims.sub).map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
+    let mut attributes = std::collections::BTreeMap::new();
+    attributes.insert("issuer".to_owned(), AttrValue::String(app.issuer.clone()));
+    let attested = Attested {
+        principal,
+        entity_type: EntityType::parse(&claims.principal_type).unwrap_or_default(),
+        kind: AttestationKind::Writ,
+        attributes,
+        expires_at: claims.exp,
+    };
+    Ok((Arc::new(attested), Some(claims.exp.saturating_sub(now))))
+}

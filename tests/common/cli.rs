@@ -1,0 +1,58 @@
+//! One-shot commands: the `writ` CLI and the Python verifier, each with a time limit.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::server::isolate;
+
+/// How long a one-shot command may run.
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// Exit code and output of a finished command.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn describe(&self) -> String {
+        format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `writ <args>` in `cwd` to completion.
+pub async fn writ(cwd: &Path, args: &[&str]) -> CliOutput {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.args(args).current_dir(cwd);
+    isolate(&mut command);
+    run(command, &format!("writ {}", args.join(" "))).await
+}
+
+/// Runs `python3 -c <script> <args>` in `cwd` to completion.
+pub async fn python(cwd: &Path, script: &str, args: &[&str]) -> CliOutput {
+    let mut command = std::process::Command::new("python3");
+    command.arg("-c").arg(script).args(args).current_dir(cwd);
+    isolate(&mut command);
+    run(command, "python3").await
+}
+
+async fn run(command: std::process::Command, what: &str) -> CliOutput {
+    let mut command = tokio::process::Command::from(command);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(COMMAND_LIMIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("`{what}` still running after {COMMAND_LIMIT:?}"))
+        .unwrap_or_else(|error| panic!("run `{what}`: {error}"));
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
