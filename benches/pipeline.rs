@@ -1,1 +1,87 @@
-fn main() {}
+//! Criterion micro-benchmarks of the hot path: attestation (cold and
+//! cached), one Cedar decision over 10/100/1,000 policies, mint alone, and
+//! the in-process pipeline (attest + decide + mint).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use writ::clock::{Clock, SystemClock};
+use writ::model::Ttl;
+use writ::policy::{DecisionRequest, PolicyEngine};
+use writ::token::MintRequest;
+
+fn benches(c: &mut Criterion) {
+    writ::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p = rt.block_on(support::Pipeline::new());
+
+    let counter = AtomicU64::new(0);
+    c.bench_function("attest/cold (ES256 verify + claims)", |b| {
+        b.iter_batched(
+            || p.sa_token(&format!("sa{}", counter.fetch_add(1, Ordering::Relaxed))),
+            |token| rt.block_on(p.registry.attest_jwt(&token)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = p.sa_token("api");
+    rt.block_on(p.registry.attest_jwt(&warm)).unwrap();
+    c.bench_function("attest/cached", |b| {
+        b.iter(|| rt.block_on(p.registry.attest_jwt(&warm)).unwrap())
+    });
+
+    let attested = rt.block_on(p.registry.attest_jwt(&warm)).unwrap();
+    for n in [10usize, 100, 1_000] {
+        let dir = support::policy_dir_with(n);
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        c.bench_function(&format!("decide/{n} policies"), |b| {
+            b.iter(|| {
+                let d = engine
+                    .decide(&DecisionRequest {
+                        principal: &attested,
+                        target: &p.target,
+                        scopes: &p.scopes,
+                        requested_ttl: Ttl::from_secs(300).unwrap(),
+                        now: SystemClock.unix_now(),
+                        source_ip: IpAddr::from([127, 0, 0, 1]),
+                        sender_constrained: false,
+                        delegation_depth: 0,
+                    })
+                    .unwrap();
+                assert!(!d.granted().is_empty());
+            })
+        });
+    }
+
+    c.bench_function("mint/ES256", |b| {
+        b.iter(|| {
+            p.minter
+                .mint(MintRequest {
+                    subject: &attested.principal,
+                    principal_type: attested.entity_type,
+                    attestation: attested.kind,
+                    audience: &p.target,
+                    scopes: &p.scopes,
+                    ttl: Ttl::from_secs(300).unwrap(),
+                    now: SystemClock.unix_now(),
+                    act: None,
+                    cnf: None,
+                })
+                .unwrap()
+        })
+    });
+
+    c.bench_function("pipeline/attest(cached)+decide+mint", |b| {
+        b.iter(|| rt.block_on(p.run(&warm)))
+    });
+}
+
+criterion_group!(name = group; config = Criterion::default().sample_size(30); targets = benches);
+criterion_main!(group);

@@ -76,7 +76,9 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
     let (ca_key, ca_cert) = if ca_is_new {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "writ dev CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "writ dev CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key)?;
@@ -98,8 +100,11 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
     let (server_cert_path, server_key_path) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
     if ca_is_new || !server_cert_path.exists() || !server_key_path.exists() {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
-        params.distinguished_name.push(DnType::CommonName, "writ dev server");
+        let mut params =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "writ dev server");
         let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
         for p in [&server_cert_path, &server_key_path] {
             let _ = std::fs::remove_file(p);
@@ -128,7 +133,10 @@ fn public_jwk(key: &KeyPair) -> serde_json::Value {
     let xy = point.get(1..).unwrap_or_default();
     let (x, y) = xy.split_at(xy.len() / 2);
     let mut jwk = json!({"crv": "P-256", "kty": "EC", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)});
-    let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, jwk.to_string().as_bytes()));
+    let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        jwk.to_string().as_bytes(),
+    ));
     if let Some(o) = jwk.as_object_mut() {
         o.insert("kid".into(), kid.into());
         o.insert("alg".into(), "ES256".into());
@@ -154,12 +162,19 @@ impl DevIssuer {
             .and_then(|k| k.as_str())
             .unwrap_or_default()
             .to_owned();
-        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| CertsError::Sign(e.to_string()))?;
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
+            .map_err(|e| CertsError::Sign(e.to_string()))?;
         Ok(Self { key, kid })
     }
 
     /// A projected service-account token for `namespace/service_account`.
-    pub fn service_account_token(&self, namespace: &str, service_account: &str, now: u64, ttl: u64) -> Result<String, CertsError> {
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<String, CertsError> {
         let claims = json!({
             "iss": DEV_ISSUER,
             "aud": [DEV_AUDIENCE],
@@ -175,7 +190,8 @@ impl DevIssuer {
         });
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| CertsError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| CertsError::Sign(e.to_string()))
     }
 }
 
@@ -190,7 +206,10 @@ mod tests {
         let first = init(dir.path()).unwrap();
         assert_eq!(first.len(), 6);
         for key in [CA_KEY, SERVER_KEY, DEV_ISSUER_KEY] {
-            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
         assert!(init(dir.path()).unwrap().is_empty());

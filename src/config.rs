@@ -39,6 +39,7 @@ pub enum ConfigError {
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     /// Listener and identity of this broker.
     pub server: ServerConfig,
@@ -297,23 +298,6 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            store: StoreConfig::default(),
-            tokens: TokensConfig::default(),
-            policy: PolicyConfig::default(),
-            audit: AuditConfig::default(),
-            admin: AdminConfig::default(),
-            issuers: Vec::new(),
-            limits: LimitsConfig::default(),
-            dev_mode: false,
-        }
-    }
-}
-
 /// The issuer name of the dev attestation issuer.
 pub const DEV_ISSUER: &str = "https://dev.writ.local";
 /// The audience dev service-account tokens carry.
@@ -415,9 +399,6 @@ impl Config {
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
         }
-        if self.tokens.default_ttl > self.tokens.max_ttl {
-            return bad("tokens.default_ttl exceeds tokens.max_ttl".into());
-        }
         for digest in &self.admin.token_sha256 {
             if digest.len() != 64 || hex::decode(digest).is_err() {
                 return bad("admin.token_sha256 entries must be 64 hex digits".into());
@@ -435,7 +416,10 @@ impl Config {
                 _ => {}
             }
             if self.issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
-                return bad(format!("{at}: issuer {:?} is configured twice", issuer.issuer));
+                return bad(format!(
+                    "{at}: issuer {:?} is configured twice",
+                    issuer.issuer
+                ));
             }
             if issuer.kind == IssuerKind::Kubernetes && issuer.entity_type != EntityType::Workload {
                 return bad(format!("{at}: kubernetes principals are always Workload"));

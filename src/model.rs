@@ -123,7 +123,11 @@ impl Scope {
             && s.len() <= Self::MAX_LEN
             && s.bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if ok { Ok(Self(s)) } else { Err(ModelError::Scope) }
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(ModelError::Scope)
+        }
     }
 
     /// The scope as a string.
@@ -216,7 +220,11 @@ pub struct Ttl(u64);
 impl Ttl {
     /// A lifetime of `secs` seconds.
     pub fn from_secs(secs: u64) -> Result<Self, ModelError> {
-        if secs == 0 { Err(ModelError::Ttl) } else { Ok(Self(secs)) }
+        if secs == 0 {
+            Err(ModelError::Ttl)
+        } else {
+            Ok(Self(secs))
+        }
     }
 
     /// A lifetime from a duration, rounded down to whole seconds.
@@ -307,7 +315,10 @@ mod tests {
         assert!(Scopes::parse("re\"ad").is_err());
         assert!(Scopes::parse("a\\b").is_err());
         assert!(Scopes::parse("   ").is_err());
-        let many = (0..=Scopes::MAX).map(|i| format!("s{i}")).collect::<Vec<_>>().join(" ");
+        let many = (0..=Scopes::MAX)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(Scopes::parse(&many).is_err());
     }
 

@@ -84,21 +84,30 @@ struct KeySet {
 impl KeySet {
     /// Parses a JWKS document, keeping only asymmetric keys writ accepts.
     fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let doc: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
             .ok_or("JWKS has no \"keys\" array")?;
         let mut set = Self::default();
         for jwk in keys {
-            let Some(family) = family_of(jwk) else { continue };
-            if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+            let Some(family) = family_of(jwk) else {
+                continue;
+            };
+            if jwk
+                .get("use")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u != "sig")
+            {
                 continue;
             }
             let Ok(parsed) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone()) else {
                 continue;
             };
-            let Ok(decoding) = DecodingKey::from_jwk(&parsed) else { continue };
+            let Ok(decoding) = DecodingKey::from_jwk(&parsed) else {
+                continue;
+            };
             let key = Arc::new(VerifyKey {
                 decoding,
                 family,
@@ -114,7 +123,11 @@ impl KeySet {
 
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyKey>, AttestError> {
         let key = match kid {
-            Some(kid) => self.by_kid.get(kid).cloned().ok_or(AttestError::UnknownKey)?,
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .cloned()
+                .ok_or(AttestError::UnknownKey)?,
             None => {
                 // Without a kid, only an unambiguous key may be used.
                 let mut usable = self.all.iter().filter(|k| k.allows(alg));
@@ -146,7 +159,10 @@ fn family_of(jwk: &Value) -> Option<Family> {
 
 enum Origin {
     File(PathBuf),
-    Uri { url: String, client: reqwest::Client },
+    Uri {
+        url: String,
+        client: reqwest::Client,
+    },
 }
 
 struct Inner {
@@ -191,12 +207,17 @@ impl KeySource {
                 tracing::warn!(issuer = %ic.name, error = %e, "JWKS fetch failed; tokens of this issuer are refused until it succeeds");
             }
         }
-        *source.inner.last_fetch.lock().await = Some(Instant::now());
+        // The startup load does not count against REFETCH_AFTER: a key
+        // rotated just before start is still found on first sight.
         Ok(source)
     }
 
     /// The key for `kid` that may verify `alg`, refetching once if unknown.
-    pub(crate) async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyKey>, AttestError> {
+    pub(crate) async fn find(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyKey>, AttestError> {
         match self.inner.keys.load().find(kid, alg) {
             Err(AttestError::UnknownKey) => {}
             other => return other,
@@ -256,8 +277,10 @@ fn https_client(extra_ca: Option<&PathBuf>) -> Result<reqwest::Client, String> {
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = extra_ca {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
         builder = builder.add_root_certificate(cert);
     }
     builder.build().map_err(|e| format!("HTTPS client: {e}"))
@@ -275,7 +298,9 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("GET {url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(format!(
+                "GET {url}: JWKS larger than {MAX_JWKS_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -290,7 +315,10 @@ mod tests {
     fn hmac_keys_in_a_jwks_are_ignored() {
         let set = KeySet::parse(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#).unwrap();
         assert!(set.all.is_empty());
-        assert!(matches!(set.find(Some("h"), Algorithm::ES256), Err(AttestError::UnknownKey)));
+        assert!(matches!(
+            set.find(Some("h"), Algorithm::ES256),
+            Err(AttestError::UnknownKey)
+        ));
     }
 
     #[test]

@@ -36,7 +36,8 @@ impl Unverified {
     /// Splits a compact JWS and decodes header and payload.
     pub(crate) fn parse(token: &str) -> Result<Self, AttestError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(_sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AttestError::Malformed);
         };
@@ -106,20 +107,26 @@ impl JwtVerifier {
         &self.keys
     }
 
-    pub(crate) async fn verify(&self, token: &str, unverified: &Unverified) -> Result<Verified, AttestError> {
-        let key = self.keys.find(unverified.kid.as_deref(), unverified.alg).await?;
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        unverified: &Unverified,
+    ) -> Result<Verified, AttestError> {
+        let key = self
+            .keys
+            .find(unverified.kid.as_deref(), unverified.alg)
+            .await?;
         // Time and audience are checked below against writ's own clock.
         let mut validation = Validation::new(unverified.alg);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding(), &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => AttestError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => AttestError::AlgorithmNotAllowed,
-                _ => AttestError::Malformed,
-            }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding(), &validation)
+            .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => AttestError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => AttestError::AlgorithmNotAllowed,
+            _ => AttestError::Malformed,
         })?;
         let claims = data.claims;
         if str_claim(&claims, "iss")? != self.issuer {
@@ -133,15 +140,15 @@ impl JwtVerifier {
         if now > exp.saturating_add(LEEWAY_SECS) {
             return Err(AttestError::Expired);
         }
-        if let Some(nbf) = time_claim(&claims, "nbf")? {
-            if nbf > now.saturating_add(LEEWAY_SECS) {
-                return Err(AttestError::NotYetValid);
-            }
+        if let Some(nbf) = time_claim(&claims, "nbf")?
+            && nbf > now.saturating_add(LEEWAY_SECS)
+        {
+            return Err(AttestError::NotYetValid);
         }
-        if let Some(iat) = time_claim(&claims, "iat")? {
-            if iat > now.saturating_add(LEEWAY_SECS) {
-                return Err(AttestError::IssuedInFuture);
-            }
+        if let Some(iat) = time_claim(&claims, "iat")?
+            && iat > now.saturating_add(LEEWAY_SECS)
+        {
+            return Err(AttestError::IssuedInFuture);
         }
         Ok(Verified {
             issuer: self.issuer.clone(),
@@ -166,7 +173,11 @@ fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<
         None => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| *f >= 0.0 && f.is_finite())
+                    .map(|f| f as u64)
+            })
             .map(Some)
             .ok_or(AttestError::InvalidClaim(name)),
         Some(_) => Err(AttestError::InvalidClaim(name)),
@@ -184,15 +195,31 @@ mod tests {
     #[test]
     fn alg_none_and_hmac_are_refused_before_key_lookup() {
         for alg in ["none", "HS256", "HS512", "RS512"] {
-            let t = format!("{}.{}.", seg(&format!(r#"{{"alg":"{alg}"}}"#)), seg(r#"{"iss":"x"}"#));
-            assert!(matches!(Unverified::parse(&t), Err(AttestError::AlgorithmNotAllowed)), "{alg}");
+            let t = format!(
+                "{}.{}.",
+                seg(&format!(r#"{{"alg":"{alg}"}}"#)),
+                seg(r#"{"iss":"x"}"#)
+            );
+            assert!(
+                matches!(Unverified::parse(&t), Err(AttestError::AlgorithmNotAllowed)),
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_malformed() {
-        for t in ["", "a.b", "a.b.c.d", "!!.!!.!!", &format!("{}.{}.x", seg("[]"), seg("{}"))] {
-            assert!(matches!(Unverified::parse(t), Err(AttestError::Malformed)), "{t}");
+        for t in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.!!.!!",
+            &format!("{}.{}.x", seg("[]"), seg("{}")),
+        ] {
+            assert!(
+                matches!(Unverified::parse(t), Err(AttestError::Malformed)),
+                "{t}"
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{AttestError, AttrValue, Attested, Attestor, Evidence, str_claim};
+use super::{AttestError, Attested, Attestor, AttrValue, Evidence, str_claim};
 use crate::config::IssuerConfig;
 use crate::model::{AttestationKind, EntityType, Principal};
 
@@ -47,14 +47,17 @@ impl Attestor for KubernetesAttestor {
         let mut attributes = BTreeMap::new();
         attributes.insert("issuer".into(), AttrValue::String((*issuer).to_owned()));
         attributes.insert("namespace".into(), AttrValue::String(namespace.to_owned()));
-        attributes.insert("service_account".into(), AttrValue::String(sa_name.to_owned()));
+        attributes.insert(
+            "service_account".into(),
+            AttrValue::String(sa_name.to_owned()),
+        );
         if let Some(Value::String(uid)) = sa.get("uid") {
             attributes.insert("uid".into(), AttrValue::String(uid.clone()));
         }
-        if let Some(Value::Object(pod)) = k8s.get("pod") {
-            if let Some(Value::String(name)) = pod.get("name") {
-                attributes.insert("pod".into(), AttrValue::String(name.clone()));
-            }
+        if let Some(Value::Object(pod)) = k8s.get("pod")
+            && let Some(Value::String(name)) = pod.get("name")
+        {
+            attributes.insert("pod".into(), AttrValue::String(name.clone()));
         }
         let principal = Principal::new(format!(
             "spiffe://{}/ns/{namespace}/sa/{sa_name}",
@@ -71,7 +74,10 @@ impl Attestor for KubernetesAttestor {
     }
 }
 
-fn object<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a Map<String, Value>, AttestError> {
+fn object<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a Map<String, Value>, AttestError> {
     match claims.get(name) {
         None => Err(AttestError::MissingClaim(name)),
         Some(Value::Object(m)) => Ok(m),
@@ -81,7 +87,11 @@ fn object<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a 
 
 /// A Kubernetes object name (RFC 1123 subdomain): it goes into a SPIFFE
 /// path, so `/` and anything else outside the grammar is refused.
-fn dns_name<'a>(m: &'a Map<String, Value>, key: &str, claim: &'static str) -> Result<&'a str, AttestError> {
+fn dns_name<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    claim: &'static str,
+) -> Result<&'a str, AttestError> {
     let Some(Value::String(s)) = m.get(key) else {
         return Err(AttestError::MissingClaim(claim));
     };
@@ -91,7 +101,11 @@ fn dns_name<'a>(m: &'a Map<String, Value>, key: &str, claim: &'static str) -> Re
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !s.starts_with(['-', '.'])
         && !s.ends_with(['-', '.']);
-    if ok { Ok(s) } else { Err(AttestError::InvalidClaim(claim)) }
+    if ok {
+        Ok(s)
+    } else {
+        Err(AttestError::InvalidClaim(claim))
+    }
 }
 
 #[cfg(test)]
@@ -119,9 +133,18 @@ mod tests {
                               "pod": {"name": "api-7d9", "uid": "p1"}}
         }))
         .unwrap();
-        assert_eq!(a.principal.as_str(), "spiffe://cluster.local/ns/payments/sa/api");
-        assert_eq!(a.attributes.get("pod"), Some(&AttrValue::String("api-7d9".into())));
-        assert_eq!(a.attributes.get("uid"), Some(&AttrValue::String("u1".into())));
+        assert_eq!(
+            a.principal.as_str(),
+            "spiffe://cluster.local/ns/payments/sa/api"
+        );
+        assert_eq!(
+            a.attributes.get("pod"),
+            Some(&AttrValue::String("api-7d9".into()))
+        );
+        assert_eq!(
+            a.attributes.get("uid"),
+            Some(&AttrValue::String("u1".into()))
+        );
     }
 
     #[test]

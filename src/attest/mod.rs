@@ -163,7 +163,10 @@ impl Registry {
     /// Builds every issuer of the configuration and loads its keys once.
     /// A `jwks_uri` that cannot be fetched now is retried later (its tokens
     /// are refused meanwhile); a `jwks_file` that cannot be read stops startup.
-    pub async fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, RegistryError> {
+    pub async fn from_config(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RegistryError> {
         let mut issuers = HashMap::new();
         for ic in &config.issuers {
             let err = |message: String| RegistryError {
@@ -241,7 +244,10 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// A claim that must be a string.
-fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, AttestError> {
+fn str_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, AttestError> {
     match claims.get(name) {
         None => Err(AttestError::MissingClaim(name)),
         Some(Value::String(s)) => Ok(s),

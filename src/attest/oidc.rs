@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{AttestError, AttrValue, Attested, Attestor, Evidence};
+use super::{AttestError, Attested, Attestor, AttrValue, Evidence};
 use crate::config::IssuerConfig;
 use crate::model::{AttestationKind, EntityType, Principal};
 
@@ -45,7 +45,9 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
             .ok_or_else(|| format!("subject template {t:?} has an unclosed '{{'"))?;
         let name = &rest[open + 1..open + close];
         if name.is_empty() || name.contains('{') {
-            return Err(format!("subject template {t:?} has an empty or nested placeholder"));
+            return Err(format!(
+                "subject template {t:?} has an empty or nested placeholder"
+            ));
         }
         pieces.push(Piece::Claim(name.to_owned()));
         rest = &rest[open + close + 1..];
@@ -83,7 +85,10 @@ impl Attestor for OidcAttestor {
         let principal = Principal::new(id).map_err(|_| AttestError::InvalidClaim("sub"))?;
         let mut attributes: BTreeMap<String, AttrValue> = claims
             .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), AttrValue::String(s.to_owned()))))
+            .filter_map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), AttrValue::String(s.to_owned())))
+            })
             .collect();
         // `issuer` is always the verified `iss`, never a claim of that name.
         attributes.insert("issuer".into(), AttrValue::String((*issuer).to_owned()));
@@ -118,7 +123,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(at.principal.as_str(), "repo:acme/api:ref:main");
-        assert_eq!(at.attributes.get("issuer"), Some(&AttrValue::String("https://ci".into())));
+        assert_eq!(
+            at.attributes.get("issuer"),
+            Some(&AttrValue::String("https://ci".into()))
+        );
         assert!(!at.attributes.contains_key("n"));
     }
 

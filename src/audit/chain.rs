@@ -18,7 +18,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Serializes `record` with `prev`, then appends its `hash`. Returns the line
 /// (with newline) and the hash.
-pub(crate) fn seal<T: Serialize>(record: &T, prev: &str) -> Result<(String, String), serde_json::Error> {
+pub(crate) fn seal<T: Serialize>(
+    record: &T,
+    prev: &str,
+) -> Result<(String, String), serde_json::Error> {
     let mut value = serde_json::to_value(record)?;
     if let Some(o) = value.as_object_mut() {
         o.insert("prev".into(), Value::String(prev.to_owned()));
@@ -71,7 +74,12 @@ pub fn verify_file(path: &Path) -> Result<usize, VerifyError> {
     let mut prev = GENESIS.to_owned();
     let mut count = 0;
     for (i, line) in text.lines().enumerate() {
-        prev = check_line(line, &prev).map_err(|problem| VerifyError::Chain(ChainError { line: i + 1, problem }))?;
+        prev = check_line(line, &prev).map_err(|problem| {
+            VerifyError::Chain(ChainError {
+                line: i + 1,
+                problem,
+            })
+        })?;
         count += 1;
     }
     Ok(count)
@@ -128,7 +136,10 @@ mod tests {
     fn check(lines: &[String]) -> Result<(), ChainError> {
         let mut prev = GENESIS.to_owned();
         for (i, l) in lines.iter().enumerate() {
-            prev = check_line(l, &prev).map_err(|problem| ChainError { line: i + 1, problem })?;
+            prev = check_line(l, &prev).map_err(|problem| ChainError {
+                line: i + 1,
+                problem,
+            })?;
         }
         Ok(())
     }

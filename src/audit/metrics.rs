@@ -40,9 +40,15 @@ impl Metrics {
         let reloads = Family::<Outcome, Counter>::default();
         let attestation_failures = Family::<Reason, Counter>::default();
         // 50 µs .. ~1.6 s
-        let mint_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16));
+        let mint_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
+        );
         registry.register("decisions", "Token decisions by outcome", decisions.clone());
-        registry.register("policy_reloads", "Policy reload attempts by outcome", reloads.clone());
+        registry.register(
+            "policy_reloads",
+            "Policy reload attempts by outcome",
+            reloads.clone(),
+        );
         registry.register(
             "attestation_failures",
             "Refused attestations by reason",
@@ -75,7 +81,9 @@ impl Metrics {
 
     /// Counts a refused attestation.
     pub fn attestation_failure(&self, reason: &'static str) {
-        self.attestation_failures.get_or_create(&Reason { reason }).inc();
+        self.attestation_failures
+            .get_or_create(&Reason { reason })
+            .inc();
     }
 
     /// Observes the duration of a successful mint.

@@ -116,7 +116,12 @@ impl AuditLog {
     }
 }
 
-async fn write_loop(mut rx: mpsc::Receiver<AuditRecord>, file: tokio::fs::File, mut prev: String, path: PathBuf) {
+async fn write_loop(
+    mut rx: mpsc::Receiver<AuditRecord>,
+    file: tokio::fs::File,
+    mut prev: String,
+    path: PathBuf,
+) {
     let mut out = tokio::io::BufWriter::new(file);
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {

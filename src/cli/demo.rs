@@ -36,7 +36,9 @@ pub async fn run() -> Result<(), CliError> {
         .await
         .map_err(CliError::new)?;
     let base = running.issuer().to_owned();
-    println!("writ demo: a broker is listening on {base} (dev CA, example policies, scratch store)");
+    println!(
+        "writ demo: a broker is listening on {base} (dev CA, example policies, scratch store)"
+    );
     let result = walk(dir, &base).await;
     running.shutdown().await;
     if result.is_ok() {
@@ -52,23 +54,38 @@ async fn walk(dir: &std::path::Path, base: &str) -> Result<(), CliError> {
     let issuer = DevIssuer::load(&dir.join("certs")).map_err(CliError::new)?;
     let now = SystemClock.unix_now();
 
-    step(1, "attest: the workload payments/api holds a Kubernetes service-account token");
+    step(
+        1,
+        "attest: the workload payments/api holds a Kubernetes service-account token",
+    );
     let sa_token = issuer
         .service_account_token("payments", "api", now, 600)
         .map_err(CliError::new)?;
     let claims = decode_claims(&sa_token).unwrap_or_default();
     println!("iss={} sub={}", claims["iss"], claims["sub"]);
 
-    step(2, "mint: exchange it for a token for payments-db, scope read, asking for 15 minutes");
+    step(
+        2,
+        "mint: exchange it for a token for payments-db, scope read, asking for 15 minutes",
+    );
     let token = exchange(&client, base, &sa_token, "payments-db", "read", Some(900)).await?;
     let claims = decode_claims(&token).unwrap_or_default();
-    println!("{}", serde_json::to_string_pretty(&claims).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&claims).unwrap_or_default()
+    );
     println!(
         "lives {} s: the least of requested_ttl (900), tokens.max_ttl (900) and @max_ttl(\"600\") of policy payments-read-db",
-        claims["exp"].as_u64().unwrap_or(0).saturating_sub(claims["iat"].as_u64().unwrap_or(0))
+        claims["exp"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(claims["iat"].as_u64().unwrap_or(0))
     );
 
-    step(3, "deny: payments/legacy asks for the same; a forbid policy wins");
+    step(
+        3,
+        "deny: payments/legacy asks for the same; a forbid policy wins",
+    );
     let legacy = issuer
         .service_account_token("payments", "legacy", now, 600)
         .map_err(CliError::new)?;
@@ -83,7 +100,10 @@ async fn walk(dir: &std::path::Path, base: &str) -> Result<(), CliError> {
         Err(e) => println!("refused: {e}"),
     }
 
-    step(5, "verify: check the minted token with nothing but the published JWKS");
+    step(
+        5,
+        "verify: check the minted token with nothing but the published JWKS",
+    );
     let jwks: Value = client
         .get(format!("{base}/jwks.json"))
         .send()

@@ -71,11 +71,15 @@ struct TokenArgs {
     #[arg(long = "as", value_name = "NAMESPACE/NAME")]
     as_account: String,
     /// The target.
-    #[arg(long)]
-    audience: String,
+    #[arg(long, required_unless_present = "print_subject_token")]
+    audience: Option<String>,
     /// Scopes (repeat the flag or separate with spaces).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "print_subject_token")]
     scope: Vec<String>,
+    /// Print the signed dev service-account token instead of exchanging it
+    /// (for curl and load tests).
+    #[arg(long)]
+    print_subject_token: bool,
     /// Requested lifetime in seconds.
     #[arg(long)]
     ttl: Option<u64>,
@@ -127,10 +131,15 @@ impl CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on bad usage
     // The demo speaks on stdout; keep the server's own log to warnings unless asked.
-    let quiet_demo = matches!(cli.command, Command::Demo) && std::env::var_os("WRIT_LOG").is_none() && cli.log == "info";
+    let quiet_demo = matches!(cli.command, Command::Demo)
+        && std::env::var_os("WRIT_LOG").is_none()
+        && cli.log == "info";
     init_tracing(if quiet_demo { "warn" } else { &cli.log });
     crate::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("writ: cannot start the async runtime: {e}");
@@ -177,10 +186,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let dir = match dir {
                 Some(d) => d,
-                None => Config::discover(cli.config.as_deref()).map_err(CliError::new)?.policy.dir,
+                None => {
+                    Config::discover(cli.config.as_deref())
+                        .map_err(CliError::new)?
+                        .policy
+                        .dir
+                }
             };
             let snapshot = crate::policy::PolicySnapshot::load(&dir).map_err(CliError::new)?;
-            println!("ok: {} policies in {}", snapshot.policy_count(), dir.display());
+            println!(
+                "ok: {} policies in {}",
+                snapshot.policy_count(),
+                dir.display()
+            );
             Ok(())
         }
         Command::Audit {
@@ -188,9 +206,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let path = match path {
                 Some(p) => p,
-                None => Config::discover(cli.config.as_deref()).map_err(CliError::new)?.audit.path,
+                None => {
+                    Config::discover(cli.config.as_deref())
+                        .map_err(CliError::new)?
+                        .audit
+                        .path
+                }
             };
-            let n = crate::audit::verify_file(&path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            let n = crate::audit::verify_file(&path)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
             println!("ok: {n} records, chain intact");
             Ok(())
         }
@@ -207,7 +231,7 @@ async fn serve(config_path: Option<&Path>) -> Result<(), CliError> {
         .await
         .map_err(CliError::new)?;
     // The one line on stdout: scripts and tests wait for it.
-    println!("writ listening on {}", running.issuer());
+    println!("writ listening on https://{}", running.addr());
     running.until_signalled().await;
     Ok(())
 }
@@ -241,8 +265,13 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
         .ok_or_else(|| CliError::new("--as must be NAMESPACE/NAME"))?;
     let issuer = DevIssuer::load(&args.certs).map_err(CliError::new)?;
     let subject_token = issuer
-        .service_account_token(namespace, account, SystemClock.unix_now(), 600)
+        .service_account_token(namespace, account, SystemClock.unix_now(), 3600)
         .map_err(CliError::new)?;
+    if args.print_subject_token {
+        println!("{subject_token}");
+        return Ok(());
+    }
+    let audience = args.audience.as_deref().unwrap_or_default();
     let server = args.server.clone().unwrap_or_else(|| {
         config
             .server
@@ -250,12 +279,27 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
             .clone()
             .unwrap_or_else(|| format!("https://{}", config.server.listen))
     });
-    let ca = args.ca.clone().unwrap_or_else(|| args.certs.join(certs::CA_CERT));
+    let ca = args
+        .ca
+        .clone()
+        .unwrap_or_else(|| args.certs.join(certs::CA_CERT));
     let client = https_client(&ca)?;
-    let access_token = exchange(&client, &server, &subject_token, &args.audience, &args.scope.join(" "), args.ttl).await?;
+    let access_token = exchange(
+        &client,
+        &server,
+        &subject_token,
+        audience,
+        &args.scope.join(" "),
+        args.ttl,
+    )
+    .await?;
     if args.decode {
-        let claims = decode_claims(&access_token).ok_or_else(|| CliError::new("the minted token is not a JWT"))?;
-        println!("{}", serde_json::to_string_pretty(&claims).unwrap_or_default());
+        let claims = decode_claims(&access_token)
+            .ok_or_else(|| CliError::new("the minted token is not a JWT"))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&claims).unwrap_or_default()
+        );
     } else {
         println!("{access_token}");
     }
@@ -265,7 +309,8 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
 /// An HTTPS client trusting only `ca`.
 pub(crate) fn https_client(ca: &Path) -> Result<reqwest::Client, CliError> {
     let pem = std::fs::read(ca).map_err(|e| CliError::new(format!("{}: {e}", ca.display())))?;
-    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| CliError::new(format!("{}: {e}", ca.display())))?;
+    let cert = reqwest::Certificate::from_pem(&pem)
+        .map_err(|e| CliError::new(format!("{}: {e}", ca.display())))?;
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(cert)
@@ -284,7 +329,10 @@ pub(crate) async fn exchange(
 ) -> Result<String, CliError> {
     let ttl = ttl.map(|t| t.to_string());
     let mut form = vec![
-        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
         ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
         ("subject_token", subject_token),
         ("audience", audience),
@@ -301,7 +349,10 @@ pub(crate) async fn exchange(
         .await
         .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
     let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
     if status.is_success() {
         return body
             .get("access_token")
@@ -309,7 +360,12 @@ pub(crate) async fn exchange(
             .map(str::to_owned)
             .ok_or_else(|| CliError::new("response has no access_token"));
     }
-    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    let field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_owned()
+    };
     Err(CliError::new(format!(
         "{} {}: {} (decision {})",
         status.as_u16(),

@@ -4,13 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid, Request,
-    RestrictedExpression,
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid,
+    Request, RestrictedExpression,
 };
 
 use super::PolicyError;
 use super::load::{AttrKind, PolicySnapshot};
-use crate::attest::{AttrValue, Attested};
+use crate::attest::{Attested, AttrValue};
 use crate::clock::{UtcFields, rfc3339};
 use crate::model::{Scope, Scopes, TargetId, Ttl};
 
@@ -58,7 +58,12 @@ pub struct Decision {
 impl Decision {
     /// The scopes Cedar allowed.
     pub fn granted(&self) -> Scopes {
-        Scopes::from_granted(self.scopes.iter().filter(|s| s.allowed).map(|s| s.scope.clone()))
+        Scopes::from_granted(
+            self.scopes
+                .iter()
+                .filter(|s| s.allowed)
+                .map(|s| s.scope.clone()),
+        )
     }
 
     /// Every determining policy id, each once, in order of first appearance.
@@ -92,24 +97,37 @@ impl PolicySnapshot {
         let mut max_ttl: Option<u64> = None;
         for scope in req.scopes.iter() {
             let mut pairs = base_context.clone();
-            pairs.push(("scope".into(), RestrictedExpression::new_string(scope.as_str().to_owned())));
-            let context = Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))?;
-            let request = Request::new(principal_uid.clone(), self.mint.clone(), resource.clone(), context, None)
-                .map_err(|e| PolicyError::Request(e.to_string()))?;
+            pairs.push((
+                "scope".into(),
+                RestrictedExpression::new_string(scope.as_str().to_owned()),
+            ));
+            let context =
+                Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))?;
+            let request = Request::new(
+                principal_uid.clone(),
+                self.mint.clone(),
+                resource.clone(),
+                context,
+                None,
+            )
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
             let response = authorizer.is_authorized(&request, &slice.policies, &entities);
             for err in response.diagnostics().errors() {
                 tracing::warn!(error = %err, "policy evaluation error (the policy is skipped)");
             }
             let allowed = response.decision() == CedarDecision::Allow;
-            let policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+            let policies: Vec<String> = response
+                .diagnostics()
+                .reason()
+                .map(ToString::to_string)
+                .collect();
             if allowed {
                 for id in response.diagnostics().reason() {
-                    if let Some(meta) = self.meta.get(id) {
-                        if meta.effect == Effect::Permit {
-                            if let Some(cap) = meta.max_ttl {
-                                max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
-                            }
-                        }
+                    if let Some(meta) = self.meta.get(id)
+                        && meta.effect == Effect::Permit
+                        && let Some(cap) = meta.max_ttl
+                    {
+                        max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
                     }
                 }
             }
@@ -125,13 +143,18 @@ impl PolicySnapshot {
     /// The principal entity (attested attributes the schema declares, plus
     /// parents and attributes from `entities.json`), its ancestors, and the
     /// target slice's entities.
-    fn request_entities(&self, who: &Attested, target_entities: &[Entity]) -> Result<(EntityUid, Entities), PolicyError> {
+    fn request_entities(
+        &self,
+        who: &Attested,
+        target_entities: &[Entity],
+    ) -> Result<(EntityUid, Entities), PolicyError> {
         let type_name = self
             .type_names
             .get(&who.entity_type)
             .cloned()
             .ok_or_else(|| PolicyError::Request("unknown entity type".into()))?;
-        let uid = EntityUid::from_type_name_and_id(type_name, EntityId::new(who.principal.as_str()));
+        let uid =
+            EntityUid::from_type_name_and_id(type_name, EntityId::new(who.principal.as_str()));
         let declared = self.declared.get(&who.entity_type);
         let mut attrs: HashMap<String, RestrictedExpression> = who
             .attributes
@@ -142,7 +165,9 @@ impl PolicySnapshot {
                     (AttrKind::String, AttrValue::String(s)) => {
                         Some((name.clone(), RestrictedExpression::new_string(s.clone())))
                     }
-                    (AttrKind::Long, AttrValue::Long(n)) => Some((name.clone(), RestrictedExpression::new_long(*n))),
+                    (AttrKind::Long, AttrValue::Long(n)) => {
+                        Some((name.clone(), RestrictedExpression::new_long(*n)))
+                    }
                     _ => None,
                 }
             })
@@ -157,15 +182,16 @@ impl PolicySnapshot {
                 attrs.entry(k).or_insert(v);
             }
             for parent in &known_parents {
-                if let Some(e) = self.entities.get(parent) {
-                    if seen.insert(parent.clone()) {
-                        all.push(e.clone());
-                    }
+                if let Some(e) = self.entities.get(parent)
+                    && seen.insert(parent.clone())
+                {
+                    all.push(e.clone());
                 }
             }
             parents = known_parents;
         }
-        let principal = Entity::new(uid.clone(), attrs, parents).map_err(|e| PolicyError::Request(e.to_string()))?;
+        let principal = Entity::new(uid.clone(), attrs, parents)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
         seen.insert(uid.clone());
         all.push(principal);
         for e in target_entities {
@@ -173,7 +199,8 @@ impl PolicySnapshot {
                 all.push(e.clone());
             }
         }
-        let entities = Entities::from_entities(all, None).map_err(|e| PolicyError::Request(e.to_string()))?;
+        let entities =
+            Entities::from_entities(all, None).map_err(|e| PolicyError::Request(e.to_string()))?;
         Ok((uid, entities))
     }
 }
@@ -184,15 +211,30 @@ fn base_context(req: &DecisionRequest<'_>) -> Vec<(String, RestrictedExpression)
     let long = |v: u64| RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX));
     vec![
         ("requested_ttl".into(), long(req.requested_ttl.as_secs())),
-        ("now".into(), RestrictedExpression::new_datetime(rfc3339(req.now))),
+        (
+            "now".into(),
+            RestrictedExpression::new_datetime(rfc3339(req.now)),
+        ),
         ("hour".into(), long(u64::from(utc.hour))),
-        ("weekday".into(), RestrictedExpression::new_string(utc.weekday_name().to_owned())),
-        ("source_ip".into(), RestrictedExpression::new_ip(req.source_ip.to_string())),
+        (
+            "weekday".into(),
+            RestrictedExpression::new_string(utc.weekday_name().to_owned()),
+        ),
+        (
+            "source_ip".into(),
+            RestrictedExpression::new_ip(req.source_ip.to_string()),
+        ),
         (
             "attestation".into(),
             RestrictedExpression::new_string(req.principal.kind.as_str().to_owned()),
         ),
-        ("sender_constrained".into(), RestrictedExpression::new_bool(req.sender_constrained)),
-        ("delegation_depth".into(), long(u64::from(req.delegation_depth))),
+        (
+            "sender_constrained".into(),
+            RestrictedExpression::new_bool(req.sender_constrained),
+        ),
+        (
+            "delegation_depth".into(),
+            long(u64::from(req.delegation_depth)),
+        ),
     ]
 }

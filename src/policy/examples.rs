@@ -5,12 +5,24 @@ use std::path::Path;
 
 /// File name and contents of every example file.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("schema.cedarschema", include_str!("../../policies/schema.cedarschema")),
-    ("entities.json", include_str!("../../policies/entities.json")),
-    ("payments.cedar", include_str!("../../policies/payments.cedar")),
+    (
+        "schema.cedarschema",
+        include_str!("../../policies/schema.cedarschema"),
+    ),
+    (
+        "entities.json",
+        include_str!("../../policies/entities.json"),
+    ),
+    (
+        "payments.cedar",
+        include_str!("../../policies/payments.cedar"),
+    ),
     ("owners.cedar", include_str!("../../policies/owners.cedar")),
     ("ci.cedar", include_str!("../../policies/ci.cedar")),
-    ("guardrails.cedar", include_str!("../../policies/guardrails.cedar")),
+    (
+        "guardrails.cedar",
+        include_str!("../../policies/guardrails.cedar"),
+    ),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

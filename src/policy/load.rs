@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    ActionConstraint, Effect, Entities, Entity, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
-    ResourceConstraint, Schema, SchemaFragment, ValidationMode, Validator,
+    ActionConstraint, Effect, Entities, Entity, EntityTypeName, EntityUid, Policy, PolicyId,
+    PolicySet, ResourceConstraint, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde_json::Value;
@@ -109,7 +109,8 @@ pub(crate) enum AttrKind {
 }
 
 fn read(path: &Path) -> Result<String, PolicyLoadError> {
-    std::fs::read_to_string(path).map_err(|e| PolicyLoadError::plain(path, format!("cannot read: {e}")))
+    std::fs::read_to_string(path)
+        .map_err(|e| PolicyLoadError::plain(path, format!("cannot read: {e}")))
 }
 
 fn parse_uid(s: &str) -> EntityUid {
@@ -135,7 +136,12 @@ impl PolicySnapshot {
             let file_set = parse_file(&path, &text)?;
             let result = validator.validate(&file_set, ValidationMode::Strict);
             if let Some(err) = result.validation_errors().next() {
-                return Err(PolicyLoadError::at(&path, Some(&text), err, err.to_string()));
+                return Err(PolicyLoadError::at(
+                    &path,
+                    Some(&text),
+                    err,
+                    err.to_string(),
+                ));
             }
             for policy in file_set.policies() {
                 let max_ttl = match policy.annotation("max_ttl") {
@@ -200,7 +206,12 @@ impl PolicySnapshot {
 
         let type_names = [EntityType::Workload, EntityType::Agent]
             .into_iter()
-            .map(|t| (t, EntityTypeName::from_str(t.as_str()).unwrap_or_else(|_| unreachable!())))
+            .map(|t| {
+                (
+                    t,
+                    EntityTypeName::from_str(t.as_str()).unwrap_or_else(|_| unreachable!()),
+                )
+            })
             .collect();
         Ok(Self {
             targets,
@@ -226,7 +237,12 @@ impl PolicySnapshot {
 
 /// Whether a policy can matter for minting on `target`: slicing by action
 /// and resource keeps decisions fast when there are many policies.
-fn concerns(p: &Policy, mint: &EntityUid, target: &EntityUid, target_type: &EntityTypeName) -> bool {
+fn concerns(
+    p: &Policy,
+    mint: &EntityUid,
+    target: &EntityUid,
+    target_type: &EntityTypeName,
+) -> bool {
     let action = match p.action_constraint() {
         ActionConstraint::Any | ActionConstraint::In(_) => true,
         ActionConstraint::Eq(a) => &a == mint,
@@ -252,22 +268,36 @@ fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyLoadError> {
 
 /// Parses one file; policies are named by `@id`, else `<file stem>.<index>`.
 fn parse_file(path: &Path, text: &str) -> Result<PolicySet, PolicyLoadError> {
-    let parsed = PolicySet::from_str(text).map_err(|e| PolicyLoadError::at(path, Some(text), &e, e.to_string()))?;
+    let parsed = PolicySet::from_str(text)
+        .map_err(|e| PolicyLoadError::at(path, Some(text), &e, e.to_string()))?;
     if parsed.templates().next().is_some() {
-        return Err(PolicyLoadError::plain(path, "policy templates are not supported"));
+        return Err(PolicyLoadError::plain(
+            path,
+            "policy templates are not supported",
+        ));
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut named = PolicySet::new();
     let mut seen = HashSet::new();
     for policy in parsed.policies() {
         // from_str names policies policy0, policy1... in source order.
-        let index = policy.id().to_string().trim_start_matches("policy").to_owned();
+        let index = policy
+            .id()
+            .to_string()
+            .trim_start_matches("policy")
+            .to_owned();
         let id = match policy.annotation("id") {
             Some(id) => id.to_owned(),
             None => format!("{stem}.{index}"),
         };
         if !seen.insert(id.clone()) {
-            return Err(PolicyLoadError::plain(path, format!("policy id {id:?} is used twice")));
+            return Err(PolicyLoadError::plain(
+                path,
+                format!("policy id {id:?} is used twice"),
+            ));
         }
         named
             .add(policy.new_id(PolicyId::new(&id)))

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use decide::{DecisionRequest, Decision, ScopeDecision};
-pub use load::{PolicyLoadError, PolicySnapshot};
+pub use decide::{Decision, DecisionRequest, ScopeDecision};
 pub use examples::{EXAMPLES, write_examples};
+pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;
 
 /// Why a decision could not be made at all (as opposed to a deny).
@@ -101,7 +101,11 @@ mod tests {
     fn broken_policy_is_reported_with_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         write_examples(dir.path()).unwrap();
-        std::fs::write(dir.path().join("zz.cedar"), "// one\n// two\npermit (principal, action, resource) when { nope };\n").unwrap();
+        std::fs::write(
+            dir.path().join("zz.cedar"),
+            "// one\n// two\npermit (principal, action, resource) when { nope };\n",
+        )
+        .unwrap();
         let err = PolicySnapshot::load(dir.path()).err().unwrap();
         assert!(err.file.ends_with("zz.cedar"), "{err}");
         assert_eq!(err.line, Some(3), "{err}");

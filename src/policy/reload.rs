@@ -35,7 +35,11 @@ pub fn spawn_watcher(
             let outcome = tokio::task::spawn_blocking(move || engine.reload()).await;
             match outcome {
                 Ok(Ok(count)) => {
-                    tracing::info!(policies = count, trigger = if forced { "SIGHUP" } else { "file change" }, "policies reloaded");
+                    tracing::info!(
+                        policies = count,
+                        trigger = if forced { "SIGHUP" } else { "file change" },
+                        "policies reloaded"
+                    );
                     on_reload(true);
                 }
                 Ok(Err(e)) => {

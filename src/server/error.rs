@@ -102,7 +102,9 @@ impl From<TokenError> for Refusal {
 impl From<PolicyError> for Refusal {
     fn from(e: PolicyError) -> Self {
         match e {
-            PolicyError::UnknownTarget => Self::InvalidTarget("audience is not a known target".into()),
+            PolicyError::UnknownTarget => {
+                Self::InvalidTarget("audience is not a known target".into())
+            }
             PolicyError::Request(_) => Self::Unavailable("the decision could not be made".into()),
         }
     }

@@ -12,12 +12,15 @@ pub struct Form(HashMap<String, String>);
 impl Form {
     /// Parses a body.
     pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| Refusal::InvalidRequest("body is not application/x-www-form-urlencoded".into()))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
+            Refusal::InvalidRequest("body is not application/x-www-form-urlencoded".into())
+        })?;
         let mut map = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             if map.contains_key(&k) {
-                return Err(Refusal::InvalidRequest(format!("parameter {k} is repeated")));
+                return Err(Refusal::InvalidRequest(format!(
+                    "parameter {k} is repeated"
+                )));
             }
             map.insert(k, v);
         }
@@ -26,7 +29,10 @@ impl Form {
 
     /// An optional parameter; empty counts as absent (RFC 6749 3.1).
     pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A required parameter.
@@ -42,7 +48,10 @@ mod tests {
 
     #[test]
     fn repeated_parameter_is_invalid_request() {
-        assert!(matches!(Form::parse(b"a=1&a=2"), Err(Refusal::InvalidRequest(_))));
+        assert!(matches!(
+            Form::parse(b"a=1&a=2"),
+            Err(Refusal::InvalidRequest(_))
+        ));
     }
 
     #[test]

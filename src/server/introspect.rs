@@ -16,7 +16,11 @@ use super::error::Refusal;
 use super::form::Form;
 use super::token::new_decision_id;
 
-pub(super) async fn introspect(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn introspect(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let decision_id = new_decision_id();
     if let Err(refusal) = authenticate(&app, &headers) {
         tracing::info!(%decision_id, reason = %refusal.description(), "introspection caller refused");
@@ -57,19 +61,28 @@ fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| Refusal::InvalidClient("introspection requires authentication".into()))?;
     let digest = ring::digest::digest(&ring::digest::SHA256, bearer.as_bytes());
     let is_admin = app
         .admin_token_digests
         .iter()
-        .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(digest.as_ref()));
+        .fold(subtle::Choice::from(0), |acc, d| {
+            acc | d.ct_eq(digest.as_ref())
+        });
     if bool::from(is_admin) {
         return Ok(());
     }
     match app.verifier.verify(bearer) {
-        Ok(claims) if claims.aud == app.issuer && app.revocations.revoked(&claims).is_none() => Ok(()),
-        _ => Err(Refusal::InvalidClient("credentials are not valid for introspection".into())),
+        Ok(claims) if claims.aud == app.issuer && app.revocations.revoked(&claims).is_none() => {
+            Ok(())
+        }
+        _ => Err(Refusal::InvalidClient(
+            "credentials are not valid for introspection".into(),
+        )),
     }
 }

@@ -31,7 +31,10 @@ pub(super) fn tls_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartErro
         .and_then(|it| it.collect())
         .map_err(|e| StartError::Tls(format!("{}: {e}", tls.cert.display())))?;
     if certs.is_empty() {
-        return Err(StartError::Tls(format!("{}: no certificate", tls.cert.display())));
+        return Err(StartError::Tls(format!(
+            "{}: no certificate",
+            tls.cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .map_err(|e| StartError::Tls(format!("{}: {e}", tls.key.display())))?;
@@ -87,7 +90,10 @@ pub(super) async fn serve(
                 app.clone().oneshot(req)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
             }
         });

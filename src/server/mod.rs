@@ -152,9 +152,11 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         {
             let metrics = metrics.clone();
-            crate::policy::spawn_watcher(policy.clone(), config.policy.reload_interval, move |ok| {
-                metrics.policy_reload(ok)
-            });
+            crate::policy::spawn_watcher(
+                policy.clone(),
+                config.policy.reload_interval,
+                move |ok| metrics.policy_reload(ok),
+            );
         }
         let (audit, audit_writer) = AuditLog::open(&config.audit.path).await?;
         let admin_token_digests = config
@@ -221,7 +223,8 @@ impl Running {
 
     /// Serves until SIGINT or SIGTERM, then shuts down cleanly.
     pub async fn until_signalled(self) {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}

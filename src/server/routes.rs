@@ -56,7 +56,10 @@ async fn overloaded(err: BoxError) -> Response {
 fn json_bytes(body: Bytes, cache: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         body,

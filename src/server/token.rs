@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::Refusal;
 use super::form::Form;
 use super::listener::Peer;
-use crate::attest::{AttrValue, Attested};
+use crate::attest::{Attested, AttrValue};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
@@ -93,7 +93,11 @@ pub(super) async fn token(
             resp
         }
         Err(refusal) => {
-            let outcome = if matches!(refusal, Refusal::Unavailable(_)) { "error" } else { "deny" };
+            let outcome = if matches!(refusal, Refusal::Unavailable(_)) {
+                "error"
+            } else {
+                "deny"
+            };
             app.metrics.decision(outcome);
             record.error = Some(refusal.code());
             record.reason = Some(refusal.description());
@@ -148,7 +152,8 @@ async fn exchange(
     let audience = TargetId::new(form.required("audience")?)
         .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
     trail.record.target = Some(audience.to_string());
-    let scopes = Scopes::parse(form.required("scope")?).map_err(|e| Refusal::InvalidScope(e.to_string()))?;
+    let scopes =
+        Scopes::parse(form.required("scope")?).map_err(|e| Refusal::InvalidScope(e.to_string()))?;
     trail.record.scopes_requested = scopes.to_strings();
     let requested_ttl = match form.optional("requested_ttl") {
         None => Ttl::from_duration(app.config.tokens.default_ttl)
@@ -157,10 +162,16 @@ async fn exchange(
             .parse::<u64>()
             .ok()
             .and_then(|s| Ttl::from_secs(s).ok())
-            .ok_or_else(|| Refusal::InvalidRequest("requested_ttl must be a positive whole number of seconds".into()))?,
+            .ok_or_else(|| {
+                Refusal::InvalidRequest(
+                    "requested_ttl must be a positive whole number of seconds".into(),
+                )
+            })?,
     };
     if form.optional("actor_token").is_some() {
-        return Err(Refusal::InvalidRequest("actor_token (delegation) is not supported yet".into()));
+        return Err(Refusal::InvalidRequest(
+            "actor_token (delegation) is not supported yet".into(),
+        ));
     }
     let subject_token = form.required("subject_token")?;
     let subject_type = form.required("subject_token_type")?;
@@ -174,7 +185,11 @@ async fn exchange(
             }
         },
         TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, now)?,
-        _ => return Err(Refusal::InvalidRequest("subject_token_type is not supported".into())),
+        _ => {
+            return Err(Refusal::InvalidRequest(
+                "subject_token_type is not supported".into(),
+            ));
+        }
     };
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
@@ -215,14 +230,17 @@ async fn exchange(
     }
     trail.record.scopes_granted = granted.to_strings();
 
-    let mut ttl = requested_ttl.as_secs().min(app.config.tokens.max_ttl.as_secs());
+    let mut ttl = requested_ttl
+        .as_secs()
+        .min(app.config.tokens.max_ttl.as_secs());
     if let Some(cap) = decision.max_ttl {
         ttl = ttl.min(cap);
     }
     if let Some(left) = ceiling {
         ttl = ttl.min(left);
     }
-    let ttl = Ttl::from_secs(ttl).map_err(|_| Refusal::InvalidGrant("subject_token has no lifetime left".into()))?;
+    let ttl = Ttl::from_secs(ttl)
+        .map_err(|_| Refusal::InvalidGrant("subject_token has no lifetime left".into()))?;
     let minted = app.minter.mint(MintRequest {
         subject: &subject.principal,
         principal_type: subject.entity_type,
@@ -262,13 +280,19 @@ fn narrowing(
         )));
     }
     if claims.aud != audience.as_str() {
-        return Err(Refusal::InvalidTarget("audience must be the subject token's own audience".into()));
+        return Err(Refusal::InvalidTarget(
+            "audience must be the subject token's own audience".into(),
+        ));
     }
-    let own = Scopes::parse(&claims.scope).map_err(|_| Refusal::InvalidGrant("subject_token scope is malformed".into()))?;
+    let own = Scopes::parse(&claims.scope)
+        .map_err(|_| Refusal::InvalidGrant("subject_token scope is malformed".into()))?;
     if !scopes.is_subset_of(&own) {
-        return Err(Refusal::InvalidScope("scope is wider than the subject token's".into()));
+        return Err(Refusal::InvalidScope(
+            "scope is wider than the subject token's".into(),
+        ));
     }
-    let principal = Principal::new(claims.sub).map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
+    let principal = Principal::new(claims.sub)
+        .map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
     let mut attributes = std::collections::BTreeMap::new();
     attributes.insert("issuer".to_owned(), AttrValue::String(app.issuer.clone()));
     let attested = Attested {

@@ -3,7 +3,9 @@
 use std::str::FromStr;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{Store, StoreError, StoredKey};
 
@@ -29,7 +31,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
         let path = options.get_filename().to_path_buf();
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         restrict_mode(&path)?;
         let store = Self { pool };
         store.migrate().await?;
@@ -45,7 +50,11 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
             sqlx::query(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
                 .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))

@@ -30,7 +30,10 @@ pub struct SigningKey {
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
     }
 }
 
@@ -39,7 +42,9 @@ impl SigningKey {
     pub fn generate(alg: SigningAlgorithm) -> Result<(Self, Vec<u8>), TokenError> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
-            SigningAlgorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
+            SigningAlgorithm::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
             SigningAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
         }
         .map_err(|_| TokenError::Signing)?;
@@ -96,7 +101,10 @@ impl SigningKey {
             Pair::Ecdsa(p) => {
                 // Uncompressed point: 0x04 || x || y.
                 let point = p.public_key().as_ref();
-                let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+                let (x, y) = point
+                    .get(1..)
+                    .unwrap_or_default()
+                    .split_at(point.len().saturating_sub(1) / 2);
                 json!({"crv": "P-256", "kty": "EC", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
             }
             Pair::Ed25519(p) => {
@@ -119,10 +127,17 @@ impl SigningKey {
     /// A jsonwebtoken key that verifies this key's signatures.
     fn decoding_key(&self) -> Result<(DecodingKey, Algorithm), TokenError> {
         let members = self.public_members();
-        let s = |k: &str| members.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            members
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         match self.alg {
             SigningAlgorithm::ES256 => Ok((
-                DecodingKey::from_ec_components(&s("x"), &s("y")).map_err(|_| TokenError::Signing)?,
+                DecodingKey::from_ec_components(&s("x"), &s("y"))
+                    .map_err(|_| TokenError::Signing)?,
                 Algorithm::ES256,
             )),
             SigningAlgorithm::EdDSA => Ok((
@@ -136,7 +151,10 @@ impl SigningKey {
 fn thumbprint(members: &Value) -> String {
     // serde_json writes object keys in sorted order, as RFC 7638 requires.
     let canonical = members.to_string();
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    ))
 }
 
 /// Why the key ring could not be opened.
@@ -185,7 +203,11 @@ impl KeyRing {
                 created_at: now,
             };
             store.put_signing_key(&row).await?;
-            tracing::info!(kid = key.kid(), alg = alg.as_str(), "generated a new signing key");
+            tracing::info!(
+                kid = key.kid(),
+                alg = alg.as_str(),
+                "generated a new signing key"
+            );
             stored.push(row);
         }
         let mut keys = Vec::new();
@@ -197,9 +219,11 @@ impl KeyRing {
             };
             let superseded_at = stored.get(i + 1).map(|next| next.created_at);
             let retired = superseded_at.is_some_and(|t| now >= t.saturating_add(max_ttl_secs));
-            let key = SigningKey::from_pkcs8(key_alg, &row.pkcs8).map_err(|source| KeyRingError::Key {
-                kid: row.kid.clone(),
-                source,
+            let key = SigningKey::from_pkcs8(key_alg, &row.pkcs8).map_err(|source| {
+                KeyRingError::Key {
+                    kid: row.kid.clone(),
+                    source,
+                }
             })?;
             keys.push((key, retired));
         }
@@ -244,6 +268,9 @@ impl KeyRing {
 
     /// The verification key for `kid`.
     pub fn verifying_key(&self, kid: &str) -> Option<(&DecodingKey, Algorithm)> {
-        self.verifying.iter().find(|(k, _, _)| k == kid).map(|(_, dk, a)| (dk, *a))
+        self.verifying
+            .iter()
+            .find(|(k, _, _)| k == kid)
+            .map(|(_, dk, a)| (dk, *a))
     }
 }

@@ -58,7 +58,8 @@ pub struct Minter {
 impl Minter {
     /// A minter for `issuer` signing with `key`.
     pub fn new(key: Arc<SigningKey>, issuer: impl Into<String>) -> Self {
-        let header = serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": "at+jwt"});
+        let header =
+            serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": "at+jwt"});
         Self {
             header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
             key,

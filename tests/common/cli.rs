@@ -1,6 +1,7 @@
 //! One-shot commands: the `writ` CLI and the Python verifier, each with a time limit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::server::isolate;
@@ -19,24 +20,61 @@ pub struct CliOutput {
 
 impl CliOutput {
     pub fn describe(&self) -> String {
-        format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 /// Runs `writ <args>` in `cwd` to completion.
-pub async fn writ(cwd: &Path, args: &[&str]) -> CliOutput {
+pub async fn run_writ(cwd: &Path, args: &[&str]) -> CliOutput {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_writ"));
     command.args(args).current_dir(cwd);
     isolate(&mut command);
     run(command, &format!("writ {}", args.join(" "))).await
 }
 
-/// Runs `python3 -c <script> <args>` in `cwd` to completion.
-pub async fn python(cwd: &Path, script: &str, args: &[&str]) -> CliOutput {
+/// Runs `python3 <script file> <args>` in `cwd` to completion, with PyJWT importable.
+pub async fn run_python(cwd: &Path, script: &Path, args: &[&str]) -> CliOutput {
     let mut command = std::process::Command::new("python3");
-    command.arg("-c").arg(script).args(args).current_dir(cwd);
+    command
+        .arg(script)
+        .args(args)
+        .current_dir(cwd)
+        .env("PYTHONPATH", pyjwt_dir());
     isolate(&mut command);
     run(command, "python3").await
+}
+
+/// A directory on `PYTHONPATH` where `import jwt, cryptography` works:
+/// PyJWT is installed there by the test itself when the machine lacks it.
+fn pyjwt_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
+        let importable = || {
+            std::process::Command::new("python3")
+                .args(["-c", "import jwt, cryptography"])
+                .env("PYTHONPATH", &dir)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !importable() {
+            let installed = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--target"])
+                .arg(&dir)
+                .arg("pyjwt[crypto]")
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                installed && importable(),
+                "could not install PyJWT into {}",
+                dir.display()
+            );
+        }
+        dir
+    })
 }
 
 async fn run(command: std::process::Command, what: &str) -> CliOutput {

@@ -115,7 +115,8 @@ impl TestEnv {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("create parent directory");
         }
-        fs::write(&path, contents).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        fs::write(&path, contents)
+            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
     }
 
     /// Adds (or replaces) `policies/<file>`.
@@ -127,7 +128,10 @@ impl TestEnv {
     pub fn set_policies(&self, files: &[(&str, &str)]) {
         for entry in fs::read_dir(self.policy_dir()).expect("read policies/") {
             let path = entry.expect("policies/ entry").path();
-            if path.extension().is_some_and(|extension| extension == "cedar") {
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "cedar")
+            {
                 fs::remove_file(&path).expect("remove policy file");
             }
         }
@@ -139,7 +143,10 @@ impl TestEnv {
     /// The complete writ.toml for the current state of this environment.
     pub fn config_toml(&self) -> String {
         let config = &self.config;
-        let admin_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, self.admin_token.as_bytes()));
+        let admin_sha256 = hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            self.admin_token.as_bytes(),
+        ));
         let mut toml = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
         if let Some(issuer) = &config.issuer {
             toml += &format!("issuer = {}\n", quote(issuer));
@@ -197,7 +204,13 @@ token_sha256 = [{admin_sha256}]
     /// Writes the config and starts `writ serve`, waiting until it listens.
     pub async fn start(&self) -> Server {
         self.write_config();
-        Server::start(&self.config_path(), self.dir(), &self.pki.ca_pem(), &self.admin_token).await
+        Server::start(
+            &self.config_path(),
+            self.dir(),
+            &self.pki.ca_pem(),
+            &self.admin_token,
+        )
+        .await
     }
 
     /// An HTTPS client trusting this environment's CA.
@@ -212,7 +225,8 @@ token_sha256 = [{admin_sha256}]
 
     /// A projected service-account token of `namespace/service_account`.
     pub fn service_account_token(&self, namespace: &str, service_account: &str) -> String {
-        self.k8s.sign(&self.k8s.service_account_claims(namespace, service_account))
+        self.k8s
+            .sign(&self.k8s.service_account_claims(namespace, service_account))
     }
 
     /// An OIDC token of the CI job for acme/app on main.

@@ -88,7 +88,12 @@ impl Reply {
         let headers = response.headers().clone();
         let text = response.text().await.expect("read response body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self { status, headers, text, json }
+        Self {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -141,9 +146,17 @@ impl Minted {
 /// Asserts a successful token response (RFC 8693 section 2.2.1) and takes the token apart.
 #[track_caller]
 pub fn assert_granted(reply: &Reply) -> Minted {
-    assert_eq!(reply.status, 200, "expected a token, got {}", reply.describe());
+    assert_eq!(
+        reply.status,
+        200,
+        "expected a token, got {}",
+        reply.describe()
+    );
     let body = &reply.json;
-    assert_eq!(body["issued_token_type"], ACCESS_TOKEN, "issued_token_type in {body}");
+    assert_eq!(
+        body["issued_token_type"], ACCESS_TOKEN,
+        "issued_token_type in {body}"
+    );
     assert_eq!(body["token_type"], "Bearer", "token_type in {body}");
     let access_token = body["access_token"]
         .as_str()
@@ -153,8 +166,13 @@ pub fn assert_granted(reply: &Reply) -> Minted {
         header: jwt_header(&access_token),
         claims: jwt_claims(&access_token),
         access_token,
-        scope: body["scope"].as_str().unwrap_or_else(|| panic!("no scope in {body}")).to_string(),
-        expires_in: body["expires_in"].as_i64().unwrap_or_else(|| panic!("no expires_in in {body}")),
+        scope: body["scope"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no scope in {body}"))
+            .to_string(),
+        expires_in: body["expires_in"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no expires_in in {body}")),
         body: body.clone(),
     }
 }
@@ -194,12 +212,22 @@ pub fn jwt_claims(token: &str) -> Value {
 pub fn with_claims(token: &str, claims: &Value) -> String {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "not a compact JWS: {token}");
-    format!("{}.{}.{}", parts[0], b64url(claims.to_string().as_bytes()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(claims.to_string().as_bytes()),
+        parts[2]
+    )
 }
 
 /// Verifies `token` the way a resource server would: key by `kid` from `jwks`,
 /// signature, `iss`, `aud`, `exp`. Returns the claims.
-pub fn verify_with_jwks(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Result<Value, String> {
+pub fn verify_with_jwks(
+    token: &str,
+    jwks: &Value,
+    issuer: &str,
+    audience: &str,
+) -> Result<Value, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|error| format!("header: {error}"))?;
     let kid = header.kid.ok_or("token has no kid")?;
     let jwk = jwks["keys"]
@@ -208,7 +236,8 @@ pub fn verify_with_jwks(token: &str, jwks: &Value, issuer: &str, audience: &str)
         .iter()
         .find(|key| key["kid"] == kid.as_str())
         .ok_or_else(|| format!("kid {kid} not in {jwks}"))?;
-    let jwk: Jwk = serde_json::from_value(jwk.clone()).map_err(|error| format!("JWK {jwk}: {error}"))?;
+    let jwk: Jwk =
+        serde_json::from_value(jwk.clone()).map_err(|error| format!("JWK {jwk}: {error}"))?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|error| format!("JWK key: {error}"))?;
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[issuer]);

@@ -60,7 +60,9 @@ impl SigningKey {
             Alg::Es384 => Pair::Ecdsa(ecdsa(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, &rng)),
             Alg::EdDsa => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate Ed25519 key");
-                Pair::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse Ed25519 key"))
+                Pair::Ed25519(
+                    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse Ed25519 key"),
+                )
             }
             Alg::Rs256 | Alg::Ps256 => {
                 Pair::Rsa(RsaKeyPair::from_pkcs8(&openssl_rsa_pkcs8()).expect("parse RSA key"))
@@ -77,7 +79,11 @@ impl SigningKey {
                 // Uncompressed point: 0x04 || x || y.
                 let point = pair.public_key().as_ref();
                 let half = (point.len() - 1) / 2;
-                let crv = if self.alg == Alg::Es256 { "P-256" } else { "P-384" };
+                let crv = if self.alg == Alg::Es256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({
                     "kty": "EC",
                     "crv": crv,
@@ -105,7 +111,9 @@ impl SigningKey {
     /// confused verifier would use as an HMAC secret.
     pub fn public_key_pem(&self) -> String {
         let (algorithm_identifier, public_key): (&[u8], &[u8]) = match &self.pair {
-            Pair::Ecdsa(pair) if self.alg == Alg::Es256 => (P256_SPKI_ALGORITHM, pair.public_key().as_ref()),
+            Pair::Ecdsa(pair) if self.alg == Alg::Es256 => {
+                (P256_SPKI_ALGORITHM, pair.public_key().as_ref())
+            }
             Pair::Ecdsa(pair) => (P384_SPKI_ALGORITHM, pair.public_key().as_ref()),
             Pair::Ed25519(pair) => (ED25519_SPKI_ALGORITHM, pair.public_key().as_ref()),
             // ring's RSA public key is already the RSAPublicKey DER.
@@ -121,7 +129,10 @@ impl SigningKey {
             .chunks(64)
             .map(|chunk| std::str::from_utf8(chunk).expect("base64 is ASCII"))
             .collect();
-        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
     }
 
     /// The header an honest issuer puts on its tokens.
@@ -152,7 +163,8 @@ impl SigningKey {
     pub fn forge_hs256_with_public_key(&self, claims: &Value) -> String {
         let header = json!({"alg": "HS256", "typ": "JWT", "kid": self.kid});
         let input = signing_input(&header, claims);
-        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.public_key_pem().as_bytes());
+        let secret =
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.public_key_pem().as_bytes());
         let tag = ring::hmac::sign(&secret, input.as_bytes());
         format!("{input}.{}", b64url(tag.as_ref()))
     }
@@ -160,7 +172,11 @@ impl SigningKey {
     fn signature(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.pair {
-            Pair::Ecdsa(pair) => pair.sign(&rng, message).expect("ECDSA sign").as_ref().to_vec(),
+            Pair::Ecdsa(pair) => pair
+                .sign(&rng, message)
+                .expect("ECDSA sign")
+                .as_ref()
+                .to_vec(),
             Pair::Ed25519(pair) => pair.sign(message).as_ref().to_vec(),
             Pair::Rsa(pair) => {
                 let padding: &'static dyn signature::RsaEncoding = if self.alg == Alg::Ps256 {
@@ -168,9 +184,10 @@ impl SigningKey {
                 } else {
                     &signature::RSA_PKCS1_SHA256
                 };
-                let mut signature = vec![0; pair.public().modulus_len()];
-                pair.sign(padding, &rng, message, &mut signature).expect("RSA sign");
-                signature
+                let mut output = vec![0; pair.public().modulus_len()];
+                pair.sign(padding, &rng, message, &mut output)
+                    .expect("RSA sign");
+                output
             }
         }
     }
@@ -332,12 +349,18 @@ pub(crate) fn quote(value: &str) -> String {
 
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buffer).expect("system randomness");
+    SystemRandom::new()
+        .fill(&mut buffer)
+        .expect("system randomness");
     hex::encode(buffer)
 }
 
 fn signing_input(header: &Value, claims: &Value) -> String {
-    format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()))
+    format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    )
 }
 
 fn ecdsa(algorithm: &'static EcdsaSigningAlgorithm, rng: &SystemRandom) -> EcdsaKeyPair {
@@ -348,7 +371,13 @@ fn ecdsa(algorithm: &'static EcdsaSigningAlgorithm, rng: &SystemRandom) -> Ecdsa
 /// A fresh 2048-bit RSA key as PKCS#8 DER, from `openssl genpkey`.
 fn openssl_rsa_pkcs8() -> Vec<u8> {
     let output = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run `openssl genpkey` (is openssl installed?)");
@@ -358,7 +387,10 @@ fn openssl_rsa_pkcs8() -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     let pem = String::from_utf8(output.stdout).expect("PEM is UTF-8");
-    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
     STANDARD.decode(body).expect("PEM body is base64")
 }
 
@@ -388,7 +420,9 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     } else if length <= 0xff {
         out.extend([0x81, u8::try_from(length).expect("one-byte length")]);
     } else {
-        let [high, low] = u16::try_from(length).expect("two-byte length").to_be_bytes();
+        let [high, low] = u16::try_from(length)
+            .expect("two-byte length")
+            .to_be_bytes();
         out.extend([0x82, high, low]);
     }
     out.extend_from_slice(content);

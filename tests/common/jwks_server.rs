@@ -35,7 +35,9 @@ impl JwksServer {
             .with_no_client_auth()
             .with_single_cert(vec![leaf.cert_der], leaf.key_der)
             .expect("JWKS server TLS config");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind JWKS server");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind JWKS server");
         let port = listener.local_addr().expect("JWKS server address").port();
         let document = Arc::new(Mutex::new(jwks));
         let fetches = Arc::new(AtomicUsize::new(0));
@@ -90,13 +92,17 @@ async fn serve(
 ) {
     let mut connections = JoinSet::new();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         while connections.try_join_next().is_some() {}
         let acceptor = acceptor.clone();
         let document = Arc::clone(&document);
         let fetches = Arc::clone(&fetches);
         connections.spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let service = service_fn(move |_request: Request<Incoming>| {
                 fetches.fetch_add(1, Ordering::SeqCst);
                 let body = document.lock().expect("JWKS lock").to_string();

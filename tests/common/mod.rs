@@ -24,7 +24,7 @@ mod server;
 mod time;
 mod wait;
 
-pub use cli::{CliOutput, python, writ};
+pub use cli::{CliOutput, run_python, run_writ};
 pub use env::{Config, TestEnv};
 pub use http::{
     ACCESS_TOKEN, ID_TOKEN, JWT, Minted, Reply, TOKEN_EXCHANGE, TokenRequest, assert_granted,
@@ -57,3 +57,17 @@ pub const CI_JOB: &str = "repo:acme/app:ref:refs/heads/main";
 /// An issuer URL to pin `server.issuer` to; it is also a `Target` in entities.json,
 /// so a workload can ask for a token whose audience is writ itself.
 pub const SELF_ISSUER: &str = "https://writ.test";
+
+/// The standard environment and its running server. Bind them in this order
+/// (`let (env, server) = ...`) so the server stops before the temp dir goes.
+pub async fn start_standard() -> (TestEnv, Server) {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    (env, server)
+}
+
+/// An exchange of `subject_token` for `orders.read` on `orders`, which the
+/// standard policies permit to `payments/api` and to the acme/app CI job.
+pub fn orders_read(subject_token: &str) -> TokenRequest {
+    TokenRequest::exchange(subject_token, ORDERS, "orders.read")
+}

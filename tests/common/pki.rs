@@ -50,8 +50,9 @@ impl Pki {
     /// extensions strict verifiers (Python 3.13, webpki) ask for.
     pub fn server_cert(&self) -> Leaf {
         let key = KeyPair::generate().expect("generate server key");
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server certificate SANs");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("server certificate SANs");
         params.distinguished_name = common_name("localhost");
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -69,7 +69,11 @@ impl Server {
 
     /// Sends SIGHUP (policy reload).
     pub fn sighup(&self) {
-        assert!(signal(self.child_pid(), "HUP"), "kill -HUP {} failed", self.child_pid());
+        assert!(
+            signal(self.child_pid(), "HUP"),
+            "kill -HUP {} failed",
+            self.child_pid()
+        );
     }
 
     /// Everything writ wrote to stderr so far (across restarts).
@@ -81,7 +85,11 @@ impl Server {
     pub async fn wait_for_stderr(&self, needle: &str) {
         eventually(&format!("`{needle}` on writ's stderr"), async || {
             let text = self.stderr();
-            if text.contains(needle) { Ok(()) } else { Err(format!("stderr so far:\n{text}")) }
+            if text.contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("stderr so far:\n{text}"))
+            }
         })
         .await;
     }
@@ -117,12 +125,20 @@ impl Server {
         reply.json
     }
 
-    pub async fn post_form(&self, path: &str, form: &[(String, String)], bearer: Option<&str>) -> Reply {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(String, String)],
+        bearer: Option<&str>,
+    ) -> Reply {
         let mut request = self.client.post(self.endpoint(path)).form(form);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap_or_else(|error| panic!("POST {path}: {error}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST {path}: {error}"));
         Reply::read(response).await
     }
 
@@ -141,19 +157,33 @@ impl Server {
 
     /// `POST /oauth2/token`.
     pub async fn token(&self, request: &TokenRequest) -> Reply {
-        self.post_form("/oauth2/token", request.params(), None).await
+        self.post_form("/oauth2/token", request.params(), None)
+            .await
     }
 
     /// Exchanges `subject_token` (an attestation JWT) and asserts a token was granted.
     pub async fn mint(&self, subject_token: &str, audience: &str, scope: &str) -> Minted {
-        assert_granted(&self.token(&TokenRequest::exchange(subject_token, audience, scope)).await)
+        assert_granted(
+            &self
+                .token(&TokenRequest::exchange(subject_token, audience, scope))
+                .await,
+        )
     }
 
     /// Repeats `request` until writ answers `status` (e.g. after a policy change).
-    pub async fn wait_for_token_status(&self, request: &TokenRequest, status: u16, what: &str) -> Reply {
+    pub async fn wait_for_token_status(
+        &self,
+        request: &TokenRequest,
+        status: u16,
+        what: &str,
+    ) -> Reply {
         eventually(what, async || {
             let reply = self.token(request).await;
-            if reply.status == status { Ok(reply) } else { Err(reply.describe()) }
+            if reply.status == status {
+                Ok(reply)
+            } else {
+                Err(reply.describe())
+            }
         })
         .await
     }
@@ -172,7 +202,8 @@ impl Server {
     }
 
     pub async fn metadata(&self) -> Value {
-        self.get_json("/.well-known/oauth-authorization-server").await
+        self.get_json("/.well-known/oauth-authorization-server")
+            .await
     }
 
     pub async fn jwks(&self) -> Value {
@@ -231,8 +262,8 @@ impl Process {
 
     /// SIGTERM, wait up to [`SHUTDOWN`], then SIGKILL.
     async fn stop(&mut self) {
-        signal(self.child.id(), "TERM");
-        // Whether or not the signal was delivered, the loop below reaps or kills.
+        // Delivered or not (it may have exited), the loop below reaps or kills it.
+        let _ = signal(self.child.id(), "TERM");
         let deadline = Instant::now() + SHUTDOWN;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -261,10 +292,10 @@ fn announce_listening(stdout: impl Read + Send + 'static) -> oneshot::Receiver<S
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line);
-            if let Some(url) = line.trim().strip_prefix(LISTENING) {
-                if let Some(sender) = sender.take() {
-                    let _ = sender.send(url.trim().to_string());
-                }
+            if let Some(url) = line.trim().strip_prefix(LISTENING)
+                && let Some(sender) = sender.take()
+            {
+                let _ = sender.send(url.trim().to_string());
             }
         }
     });
@@ -294,10 +325,13 @@ impl Log {
 }
 
 /// Keeps a child process away from the developer's environment: no config from
-/// `WRIT_CONFIG`, no proxies, logs at info.
+/// `WRIT_CONFIG`, no log filter from `WRIT_LOG`/`RUST_LOG` (writ logs at its
+/// default level), no proxies.
 pub(crate) fn isolate(command: &mut Command) {
     for variable in [
         "WRIT_CONFIG",
+        "WRIT_LOG",
+        "RUST_LOG",
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "ALL_PROXY",
@@ -307,7 +341,7 @@ pub(crate) fn isolate(command: &mut Command) {
     ] {
         command.env_remove(variable);
     }
-    command.env("NO_PROXY", "127.0.0.1,localhost").env("RUST_LOG", "info");
+    command.env("NO_PROXY", "127.0.0.1,localhost");
 }
 
 /// `kill -<name> <pid>`; whether it was delivered.

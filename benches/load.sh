@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Load benchmark: token exchange over HTTPS keep-alive against a release
+# build of writ on loopback, driven by wrk with 64 connections for a bounded
+# time, compared with the in-process pipeline measured in the same run.
+#
+#   benches/load.sh            # 20 s of load
+#   WRIT_LOAD_SECONDS=60 benches/load.sh
+#
+# It installs wrk (Debian package) if missing, starts writ on an ephemeral
+# loopback port in a scratch directory, and stops it when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${WRIT_LOAD_SECONDS:-20}"
+connections="${WRIT_LOAD_CONNECTIONS:-64}"
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk..." >&2
+  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+fi
+cargo build --release --bin writ >&2
+writ="$PWD/target/release/writ"
+
+scratch="$(mktemp -d)"
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$scratch"; }
+trap cleanup EXIT
+
+"$writ" certs init --dir "$scratch/certs" >/dev/null
+cp -r policies "$scratch/policies"
+cat > "$scratch/writ.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://writ.db"
+[audit]
+path = "audit.jsonl"
+[[issuers]]
+name = "dev"
+kind = "kubernetes"
+issuer = "https://dev.writ.local"
+jwks_file = "certs/dev-issuer.jwks.json"
+audience = "writ"
+TOML
+(cd "$scratch" && exec "$writ" --config writ.toml --log warn serve > "$scratch/stdout" 2> "$scratch/stderr") &
+pid=$!
+for _ in $(seq 100); do
+  url="$(sed -n 's/^writ listening on //p' "$scratch/stdout")"
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "${url:-}" ] || { echo "writ did not start:" >&2; cat "$scratch/stderr" >&2; exit 1; }
+
+subject="$("$writ" token --certs "$scratch/certs" --as payments/api --print-subject-token)"
+cat > "$scratch/exchange.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&audience=payments-db&scope=read&subject_token=${subject}"
+done = function(summary, latency, requests)
+  io.write(string.format("wrk_requests %d\nwrk_errors %d\nwrk_non2xx %d\nwrk_seconds %.2f\nwrk_p50_ms %.2f\nwrk_p99_ms %.2f\n",
+    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+LUA
+# One request first: the load must measure minting, not refusals.
+curl -sf --cacert "$scratch/certs/ca.pem" -X POST "$url/oauth2/token" \
+  -H 'Content-Type: application/x-www-form-urlencoded' --data "@-" <<<"$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$scratch/exchange.lua")" >/dev/null
+
+echo "load: wrk -t2 -c$connections -d${seconds}s POST $url/oauth2/token" >&2
+out="$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$scratch/exchange.lua" "$url/oauth2/token")"
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+
+inproc="$(cargo bench --bench inprocess 2>/dev/null | sed -n 's/^pipeline_tokens_per_sec \([0-9]*\).*/\1/p')"
+get() { sed -n "s/^$1 //p" <<<"$out"; }
+requests="$(get wrk_requests)"; secs="$(get wrk_seconds)"; non2xx="$(get wrk_non2xx)"; errors="$(get wrk_errors)"
+rate="$(python3 -c "print(round($requests / $secs))")"
+ratio="$(python3 -c "print(f'{100 * $rate / $inproc:.0f}%')")"
+cat <<REPORT
+writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s)
+  tokens/s over HTTPS:        $rate
+  latency p50 / p99:          $(get wrk_p50_ms) ms / $(get wrk_p99_ms) ms
+  non-2xx / socket errors:    $non2xx / $errors
+  in-process pipeline:        $inproc tokens/s (attest cached + decide + mint, all cores)
+  HTTPS / in-process:         $ratio
+REPORT
+[ "$non2xx" = "0" ] || { echo "load benchmark saw non-2xx responses" >&2; exit 1; }

@@ -1,0 +1,125 @@
+//! Shared setup for the benches: a scratch directory with dev material and
+//! policies, and the pipeline parts built from the public API.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use writ::attest::Registry;
+use writ::certs::{self, DevIssuer};
+use writ::clock::{Clock, SystemClock};
+use writ::config::{Config, SigningAlgorithm};
+use writ::model::{Scopes, TargetId, Ttl};
+use writ::policy::{DecisionRequest, PolicyEngine};
+use writ::token::{MintRequest, Minter, SigningKey};
+
+/// Everything the in-process pipeline needs.
+pub struct Pipeline {
+    pub _dir: tempfile::TempDir,
+    pub registry: Registry,
+    pub policy: PolicyEngine,
+    pub minter: Minter,
+    pub issuer: DevIssuer,
+    pub target: TargetId,
+    pub scopes: Scopes,
+}
+
+pub fn config_for(dir: &Path) -> Config {
+    let mut config = Config::dev();
+    for issuer in &mut config.issuers {
+        issuer.jwks_file = Some(dir.join("certs").join(certs::DEV_ISSUER_JWKS));
+    }
+    config
+}
+
+impl Pipeline {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        certs::init(&dir.path().join("certs")).unwrap();
+        writ::policy::write_examples(&dir.path().join("policies")).unwrap();
+        let registry = Registry::from_config(&config_for(dir.path()), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let policy = PolicyEngine::load(&dir.path().join("policies")).unwrap();
+        let (key, _) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
+        let minter = Minter::new(Arc::new(key), "https://127.0.0.1:8443");
+        let issuer = DevIssuer::load(&dir.path().join("certs")).unwrap();
+        Self {
+            _dir: dir,
+            registry,
+            policy,
+            minter,
+            issuer,
+            target: TargetId::new("payments-db").unwrap(),
+            scopes: Scopes::parse("read").unwrap(),
+        }
+    }
+
+    pub fn sa_token(&self, account: &str) -> String {
+        self.issuer
+            .service_account_token("payments", account, SystemClock.unix_now(), 3600)
+            .unwrap()
+    }
+
+    /// Attest (cached after the first call for the same token), decide, mint.
+    pub async fn run(&self, subject_token: &str) -> String {
+        let attested = self.registry.attest_jwt(subject_token).await.unwrap();
+        let now = SystemClock.unix_now();
+        let decision = self
+            .policy
+            .decide(&DecisionRequest {
+                principal: &attested,
+                target: &self.target,
+                scopes: &self.scopes,
+                requested_ttl: Ttl::from_secs(300).unwrap(),
+                now,
+                source_ip: IpAddr::from([127, 0, 0, 1]),
+                sender_constrained: false,
+                delegation_depth: 0,
+            })
+            .unwrap();
+        let granted = decision.granted();
+        assert!(!granted.is_empty());
+        self.minter
+            .mint(MintRequest {
+                subject: &attested.principal,
+                principal_type: attested.entity_type,
+                attestation: attested.kind,
+                audience: &self.target,
+                scopes: &granted,
+                ttl: Ttl::from_secs(300).unwrap(),
+                now,
+                act: None,
+                cnf: None,
+            })
+            .unwrap()
+            .token
+    }
+}
+
+/// A policy directory with `n` policies on one target, none of which can be
+/// sliced away: the worst case for a decision.
+pub fn policy_dir_with(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    writ::policy::write_examples(dir.path()).unwrap();
+    for (name, _) in writ::policy::EXAMPLES {
+        if name.ends_with(".cedar") {
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
+    }
+    let mut text = String::new();
+    for i in 0..n.saturating_sub(1) {
+        text.push_str(&format!(
+            "permit (principal is Workload, action == Action::\"mint\", resource == Target::\"payments-db\") \
+             when {{ principal has namespace && principal.namespace == \"ns{i}\" && context.scope == \"read\" }};\n"
+        ));
+    }
+    text.push_str(
+        "permit (principal in Team::\"payments\", action == Action::\"mint\", resource == Target::\"payments-db\") \
+         when { context.scope == \"read\" };\n",
+    );
+    std::fs::write(dir.path().join("generated.cedar"), text).unwrap();
+    dir
+}
