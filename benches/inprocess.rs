@@ -7,6 +7,10 @@
 
 mod support;
 
+// Same allocator as the writ binary, so the two figures compare like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 
-use crate::config::{DEV_AUDIENCE, DEV_ISSUER};
+use crate::config::{DEV_AUDIENCE, DEV_ISSUER, SigningAlgorithm};
+use crate::token::SigningKey;
 
 /// The dev CA certificate clients should trust.
 pub const CA_CERT: &str = "ca.pem";
@@ -117,7 +118,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
     let (issuer_key_path, jwks_path) = (dir.join(DEV_ISSUER_KEY), dir.join(DEV_ISSUER_JWKS));
     if !issuer_key_path.exists() || !jwks_path.exists() {
         let key = KeyPair::generate()?;
-        let jwks = json!({ "keys": [public_jwk(&key)] });
+        let jwks = json!({ "keys": [signing_key(&key)?.public_jwk()] });
         for p in [&issuer_key_path, &jwks_path] {
             let _ = std::fs::remove_file(p);
         }
@@ -128,43 +129,25 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
     Ok(written)
 }
 
-fn public_jwk(key: &KeyPair) -> serde_json::Value {
-    let point = key.public_key_raw(); // 0x04 || x || y
-    let xy = point.get(1..).unwrap_or_default();
-    let (x, y) = xy.split_at(xy.len() / 2);
-    let mut jwk = json!({"crv": "P-256", "kty": "EC", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)});
-    let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        jwk.to_string().as_bytes(),
-    ));
-    if let Some(o) = jwk.as_object_mut() {
-        o.insert("kid".into(), kid.into());
-        o.insert("alg".into(), "ES256".into());
-        o.insert("use".into(), "sig".into());
-    }
-    jwk
+/// The dev issuer key as a ring signing key (its JWK and `kid` come from there).
+fn signing_key(key: &KeyPair) -> Result<SigningKey, CertsError> {
+    SigningKey::from_pkcs8(SigningAlgorithm::ES256, &key.serialize_der())
+        .map_err(|e| CertsError::Sign(e.to_string()))
 }
 
 /// The dev attestation issuer: signs Kubernetes-style service-account
 /// tokens that dev mode trusts. For demos and `writ token --as` only.
 pub struct DevIssuer {
-    key: jsonwebtoken::EncodingKey,
-    kid: String,
+    key: SigningKey,
 }
 
 impl DevIssuer {
     /// Loads the dev issuer from `dir`.
     pub fn load(dir: &Path) -> Result<Self, CertsError> {
-        let pem = read(&dir.join(DEV_ISSUER_KEY))?;
-        let key = KeyPair::from_pem(&pem)?;
-        let kid = public_jwk(&key)
-            .get("kid")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
-            .map_err(|e| CertsError::Sign(e.to_string()))?;
-        Ok(Self { key, kid })
+        let key = KeyPair::from_pem(&read(&dir.join(DEV_ISSUER_KEY))?)?;
+        Ok(Self {
+            key: signing_key(&key)?,
+        })
     }
 
     /// A projected service-account token for `namespace/service_account`.
@@ -175,6 +158,7 @@ impl DevIssuer {
         now: u64,
         ttl: u64,
     ) -> Result<String, CertsError> {
+        let header = json!({"alg": "ES256", "kid": self.key.kid(), "typ": "JWT"});
         let claims = json!({
             "iss": DEV_ISSUER,
             "aud": [DEV_AUDIENCE],
@@ -188,10 +172,18 @@ impl DevIssuer {
                 "pod": {"name": format!("{service_account}-dev"), "uid": "dev-pod"},
             },
         });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| CertsError::Sign(e.to_string()))
+        let mut jws = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .key
+            .sign(jws.as_bytes())
+            .map_err(|e| CertsError::Sign(e.to_string()))?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jws)
     }
 }
 

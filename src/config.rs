@@ -223,6 +223,12 @@ pub struct AdminConfig {
 pub struct LimitsConfig {
     /// Requests in flight before new ones get 503.
     pub max_concurrent_requests: usize,
+    /// Open connections beyond which new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client that has not sent a complete request head within this is
+    /// disconnected (covers idle keep-alive connections too).
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
     /// A request still running after this gets 503.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
@@ -235,6 +241,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_concurrent_requests: 4096,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
         }
@@ -272,9 +280,11 @@ pub struct IssuerConfig {
     pub jwks_refresh: Duration,
     /// The `aud` its tokens must carry.
     pub audience: String,
-    /// SPIFFE trust domain of kubernetes principals.
-    #[serde(default = "default_k8s_trust_domain")]
-    pub trust_domain: String,
+    /// SPIFFE trust domain this issuer owns: kubernetes principals are
+    /// minted in it (default `cluster.local`); an oidc issuer may name
+    /// SPIFFE ids only inside its own.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
     /// Cedar type of its principals (oidc only; kubernetes is always Workload).
     #[serde(default)]
     pub entity_type: EntityType,
@@ -283,11 +293,18 @@ pub struct IssuerConfig {
     pub subject: String,
 }
 
+impl IssuerConfig {
+    /// The SPIFFE trust domain this issuer's principals live in, if any.
+    pub fn spiffe_trust_domain(&self) -> Option<&str> {
+        match (self.kind, self.trust_domain.as_deref()) {
+            (IssuerKind::Kubernetes, None) => Some("cluster.local"),
+            (_, td) => td,
+        }
+    }
+}
+
 fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
-}
-fn default_k8s_trust_domain() -> String {
-    "cluster.local".into()
 }
 fn default_subject() -> String {
     "{sub}".into()
@@ -354,7 +371,7 @@ impl Config {
             jwks_ca: None,
             jwks_refresh: default_jwks_refresh(),
             audience: DEV_AUDIENCE.into(),
-            trust_domain: default_k8s_trust_domain(),
+            trust_domain: None,
             entity_type: EntityType::Workload,
             subject: default_subject(),
         });
@@ -396,6 +413,37 @@ impl Config {
     /// Checks what serde cannot: consistent values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        // Keys of features this release does not serve: refusing them beats
+        // silently running without the protection they promise.
+        let unsupported = [
+            ("tls.client_ca", self.tls.client_ca.is_some()),
+            ("server.unix_socket", self.server.unix_socket.is_some()),
+            ("admin.principals", !self.admin.principals.is_empty()),
+        ];
+        if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return bad(format!("{key} is not supported by this release of writ"));
+        }
+        if self.server.issuer.is_none() && self.server.listen.ip().is_unspecified() {
+            return bad(format!(
+                "server.listen is {}: set server.issuer to the URL clients use",
+                self.server.listen
+            ));
+        }
+        // Each issuer owns its SPIFFE trust domain, so two issuers can never
+        // produce the same principal id.
+        let mut owners: Vec<(&str, &str)> =
+            vec![(self.server.trust_domain.as_str(), "server.trust_domain")];
+        for issuer in &self.issuers {
+            if let Some(td) = issuer.spiffe_trust_domain() {
+                if let Some((_, other)) = owners.iter().find(|(t, _)| *t == td) {
+                    return bad(format!(
+                        "issuer {}: trust domain {td:?} is already used by {other}; give each issuer its own",
+                        issuer.name
+                    ));
+                }
+                owners.push((td, issuer.name.as_str()));
+            }
+        }
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
         }
@@ -444,6 +492,35 @@ mod tests {
         let c = Config::parse("[tokens]\ndefault_ttl = \"2m\"\nmax_ttl = \"1h\"\n").unwrap();
         assert_eq!(c.tokens.default_ttl, Duration::from_secs(120));
         assert_eq!(c.tokens.max_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn two_issuers_may_not_share_a_trust_domain() {
+        let c = Config::parse(
+            "[[issuers]]\nname='a'\nkind='kubernetes'\nissuer='https://a'\naudience='writ'\njwks_file='a'\n\
+             [[issuers]]\nname='b'\nkind='kubernetes'\nissuer='https://b'\naudience='writ'\njwks_file='b'\n",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("cluster.local"), "{err}");
+    }
+
+    #[test]
+    fn keys_of_features_not_served_are_refused() {
+        let c = Config::parse("[tls]\nclient_ca = 'ca.pem'\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tls.client_ca")
+        );
+        let c = Config::parse("[server]\nlisten = '0.0.0.0:8443'\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.issuer")
+        );
     }
 
     #[test]

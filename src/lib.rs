@@ -21,6 +21,7 @@ pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod model;
 pub mod policy;
 pub mod revoke;

@@ -1,5 +1,10 @@
 //! The `writ` binary: parse arguments, call into the library.
 
+// The request path allocates small, short-lived buffers on every call;
+// mimalloc serves them measurably faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     writ::cli::main()
 }

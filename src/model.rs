@@ -146,17 +146,12 @@ impl Scopes {
 
     /// Parses a space-separated scope parameter.
     pub fn parse(param: &str) -> Result<Self, ModelError> {
-        let mut scopes: Vec<Scope> = Vec::new();
-        for token in param.split(' ').filter(|t| !t.is_empty()) {
-            let scope = Scope::new(token)?;
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
+        let tokens = param.split(' ').filter(|t| !t.is_empty());
+        let scopes = Self::from_granted(tokens.map(Scope::new).collect::<Result<Vec<_>, _>>()?);
         if scopes.is_empty() || scopes.len() > Self::MAX {
             return Err(ModelError::ScopeCount { max: Self::MAX });
         }
-        Ok(Self(scopes))
+        Ok(scopes)
     }
 
     /// Builds a set from scopes already checked, dropping duplicates.

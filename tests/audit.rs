@@ -286,3 +286,35 @@ async fn audit_verify_names_the_line_of_reordered_records() {
 
     assert_verify_fails_at_line(&output, 2);
 }
+
+#[tokio::test]
+async fn audit_verify_names_the_line_after_records_cut_from_the_end() {
+    let env = log_of_three_decisions().await;
+    rewrite_audit_log(&env, |lines| {
+        lines.pop();
+    });
+
+    let output = audit_verify(&env).await;
+
+    assert_verify_fails_at_line(&output, 3);
+}
+
+#[tokio::test]
+async fn audit_log_never_holds_a_token() {
+    let (env, server) = start_standard().await;
+    let subject_token = env.k8s_token();
+    let minted = server.mint(&subject_token, ORDERS, "orders.read").await;
+    server.introspect_as_admin(&minted.access_token).await;
+    audit_record(&env, "the introspection", |r| r["action"] == "introspect").await;
+
+    let log = fs::read_to_string(env.audit_path()).unwrap();
+
+    for (what, secret) in [
+        ("subject token", subject_token.as_str()),
+        ("access token", minted.access_token.as_str()),
+        ("admin token", server.admin_token()),
+    ] {
+        let signature = secret.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "the audit log holds the {what}");
+    }
+}

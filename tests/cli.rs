@@ -285,3 +285,100 @@ async fn token_command_with_decode_prints_the_claims_as_json() {
         "sub of {claims}"
     );
 }
+
+// --- zero setup: dev mode and the demo ---------------------------------------------------
+
+#[tokio::test]
+async fn serve_without_config_runs_dev_mode_and_writ_token_gets_a_verifiable_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev_mode(dir.path()).await;
+
+    assert!(server.stderr().contains("DEV MODE"), "{}", server.stderr());
+    for key in ["ca-key.pem", "server-key.pem", "dev-issuer-key.pem"] {
+        let mode = fs::metadata(dir.path().join("certs").join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    assert!(dir.path().join("policies/schema.cedarschema").exists());
+
+    let output = run_writ(
+        dir.path(),
+        &[
+            "token",
+            "--as",
+            "payments/api",
+            "--audience",
+            "payments-db",
+            "--scope",
+            "read",
+            "--server",
+            &server.url,
+        ],
+    )
+    .await;
+
+    assert_exit(&output, 0);
+    let token = output.stdout.trim();
+    assert_eq!(
+        jwt_claims(token)["sub"],
+        "spiffe://cluster.local/ns/payments/sa/api"
+    );
+    let jwks = server.jwks().await;
+    let claims = verify_with_jwks(token, &jwks, &server.url, "payments-db")
+        .expect("verifies from /jwks.json");
+    assert_eq!(claims["scope"], "read");
+}
+
+#[tokio::test]
+async fn dev_mode_token_for_a_forbidden_workload_exits_1_naming_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_dev_mode(dir.path()).await;
+
+    let output = run_writ(
+        dir.path(),
+        &[
+            "token",
+            "--as",
+            "payments/legacy",
+            "--audience",
+            "payments-db",
+            "--scope",
+            "read",
+            "--server",
+            &server.url,
+        ],
+    )
+    .await;
+
+    assert_exit(&output, 1);
+    assert!(
+        output.stderr.contains("access_denied") && output.stderr.contains("forbid-payments-legacy"),
+        "{}",
+        output.describe()
+    );
+}
+
+#[tokio::test]
+async fn demo_walks_through_mint_denial_and_jwks_verification() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = run_writ(dir.path(), &["demo"]).await;
+
+    assert_exit(&output, 0);
+    for step in [
+        "== 1. attest",
+        "== 2. mint",
+        "forbid-payments-legacy",
+        "invalid_target",
+        "verified with kid",
+        "hash chain intact",
+    ] {
+        assert!(
+            output.stdout.contains(step),
+            "missing {step:?} in\n{}",
+            output.describe()
+        );
+    }
+}

@@ -156,6 +156,26 @@ async fn unknown_kid_makes_writ_refetch_the_jwks_uri() {
 }
 
 #[tokio::test]
+async fn a_withdrawn_issuer_key_stops_tokens_writ_already_verified() {
+    let mut env = TestEnv::new();
+    let identity_provider = JwksServer::start(&env.pki, env.k8s.jwks()).await;
+    env.k8s.jwks_uri = Some(identity_provider.url.clone());
+    env.k8s.jwks_refresh = Some("100ms".to_string());
+    let server = env.start().await;
+    let token = env.k8s_token();
+    server.mint(&token, ORDERS, "orders.read").await; // verified, and cached
+
+    // The identity provider withdraws the (compromised) key.
+    let replacement = SigningKey::generate(Alg::Es256);
+    identity_provider.publish(json!({"keys": [replacement.jwk()]}));
+
+    let reply = server
+        .wait_for_token_status(&orders_read(&token), 400, "the cached token to be refused")
+        .await;
+    assert_refused(&reply, 400, "invalid_grant");
+}
+
+#[tokio::test]
 async fn unreachable_jwks_uri_fails_closed() {
     let mut env = TestEnv::new();
     let identity_provider = JwksServer::start(&env.pki, env.k8s.jwks()).await;

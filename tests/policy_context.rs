@@ -101,10 +101,16 @@ async fn weekday_is_in_context_as_a_three_letter_utc_day() {
 }
 
 #[tokio::test]
-async fn source_ip_is_in_context_as_an_ipaddr() {
-    let reply = workload_asks_under(r#"context.source_ip == ip("127.0.0.1")"#).await;
+async fn source_ip_is_the_callers_address() {
+    let (env, server) = start_with_only(r#"context.source_ip.isInRange(ip("127.0.0.2/32"))"#).await;
+    let request = orders_read(&env.k8s_token());
 
-    assert_granted(&reply);
+    assert_granted(&server.token_from([127, 0, 0, 2].into(), &request).await);
+    assert_refused(
+        &server.token_from([127, 0, 0, 1].into(), &request).await,
+        403,
+        "access_denied",
+    );
 }
 
 #[tokio::test]

@@ -127,7 +127,7 @@ async fn attestation_signed_by_another_key_under_the_issuer_kid_is_invalid_grant
 
     let reply = server.token(&orders_read(&forged)).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "signature is invalid");
 }
 
 #[tokio::test]
@@ -137,7 +137,12 @@ async fn unsigned_attestation_with_alg_none_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&forged)).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(
+        &reply,
+        400,
+        "invalid_grant",
+        "signing algorithm is not allowed",
+    );
 }
 
 #[tokio::test]
@@ -150,7 +155,12 @@ async fn attestation_hs256_signed_with_the_issuer_public_key_is_invalid_grant() 
 
     let reply = server.token(&orders_read(&forged)).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(
+        &reply,
+        400,
+        "invalid_grant",
+        "signing algorithm is not allowed",
+    );
 }
 
 #[tokio::test]
@@ -164,7 +174,7 @@ async fn attestation_with_an_unknown_kid_is_invalid_grant() {
         ))
         .await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "signing key is unknown");
 }
 
 #[tokio::test]
@@ -175,7 +185,7 @@ async fn attestation_with_a_tampered_payload_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&promoted)).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "signature is invalid");
 }
 
 #[tokio::test]
@@ -186,7 +196,18 @@ async fn attestation_from_an_unknown_issuer_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "issuer is not trusted");
+}
+
+#[tokio::test]
+async fn attestation_signed_by_one_issuer_claiming_another_is_invalid_grant() {
+    let (env, server) = start_standard().await;
+    // The k8s issuer's key, but the CI issuer's `iss`: keys are per issuer.
+    let claims = env.ci.ci_job_claims(REPOSITORY, GIT_REF);
+
+    let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
+
+    assert_refused_because(&reply, 400, "invalid_grant", "signing key is unknown");
 }
 
 #[tokio::test]
@@ -197,7 +218,7 @@ async fn attestation_for_another_audience_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "audience does not match");
 }
 
 #[tokio::test]
@@ -210,7 +231,7 @@ async fn expired_subject_token_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "token has expired");
 }
 
 #[tokio::test]
@@ -235,7 +256,7 @@ async fn subject_token_not_yet_valid_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "not yet valid");
 }
 
 #[tokio::test]
@@ -247,7 +268,7 @@ async fn subject_token_issued_in_the_future_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&env.k8s.sign(&claims))).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "issued in the future");
 }
 
 #[tokio::test]
@@ -260,7 +281,7 @@ async fn subject_token_over_16_kib_is_invalid_grant() {
 
     let reply = server.token(&orders_read(&oversized)).await;
 
-    assert_refused(&reply, 400, "invalid_grant");
+    assert_refused_because(&reply, 400, "invalid_grant", "exceeds");
 }
 
 // --- Request refusals ---------------------------------------------------------------

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -121,6 +122,13 @@ impl KeySet {
         Ok(set)
     }
 
+    /// Whether every key of `self` is still in `newer` (compared by `kid`,
+    /// and by count for keys without one).
+    fn is_covered_by(&self, newer: &KeySet) -> bool {
+        self.by_kid.keys().all(|k| newer.by_kid.contains_key(k))
+            && self.all.len() - self.by_kid.len() <= newer.all.len() - newer.by_kid.len()
+    }
+
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyKey>, AttestError> {
         let key = match kid {
             Some(kid) => self
@@ -169,6 +177,8 @@ struct Inner {
     name: String,
     origin: Origin,
     keys: ArcSwap<KeySet>,
+    /// Bumped whenever a key disappears, so verdicts cached under it lapse.
+    generation: AtomicU64,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     refresh_every: Duration,
 }
@@ -196,6 +206,7 @@ impl KeySource {
                 name: ic.name.clone(),
                 origin,
                 keys: ArcSwap::from_pointee(KeySet::default()),
+                generation: AtomicU64::new(0),
                 last_fetch: tokio::sync::Mutex::new(None),
                 refresh_every: ic.jwks_refresh,
             }),
@@ -246,10 +257,19 @@ impl KeySource {
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
             Origin::Uri { url, client } => fetch(client, url).await?,
         };
-        let set = KeySet::parse(&bytes)?;
+        let set = Arc::new(KeySet::parse(&bytes)?);
         tracing::debug!(issuer = %self.inner.name, keys = set.all.len(), "JWKS loaded");
-        self.inner.keys.store(Arc::new(set));
+        let old = self.inner.keys.swap(set.clone());
+        if !old.is_covered_by(&set) {
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(issuer = %self.inner.name, "a signing key was withdrawn; cached attestations of this issuer are dropped");
+        }
         Ok(())
+    }
+
+    /// Changes whenever a key of this issuer is withdrawn.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Refetches a `jwks_uri` periodically; files are re-read on unknown `kid`.

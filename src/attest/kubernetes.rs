@@ -19,7 +19,10 @@ pub(crate) struct KubernetesAttestor {
 impl KubernetesAttestor {
     pub(crate) fn new(ic: &IssuerConfig) -> Self {
         Self {
-            trust_domain: ic.trust_domain.clone(),
+            trust_domain: ic
+                .spiffe_trust_domain()
+                .unwrap_or("cluster.local")
+                .to_owned(),
         }
     }
 }

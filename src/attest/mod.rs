@@ -151,11 +151,19 @@ struct Issuer {
     attestor: Box<dyn Attestor>,
 }
 
+/// A verdict in the cache, valid while its issuer's keys keep their generation.
+#[derive(Clone)]
+struct Cached {
+    attested: Arc<Attested>,
+    issuer: Arc<str>,
+    generation: u64,
+}
+
 /// Every configured attestation issuer, found by `iss`, plus a cache of
 /// verified tokens so a busy workload is not re-verified on every call.
 pub struct Registry {
     issuers: HashMap<String, Issuer>,
-    verified: moka::sync::Cache<[u8; 32], Arc<Attested>>,
+    verified: moka::sync::Cache<[u8; 32], Cached>,
     clock: Arc<dyn Clock>,
 }
 
@@ -196,25 +204,38 @@ impl Registry {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AttestError::TooLarge);
         }
-        let digest = sha256(token.as_bytes());
+        let digest = crate::digest::sha256(token.as_bytes());
         if let Some(hit) = self.verified.get(&digest) {
-            if self.clock.unix_now() < hit.expires_at {
-                return Ok(hit);
+            let keys_unchanged = self
+                .issuers
+                .get(&*hit.issuer)
+                .is_some_and(|i| i.verifier.keys().generation() == hit.generation);
+            if keys_unchanged && self.clock.unix_now() < hit.attested.expires_at {
+                return Ok(hit.attested);
             }
             self.verified.invalidate(&digest);
         }
         let unverified = jwt::Unverified::parse(token)?;
-        let issuer = self
+        let (iss, issuer) = self
             .issuers
-            .get(unverified.issuer()?)
+            .get_key_value(unverified.issuer()?)
             .ok_or(AttestError::UnknownIssuer)?;
+        // Read before verifying: a key withdrawn meanwhile makes this entry stale.
+        let generation = issuer.verifier.keys().generation();
         let verified = issuer.verifier.verify(token, &unverified).await?;
         let attested = Arc::new(issuer.attestor.attest(&Evidence::VerifiedJwt {
             issuer: &verified.issuer,
             claims: &verified.claims,
             expires_at: verified.expires_at,
         })?);
-        self.verified.insert(digest, attested.clone());
+        self.verified.insert(
+            digest,
+            Cached {
+                attested: attested.clone(),
+                issuer: Arc::from(iss.as_str()),
+                generation,
+            },
+        );
         Ok(attested)
     }
 
@@ -234,13 +255,6 @@ impl Registry {
             issuer.verifier.keys().spawn_refresh();
         }
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// A claim that must be a string.

@@ -22,6 +22,8 @@ enum Piece {
 pub(crate) struct OidcAttestor {
     template: Vec<Piece>,
     entity_type: EntityType,
+    /// `spiffe://<trust_domain>/`: the only SPIFFE ids this issuer may name.
+    spiffe_prefix: Option<String>,
 }
 
 impl OidcAttestor {
@@ -29,6 +31,7 @@ impl OidcAttestor {
         Ok(Self {
             template: parse_template(&ic.subject)?,
             entity_type: ic.entity_type,
+            spiffe_prefix: ic.trust_domain.as_ref().map(|td| format!("spiffe://{td}/")),
         })
     }
 }
@@ -82,6 +85,16 @@ impl Attestor for OidcAttestor {
                 },
             }
         }
+        // A SPIFFE id outside this issuer's own trust domain would let it
+        // impersonate principals another issuer attests.
+        if id.to_ascii_lowercase().starts_with("spiffe://")
+            && !self
+                .spiffe_prefix
+                .as_deref()
+                .is_some_and(|p| id.starts_with(p))
+        {
+            return Err(AttestError::InvalidClaim("sub"));
+        }
         let principal = Principal::new(id).map_err(|_| AttestError::InvalidClaim("sub"))?;
         let mut attributes: BTreeMap<String, AttrValue> = claims
             .iter()
@@ -112,6 +125,7 @@ mod tests {
         let a = OidcAttestor {
             template: parse_template("repo:{repository}:ref:{ref}").unwrap(),
             entity_type: EntityType::Workload,
+            spiffe_prefix: None,
         };
         let claims = json!({"repository": "acme/api", "ref": "main", "issuer": "spoof", "n": 1});
         let claims = claims.as_object().cloned().unwrap_or_default();
@@ -128,6 +142,35 @@ mod tests {
             Some(&AttrValue::String("https://ci".into()))
         );
         assert!(!at.attributes.contains_key("n"));
+    }
+
+    #[test]
+    fn spiffe_ids_outside_the_issuer_trust_domain_are_refused() {
+        let attest = |prefix: Option<&str>, sub: &str| {
+            let a = OidcAttestor {
+                template: parse_template("{sub}").unwrap(),
+                entity_type: EntityType::Workload,
+                spiffe_prefix: prefix.map(str::to_owned),
+            };
+            let claims = json!({ "sub": sub });
+            let claims = claims.as_object().cloned().unwrap_or_default();
+            a.attest(&Evidence::VerifiedJwt {
+                issuer: "https://ci",
+                claims: &claims,
+                expires_at: 1,
+            })
+        };
+        let k8s_id = "spiffe://cluster.local/ns/payments/sa/api";
+        assert_eq!(
+            attest(None, k8s_id).err(),
+            Some(AttestError::InvalidClaim("sub"))
+        );
+        assert_eq!(
+            attest(Some("spiffe://ci.example/"), k8s_id).err(),
+            Some(AttestError::InvalidClaim("sub"))
+        );
+        assert!(attest(Some("spiffe://ci.example/"), "spiffe://ci.example/job/1").is_ok());
+        assert!(attest(None, "user-42").is_ok());
     }
 
     #[test]

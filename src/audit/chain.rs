@@ -1,20 +1,21 @@
 //! The hash chain: each line carries `prev` (the previous line's `hash`) and
 //! its own `hash`, the SHA-256 of the line's JSON up to and including `prev`.
 //! Editing a line breaks its `hash`; deleting or reordering breaks `prev`.
+//! A head file beside the log (`<log>.head`) records the count and last hash,
+//! so cutting records off the end is found too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::digest::sha256_hex;
 
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-const HASH_SUFFIX_LEN: usize = r#","hash":""}"#.len() + 64;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
+const HASH_PREFIX: &str = ",\"hash\":\"";
+const HASH_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + "\"}".len();
 
 /// Serializes `record` with `prev`, then appends its `hash`. Returns the line
 /// (with newline) and the hash.
@@ -30,10 +31,18 @@ pub(crate) fn seal<T: Serialize>(
     let hash = sha256_hex(body.as_bytes());
     let mut line = body;
     line.pop(); // the closing brace
-    line.push_str(",\"hash\":\"");
+    line.push_str(HASH_PREFIX);
     line.push_str(&hash);
     line.push_str("\"}\n");
     Ok((line, hash))
+}
+
+/// Splits a sealed line into its body (without the closing brace) and hash.
+fn split_sealed(line: &str) -> Option<(&str, &str)> {
+    let at = line.len().checked_sub(HASH_SUFFIX_LEN)?;
+    let (body_open, suffix) = (line.get(..at)?, line.get(at..)?);
+    let hash = suffix.strip_prefix(HASH_PREFIX)?.strip_suffix("\"}")?;
+    Some((body_open, hash))
 }
 
 /// The first broken line of a log.
@@ -48,14 +57,7 @@ pub struct ChainError {
 
 /// Checks one line; returns its hash.
 fn check_line(line: &str, expected_prev: &str) -> Result<String, &'static str> {
-    if line.len() < HASH_SUFFIX_LEN || !line.ends_with("\"}") {
-        return Err("not a sealed audit record");
-    }
-    let (body_open, suffix) = line.split_at(line.len() - HASH_SUFFIX_LEN);
-    let hash = suffix
-        .strip_prefix(",\"hash\":\"")
-        .and_then(|s| s.strip_suffix("\"}"))
-        .ok_or("not a sealed audit record")?;
+    let (body_open, hash) = split_sealed(line).ok_or("not a sealed audit record")?;
     let body = format!("{body_open}}}");
     if sha256_hex(body.as_bytes()) != hash {
         return Err("record was modified (hash mismatch)");
@@ -68,21 +70,70 @@ fn check_line(line: &str, expected_prev: &str) -> Result<String, &'static str> {
     }
 }
 
-/// Verifies a whole log; returns the number of records.
+/// Where the chain ended when the writer last looked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Head {
+    pub(crate) records: usize,
+    pub(crate) hash: String,
+}
+
+/// The head file of a log.
+pub(crate) fn head_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+/// Replaces the head file atomically (write, then rename).
+pub(crate) async fn write_head(log: &Path, head: &Head) -> std::io::Result<()> {
+    let path = head_path(log);
+    let tmp = path.with_extension("head.tmp");
+    tokio::fs::write(&tmp, serde_json::to_vec(head).unwrap_or_default()).await?;
+    tokio::fs::rename(&tmp, &path).await
+}
+
+/// Verifies a whole log (and its head file, when present); returns the number of records.
 pub fn verify_file(path: &Path) -> Result<usize, VerifyError> {
-    let text = std::fs::read_to_string(path).map_err(VerifyError::Read)?;
+    let bytes = std::fs::read(path).map_err(VerifyError::Read)?;
     let mut prev = GENESIS.to_owned();
-    let mut count = 0;
-    for (i, line) in text.lines().enumerate() {
-        prev = check_line(line, &prev).map_err(|problem| {
+    let mut hashes = Vec::new();
+    let lines = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    for (i, raw) in lines
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|_| !bytes.is_empty())
+    {
+        let broken = |problem| {
             VerifyError::Chain(ChainError {
                 line: i + 1,
                 problem,
             })
-        })?;
-        count += 1;
+        };
+        let line = std::str::from_utf8(raw).map_err(|_| broken("record is not UTF-8"))?;
+        prev = check_line(line, &prev).map_err(broken)?;
+        hashes.push(prev.clone());
     }
-    Ok(count)
+    if let Ok(text) = std::fs::read(head_path(path)) {
+        let head: Head = serde_json::from_slice(&text).map_err(|_| {
+            VerifyError::Chain(ChainError {
+                line: hashes.len(),
+                problem: "the head file is unreadable",
+            })
+        })?;
+        if head.records > hashes.len() {
+            return Err(VerifyError::Chain(ChainError {
+                line: hashes.len() + 1,
+                problem: "records were removed from the end (the head file counts more)",
+            }));
+        }
+        if head.records > 0 && hashes.get(head.records - 1) != Some(&head.hash) {
+            return Err(VerifyError::Chain(ChainError {
+                line: head.records,
+                problem: "the log was rewritten (it disagrees with the head file)",
+            }));
+        }
+    }
+    Ok(hashes.len())
 }
 
 /// Why verification failed.
@@ -96,25 +147,23 @@ pub enum VerifyError {
     Chain(ChainError),
 }
 
-/// The hash of the last line of an existing log, to continue its chain.
-pub(crate) async fn last_hash(path: &Path) -> std::io::Result<String> {
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(GENESIS.to_owned()),
+/// The head of an existing log, to continue its chain and count.
+pub(crate) async fn last_head(path: &Path) -> std::io::Result<Head> {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    Ok(match text.lines().last() {
+    let text = String::from_utf8_lossy(&bytes);
+    let records = text.lines().count();
+    let hash = match text.lines().last() {
         None => GENESIS.to_owned(),
-        Some(line) => line
-            .len()
-            .checked_sub(HASH_SUFFIX_LEN)
-            .and_then(|at| line.get(at..))
-            .and_then(|s| s.strip_prefix(",\"hash\":\""))
-            .and_then(|s| s.strip_suffix("\"}"))
-            .map(str::to_owned)
-            // An unsealed last line: chain from its digest, verify will flag it.
+        // An unsealed last line: chain from its digest; verify will flag it.
+        Some(line) => split_sealed(line)
+            .map(|(_, h)| h.to_owned())
             .unwrap_or_else(|| sha256_hex(line.as_bytes())),
-    })
+    };
+    Ok(Head { records, hash })
 }
 
 #[cfg(test)]
@@ -126,41 +175,74 @@ mod tests {
         let mut prev = GENESIS.to_owned();
         (0..n)
             .map(|i| {
-                let (line, hash) = seal(&json!({"n": i}), &prev).unwrap();
+                let (line, hash) = seal(&json!({"n": i, "who": "é"}), &prev).unwrap();
                 prev = hash;
                 line.trim_end().to_owned()
             })
             .collect()
     }
 
-    fn check(lines: &[String]) -> Result<(), ChainError> {
-        let mut prev = GENESIS.to_owned();
-        for (i, l) in lines.iter().enumerate() {
-            prev = check_line(l, &prev).map_err(|problem| ChainError {
-                line: i + 1,
-                problem,
-            })?;
+    fn verify(lines: &[String], head: Option<Head>) -> Result<usize, ChainError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(
+            &path,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        if let Some(head) = head {
+            std::fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
         }
-        Ok(())
+        verify_file(&path).map_err(|e| match e {
+            VerifyError::Chain(c) => c,
+            VerifyError::Read(e) => panic!("{e}"),
+        })
     }
 
     #[test]
     fn intact_chain_verifies() {
-        assert_eq!(check(&log(5)), Ok(()));
+        assert_eq!(verify(&log(5), None), Ok(5));
     }
 
     #[test]
     fn edit_deletion_and_reordering_name_the_line() {
         let mut edited = log(5);
         edited[2] = edited[2].replace("\"n\":2", "\"n\":9");
-        assert_eq!(check(&edited).unwrap_err().line, 3);
+        assert_eq!(verify(&edited, None).unwrap_err().line, 3);
 
         let mut deleted = log(5);
         deleted.remove(1);
-        assert_eq!(check(&deleted).unwrap_err().line, 2);
+        assert_eq!(verify(&deleted, None).unwrap_err().line, 2);
 
         let mut swapped = log(5);
         swapped.swap(3, 4);
-        assert_eq!(check(&swapped).unwrap_err().line, 4);
+        assert_eq!(verify(&swapped, None).unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn cutting_the_tail_is_found_through_the_head() {
+        let full = log(5);
+        let head = Head {
+            records: 5,
+            hash: split_sealed(&full[4]).unwrap().1.to_owned(),
+        };
+        assert_eq!(verify(&full, Some(head.clone())), Ok(5));
+        assert_eq!(verify(&full[..3], Some(head)).unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn hostile_bytes_name_the_line_instead_of_panicking() {
+        let mut lines = log(3);
+        // A multi-byte character where the hash suffix would start.
+        let cut = lines[1].len() - HASH_SUFFIX_LEN;
+        lines[1] = format!("{}é{}", &lines[1][..cut - 1], &lines[1][cut + 1..]);
+        assert_eq!(verify(&lines, None).unwrap_err().line, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"\xff\xfe\n").unwrap();
+        assert!(matches!(
+            verify_file(&path),
+            Err(VerifyError::Chain(ChainError { line: 1, .. }))
+        ));
     }
 }

@@ -20,6 +20,8 @@ pub use metrics::Metrics;
 /// One decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
+    /// What was decided: `mint`, `introspect`, or `request` (shed before routing).
+    pub action: &'static str,
     /// Finds this record from the error a client saw.
     pub decision_id: String,
     /// RFC 3339, UTC.
@@ -55,6 +57,29 @@ pub struct AuditRecord {
     /// Why, in safe words (never a token or key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl AuditRecord {
+    /// A deny record for `action`, to be filled in as the request is decided.
+    pub fn new(action: &'static str, decision_id: String, time: String, source_ip: String) -> Self {
+        Self {
+            action,
+            decision_id,
+            time,
+            principal: None,
+            attestation: None,
+            source_ip,
+            target: None,
+            scopes_requested: Vec::new(),
+            scopes_granted: Vec::new(),
+            decision: "deny",
+            policies: Vec::new(),
+            jti: None,
+            exp: None,
+            error: None,
+            reason: None,
+        }
+    }
 }
 
 /// Why the log could not be opened.
@@ -96,7 +121,7 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
-        let prev = chain::last_hash(path).await.map_err(err)?;
+        let head = chain::last_head(path).await.map_err(err)?;
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -104,7 +129,7 @@ impl AuditLog {
             .await
             .map_err(err)?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(write_loop(rx, file, prev, path.to_path_buf()));
+        let handle = tokio::spawn(write_loop(rx, file, head, path.to_path_buf()));
         Ok((Self { tx }, AuditWriter { handle }))
     }
 
@@ -116,28 +141,62 @@ impl AuditLog {
     }
 }
 
+/// The head file is rewritten at most this often, and always this soon after
+/// the last record.
+const HEAD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn write_loop(
     mut rx: mpsc::Receiver<AuditRecord>,
     file: tokio::fs::File,
-    mut prev: String,
+    mut head: chain::Head,
     path: PathBuf,
 ) {
     let mut out = tokio::io::BufWriter::new(file);
     let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        for record in batch.drain(..) {
-            match chain::seal(&record, &prev) {
-                Ok((line, hash)) => {
-                    if let Err(e) = out.write_all(line.as_bytes()).await {
-                        tracing::error!(path = %path.display(), error = %e, "audit write failed");
-                    }
-                    prev = hash;
+    let mut head_due: Option<tokio::time::Instant> = None;
+    loop {
+        let received = match head_due {
+            Some(due) => tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => n,
+                _ = tokio::time::sleep_until(due) => {
+                    store_head(&path, &head).await;
+                    head_due = None;
+                    continue;
                 }
-                Err(e) => tracing::error!(error = %e, "audit record could not be encoded"),
+            },
+            None => rx.recv_many(&mut batch, 256).await,
+        };
+        if received == 0 {
+            break;
+        }
+        for record in batch.drain(..) {
+            let Ok((line, hash)) = chain::seal(&record, &head.hash) else {
+                tracing::error!(decision_id = %record.decision_id, "audit record could not be encoded");
+                continue;
+            };
+            match out.write_all(line.as_bytes()).await {
+                // Only a written line moves the chain on.
+                Ok(()) => {
+                    head.hash = hash;
+                    head.records += 1;
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, decision_id = %record.decision_id, "audit write failed")
+                }
             }
         }
         if let Err(e) = out.flush().await {
             tracing::error!(path = %path.display(), error = %e, "audit flush failed");
         }
+        head_due.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_EVERY);
+    }
+    if head_due.is_some() {
+        store_head(&path, &head).await;
+    }
+}
+
+async fn store_head(path: &Path, head: &chain::Head) {
+    if let Err(e) = chain::write_head(path, head).await {
+        tracing::error!(path = %path.display(), error = %e, "audit head write failed");
     }
 }

@@ -33,7 +33,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve,
+    Serve {
+        /// Listen here instead of `server.listen` (e.g. `127.0.0.1:0`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Walk through attest, mint, a denial and JWKS verification on loopback.
     Demo,
     /// Dev certificates.
@@ -166,7 +170,7 @@ fn init_tracing(filter: &str) {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve => serve(cli.config.as_deref()).await,
+        Command::Serve { listen } => serve(cli.config.as_deref(), listen).await,
         Command::Demo => crate::cli::demo::run().await,
         Command::Certs {
             command: CertsCommand::Init { dir },
@@ -221,8 +225,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn serve(config_path: Option<&Path>) -> Result<(), CliError> {
-    let config = Config::discover(config_path).map_err(CliError::new)?;
+async fn serve(
+    config_path: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(), CliError> {
+    let mut config = Config::discover(config_path).map_err(CliError::new)?;
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+        config.validate().map_err(CliError::new)?;
+    }
     if config.dev_mode {
         prepare_dev(&config)?;
     }

@@ -3,13 +3,49 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+
 use super::error::Refusal;
 
 /// The parameters of a form body, each present once.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 pub struct Form(HashMap<String, String>);
 
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values hold tokens: show only the parameter names.
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 impl Form {
+    /// Checks the content type and the body a handler received, then parses it.
+    /// An oversized body is 413; anything unreadable is `invalid_request`.
+    pub fn from_request(
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Self, Refusal> {
+        let body = body.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Refusal::PayloadTooLarge
+            } else {
+                Refusal::InvalidRequest("request body could not be read".into())
+            }
+        })?;
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(Refusal::InvalidRequest(
+                "content type must be application/x-www-form-urlencoded".into(),
+            ));
+        }
+        Self::parse(&body)
+    }
+
     /// Parses a body.
     pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {

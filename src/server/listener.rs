@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -55,7 +55,16 @@ pub(super) async fn serve(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        // At the connection cap, stop accepting: the kernel backlog holds the rest.
+        let slot = tokio::select! {
+            _ = shutdown.changed() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (tcp, addr) = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -72,7 +81,9 @@ pub(super) async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let handshake_timeout = limits.handshake_timeout;
+        let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -89,7 +100,16 @@ pub(super) async fn serve(
                 req.extensions_mut().insert(peer.clone());
                 app.clone().oneshot(req)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(header_read_timeout))
+                .keep_alive_timeout(header_read_timeout);
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await

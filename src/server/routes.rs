@@ -15,25 +15,35 @@ use tower::ServiceBuilder;
 
 use super::AppState;
 use super::error::Refusal;
+use super::token::new_decision_id;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::clock::rfc3339;
 
 /// The largest request body accepted (form posts).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
     let limits = state.config.limits.clone();
+    let audit = state.audit.clone();
+    let clock = state.clock.clone();
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
         .route("/jwks.json", get(jwks))
         .route("/oauth2/token", post(super::token::token))
         .route("/oauth2/introspect", post(super::introspect::introspect))
+        .route("/oauth2/revoke", post(not_yet))
+        .route("/v1/revocations", get(not_yet))
+        .route("/v1/revocations/stream", get(not_yet))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
+                .layer(HandleErrorLayer::new(move |err: BoxError| {
+                    overloaded(audit.clone(), clock.unix_now(), err)
+                }))
                 .load_shed()
                 .concurrency_limit(limits.max_concurrent_requests)
                 .timeout(limits.request_timeout),
@@ -41,15 +51,28 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn overloaded(err: BoxError) -> Response {
+/// 503 for a request shed by load or time limits; audited like any refusal.
+async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
     let why = if err.is::<tower::timeout::error::Elapsed>() {
         "request timed out"
     } else {
         "server is overloaded"
     };
     tracing::warn!(reason = why, "request shed");
-    Refusal::Unavailable(why.into())
-        .with_id(super::token::new_decision_id())
+    let refusal = Refusal::Unavailable(why.into());
+    let mut record = AuditRecord::new("request", new_decision_id(), rfc3339(now), "-".into());
+    record.error = Some(refusal.code());
+    record.reason = Some(why.into());
+    let response = refusal.with_id(record.decision_id.clone()).into_response();
+    audit.record(record).await;
+    response
+}
+
+/// Endpoints the metadata names whose feature (the kill switch) is not in
+/// this release: an honest 503 rather than a 404 or a pretend success.
+async fn not_yet() -> Response {
+    Refusal::Unavailable("revocation is not available in this release of writ".into())
+        .with_id(new_decision_id())
         .into_response()
 }
 
@@ -77,10 +100,7 @@ async fn metadata(State(app): State<Arc<AppState>>) -> Response {
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "revocation_feed_endpoint": format!("{iss}/v1/revocations"),
-        "grant_types_supported": [
-            "urn:ietf:params:oauth:grant-type:token-exchange",
-            "client_credentials"
-        ],
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
         "token_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "dpop_signing_alg_values_supported": [],

@@ -50,22 +50,12 @@ struct Trail {
 impl Trail {
     fn new(decision_id: String, now: u64, peer: &Peer) -> Self {
         Self {
-            record: AuditRecord {
+            record: AuditRecord::new(
+                "mint",
                 decision_id,
-                time: rfc3339(now),
-                principal: None,
-                attestation: None,
-                source_ip: peer.addr.ip().to_string(),
-                target: None,
-                scopes_requested: Vec::new(),
-                scopes_granted: Vec::new(),
-                decision: "deny",
-                policies: Vec::new(),
-                jti: None,
-                exp: None,
-                error: None,
-                reason: None,
-            },
+                rfc3339(now),
+                peer.addr.ip().to_string(),
+            ),
         }
     }
 }
@@ -123,23 +113,7 @@ async fn exchange(
     now: u64,
     trail: &mut Trail,
 ) -> Result<serde_json::Value, Refusal> {
-    let body = body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Refusal::PayloadTooLarge
-        } else {
-            Refusal::InvalidRequest("request body could not be read".into())
-        }
-    })?;
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(Refusal::InvalidRequest(
-            "content type must be application/x-www-form-urlencoded".into(),
-        ));
-    }
-    let form = Form::parse(&body)?;
+    let form = Form::from_request(headers, body)?;
     match form.required("grant_type")? {
         TOKEN_EXCHANGE => {}
         CLIENT_CREDENTIALS => {

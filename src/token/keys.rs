@@ -151,10 +151,7 @@ impl SigningKey {
 fn thumbprint(members: &Value) -> String {
     // serde_json writes object keys in sorted order, as RFC 7638 requires.
     let canonical = members.to_string();
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(crate::digest::sha256(canonical.as_bytes()))
 }
 
 /// Why the key ring could not be opened.

@@ -15,8 +15,14 @@ pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// An HTTPS client that trusts only the test CA and ignores proxy settings.
 pub fn client(ca_pem: &str) -> reqwest::Client {
+    client_bound_to(ca_pem, None)
+}
+
+/// Like [`client`], connecting from `local` (any 127.x address works on Linux).
+pub fn client_bound_to(ca_pem: &str, local: Option<std::net::IpAddr>) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("test CA is valid PEM");
     reqwest::Client::builder()
+        .local_address(local)
         .add_root_certificate(ca)
         .tls_built_in_root_certs(false)
         .no_proxy()
@@ -190,6 +196,19 @@ pub fn assert_refused(reply: &Reply, status: u16, error: &str) {
     assert!(
         reply.decision_id().is_some_and(|id| !id.is_empty()),
         "no decision_id in {}",
+        reply.describe()
+    );
+}
+
+/// Like [`assert_refused`], and `error_description` names why, so a test of
+/// one refusal cannot pass because of another.
+#[track_caller]
+pub fn assert_refused_because(reply: &Reply, status: u16, error: &str, reason: &str) {
+    assert_refused(reply, status, error);
+    let description = reply.json["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains(reason),
+        "expected {reason:?} in error_description, got {}",
         reply.describe()
     );
 }

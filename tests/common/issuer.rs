@@ -211,6 +211,8 @@ pub struct Issuer {
     pub subject: Option<String>,
     /// When set, writ fetches the JWKS from this URL (trusting the test CA) instead of the file.
     pub jwks_uri: Option<String>,
+    /// With `jwks_uri`: how often writ refetches it in the background (`jwks_refresh`).
+    pub jwks_refresh: Option<String>,
     pub key: SigningKey,
 }
 
@@ -226,6 +228,7 @@ impl Issuer {
             entity_type: None,
             subject: None,
             jwks_uri: None,
+            jwks_refresh: None,
             key: SigningKey::generate(alg),
         }
     }
@@ -242,6 +245,7 @@ impl Issuer {
             entity_type: Some("Workload".to_string()),
             subject: Some("repo:{repository}:ref:{ref}".to_string()),
             jwks_uri: None,
+            jwks_refresh: None,
             key: SigningKey::generate(alg),
         }
     }
@@ -323,6 +327,7 @@ impl Issuer {
             ("trust_domain", &self.trust_domain),
             ("entity_type", &self.entity_type),
             ("subject", &self.subject),
+            ("jwks_refresh", &self.jwks_refresh),
         ] {
             if let Some(value) = value {
                 lines.push(format!("{key} = {}", quote(value)));

@@ -28,7 +28,8 @@ pub use cli::{CliOutput, run_python, run_writ};
 pub use env::{Config, TestEnv};
 pub use http::{
     ACCESS_TOKEN, ID_TOKEN, JWT, Minted, Reply, TOKEN_EXCHANGE, TokenRequest, assert_granted,
-    assert_refused, b64url, client, jwt_claims, jwt_header, verify_with_jwks, with_claims,
+    assert_refused, assert_refused_because, b64url, client, client_bound_to, jwt_claims,
+    jwt_header, verify_with_jwks, with_claims,
 };
 pub use issuer::{Alg, Issuer, SigningKey, pod_name, service_account_uid};
 pub use jwks_server::JwksServer;

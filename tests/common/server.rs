@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::http::{Minted, Reply, TokenRequest, assert_granted, client};
+use super::http::{Minted, Reply, TokenRequest, assert_granted, client, client_bound_to};
 use super::wait::{POLL, eventually};
 
 /// How long writ may take to start listening.
@@ -27,26 +27,55 @@ pub struct Server {
     /// `https://127.0.0.1:PORT`, from the listening line.
     pub url: String,
     process: Process,
-    config: PathBuf,
+    args: Vec<String>,
     cwd: PathBuf,
     stderr: Log,
     client: reqwest::Client,
+    ca_pem: String,
     admin_token: String,
 }
 
 impl Server {
     /// Starts `writ --config <config> serve` in `cwd` and waits until it listens.
     pub async fn start(config: &Path, cwd: &Path, ca_pem: &str, admin_token: &str) -> Self {
+        let args = vec![
+            "--config".to_string(),
+            config.to_str().expect("UTF-8 config path").to_string(),
+            "serve".to_string(),
+        ];
         let stderr = Log::default();
-        let process = Process::launch(config, cwd, &stderr).await;
+        let process = Process::launch(&args, cwd, &stderr).await;
         Self {
             url: process.url.clone(),
             process,
-            config: config.to_path_buf(),
+            args,
             cwd: cwd.to_path_buf(),
             stderr,
             client: client(ca_pem),
+            ca_pem: ca_pem.to_string(),
             admin_token: admin_token.to_string(),
+        }
+    }
+
+    /// Starts `writ serve --listen 127.0.0.1:0` in `cwd` with no writ.toml:
+    /// dev mode, as a new user on a fresh clone runs it.
+    pub async fn start_dev_mode(cwd: &Path) -> Self {
+        let args: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec();
+        let stderr = Log::default();
+        let process = Process::launch(&args, cwd, &stderr).await;
+        let ca =
+            std::fs::read_to_string(cwd.join("certs/ca.pem")).expect("dev mode wrote certs/ca.pem");
+        Self {
+            url: process.url.clone(),
+            process,
+            args,
+            cwd: cwd.to_path_buf(),
+            stderr,
+            client: client(&ca),
+            ca_pem: ca,
+            admin_token: String::new(),
         }
     }
 
@@ -54,7 +83,7 @@ impl Server {
     /// config, store and directory. It listens on a new port.
     pub async fn restart(&mut self) {
         self.process.stop().await;
-        self.process = Process::launch(&self.config, &self.cwd, &self.stderr).await;
+        self.process = Process::launch(&self.args, &self.cwd, &self.stderr).await;
         self.url = self.process.url.clone();
     }
 
@@ -156,6 +185,17 @@ impl Server {
     }
 
     /// `POST /oauth2/token`.
+    /// Like [`Server::token`], sent from the local address `from`.
+    pub async fn token_from(&self, from: std::net::IpAddr, request: &TokenRequest) -> Reply {
+        let response = client_bound_to(&self.ca_pem, Some(from))
+            .post(self.endpoint("/oauth2/token"))
+            .form(request.params())
+            .send()
+            .await
+            .expect("POST /oauth2/token");
+        Reply::read(response).await
+    }
+
     pub async fn token(&self, request: &TokenRequest) -> Reply {
         self.post_form("/oauth2/token", request.params(), None)
             .await
@@ -225,12 +265,10 @@ struct Process {
 }
 
 impl Process {
-    async fn launch(config: &Path, cwd: &Path, stderr: &Log) -> Self {
+    async fn launch(args: &[String], cwd: &Path, stderr: &Log) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
         command
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
+            .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
