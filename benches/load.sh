@@ -65,8 +65,11 @@ LUA
 curl -sf --cacert "$scratch/certs/ca.pem" -X POST "$url/oauth2/token" \
   -H 'Content-Type: application/x-www-form-urlencoded' --data "@-" <<<"$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$scratch/exchange.lua")" >/dev/null
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 echo "load: wrk -t2 -c$connections -d${seconds}s POST $url/oauth2/token" >&2
+ticks_before="$(cpu_ticks)"
 out="$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$scratch/exchange.lua" "$url/oauth2/token")"
+ticks_after="$(cpu_ticks)"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
 inproc="$(cargo bench --bench inprocess 2>/dev/null | sed -n 's/^pipeline_tokens_per_sec \([0-9]*\).*/\1/p')"
@@ -74,6 +77,9 @@ get() { sed -n "s/^$1 //p" <<<"$out"; }
 requests="$(get wrk_requests)"; secs="$(get wrk_seconds)"; non2xx="$(get wrk_non2xx)"; errors="$(get wrk_errors)"
 rate="$(python3 -c "print(round($requests / $secs))")"
 ratio="$(python3 -c "print(f'{100 * $rate / $inproc:.0f}%')")"
+# The server shares the cores with wrk: also compare per core-second it used.
+server_cores="$(python3 -c "print(f'{($ticks_after - $ticks_before) / $(getconf CLK_TCK) / $secs:.2f}')")"
+per_core_ratio="$(python3 -c "print(f'{100 * ($rate / $server_cores) / ($inproc / $(nproc)):.0f}%')")"
 cat <<REPORT
 writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s)
   tokens/s over HTTPS:        $rate
@@ -81,5 +87,7 @@ writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} conne
   non-2xx / socket errors:    $non2xx / $errors
   in-process pipeline:        $inproc tokens/s (attest cached + decide + mint, all cores)
   HTTPS / in-process:         $ratio
+  server CPU during load:     $server_cores cores (wrk used the rest)
+  per core, HTTPS/in-process: $per_core_ratio
 REPORT
 [ "$non2xx" = "0" ] || { echo "load benchmark saw non-2xx responses" >&2; exit 1; }

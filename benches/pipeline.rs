@@ -38,10 +38,27 @@ fn benches(c: &mut Criterion) {
     });
 
     let attested = rt.block_on(p.registry.attest_jwt(&warm)).unwrap();
-    for n in [10usize, 100, 1_000] {
-        let dir = support::policy_dir_with(n);
+    let cases = [
+        (
+            "decide/10 policies, one target".to_owned(),
+            support::policy_dir_with(10),
+        ),
+        (
+            "decide/100 policies, one target".to_owned(),
+            support::policy_dir_with(100),
+        ),
+        (
+            "decide/1000 policies, one target".to_owned(),
+            support::policy_dir_with(1_000),
+        ),
+        (
+            "decide/1000 policies over 100 targets (sliced)".to_owned(),
+            support::policy_dir_spread(1_000, 100),
+        ),
+    ];
+    for (name, dir) in cases {
         let engine = PolicyEngine::load(dir.path()).unwrap();
-        c.bench_function(&format!("decide/{n} policies"), |b| {
+        c.bench_function(&name, |b| {
             b.iter(|| {
                 let d = engine
                     .decide(&DecisionRequest {

@@ -99,6 +99,32 @@ impl Pipeline {
     }
 }
 
+/// A policy directory with `n` policies spread over `targets` targets (plus
+/// `payments-db`): slicing leaves a decision about n/targets of them.
+pub fn policy_dir_spread(n: usize, targets: usize) -> tempfile::TempDir {
+    let dir = policy_dir_with(n / targets);
+    let mut text = String::new();
+    let mut entities: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("entities.json")).unwrap())
+            .unwrap();
+    for t in 0..targets {
+        entities.push(serde_json::json!({"uid": {"type": "Target", "id": format!("db{t}")}, "attrs": {}, "parents": []}));
+        for i in 0..(n / targets) {
+            text.push_str(&format!(
+                "permit (principal is Workload, action == Action::\"mint\", resource == Target::\"db{t}\") \
+                 when {{ principal has namespace && principal.namespace == \"ns{i}\" && context.scope == \"read\" }};\n"
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("spread.cedar"), text).unwrap();
+    std::fs::write(
+        dir.path().join("entities.json"),
+        serde_json::to_string(&entities).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
 /// A policy directory with `n` policies on one target, none of which can be
 /// sliced away: the worst case for a decision.
 pub fn policy_dir_with(n: usize) -> tempfile::TempDir {

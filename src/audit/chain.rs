@@ -19,18 +19,28 @@ const HASH_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + "\"}".len();
 
 /// Serializes `record` with `prev`, then appends its `hash`. Returns the line
 /// (with newline) and the hash.
+///
+/// `record` must serialize as a JSON object without `prev` or `hash`; its
+/// text is extended in place rather than rebuilt through a `Value` tree.
 pub(crate) fn seal<T: Serialize>(
     record: &T,
     prev: &str,
 ) -> Result<(String, String), serde_json::Error> {
-    let mut value = serde_json::to_value(record)?;
-    if let Some(o) = value.as_object_mut() {
-        o.insert("prev".into(), Value::String(prev.to_owned()));
+    let mut line = serde_json::to_string(record)?;
+    if line.len() < 2 || !line.ends_with('}') {
+        return Err(serde::ser::Error::custom(
+            "an audit record must be a JSON object",
+        ));
     }
-    let body = serde_json::to_string(&value)?;
-    let hash = sha256_hex(body.as_bytes());
-    let mut line = body;
     line.pop(); // the closing brace
+    if line.len() > 1 {
+        line.push(',');
+    }
+    line.push_str("\"prev\":\"");
+    line.push_str(prev);
+    line.push_str("\"}");
+    let hash = sha256_hex(line.as_bytes());
+    line.pop(); // the closing brace, again: the hash goes inside
     line.push_str(HASH_PREFIX);
     line.push_str(&hash);
     line.push_str("\"}\n");
