@@ -38,43 +38,37 @@ pub struct Server {
 impl Server {
     /// Starts `writ --config <config> serve` in `cwd` and waits until it listens.
     pub async fn start(config: &Path, cwd: &Path, ca_pem: &str, admin_token: &str) -> Self {
-        let args = vec![
-            "--config".to_string(),
-            config.to_str().expect("UTF-8 config path").to_string(),
-            "serve".to_string(),
-        ];
-        let stderr = Log::default();
-        let process = Process::launch(&args, cwd, &stderr).await;
+        let config = config.to_str().expect("UTF-8 config path");
+        let server = Self::launch(&["--config", config, "serve"], cwd, || ca_pem.to_string()).await;
         Self {
-            url: process.url.clone(),
-            process,
-            args,
-            cwd: cwd.to_path_buf(),
-            stderr,
-            client: client(ca_pem),
-            ca_pem: ca_pem.to_string(),
             admin_token: admin_token.to_string(),
+            ..server
         }
     }
 
     /// Starts `writ serve --listen 127.0.0.1:0` in `cwd` with no writ.toml:
     /// dev mode, as a new user on a fresh clone runs it.
     pub async fn start_dev_mode(cwd: &Path) -> Self {
-        let args: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
-            .map(String::from)
-            .to_vec();
+        Self::launch(&["serve", "--listen", "127.0.0.1:0"], cwd, || {
+            std::fs::read_to_string(cwd.join("certs/ca.pem")).expect("dev mode wrote certs/ca.pem")
+        })
+        .await
+    }
+
+    /// Runs `writ <args>` in `cwd`; the CA to trust is read once it listens.
+    async fn launch(args: &[&str], cwd: &Path, ca_pem: impl FnOnce() -> String) -> Self {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let stderr = Log::default();
         let process = Process::launch(&args, cwd, &stderr).await;
-        let ca =
-            std::fs::read_to_string(cwd.join("certs/ca.pem")).expect("dev mode wrote certs/ca.pem");
+        let ca_pem = ca_pem();
         Self {
             url: process.url.clone(),
             process,
             args,
             cwd: cwd.to_path_buf(),
             stderr,
-            client: client(&ca),
-            ca_pem: ca,
+            client: client(&ca_pem),
+            ca_pem,
             admin_token: String::new(),
         }
     }
