@@ -84,6 +84,7 @@ fn benches(c: &mut Criterion) {
                     subject: &attested.principal,
                     principal_type: attested.entity_type,
                     attestation: attested.kind,
+                    attestation_issuer: None,
                     audience: &p.target,
                     scopes: &p.scopes,
                     ttl: Ttl::from_secs(300).unwrap(),

@@ -26,6 +26,8 @@ pub const SERVER_KEY: &str = "server-key.pem";
 pub const DEV_ISSUER_KEY: &str = "dev-issuer-key.pem";
 /// The dev attestation issuer's public JWKS.
 pub const DEV_ISSUER_JWKS: &str = "dev-issuer.jwks.json";
+/// The dev admin bearer token (for `WRIT_ADMIN_TOKEN`).
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
 /// Why dev material could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +128,26 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
         write_file(&jwks_path, jwks.to_string().as_bytes(), 0o644)?;
         written.extend([issuer_key_path, jwks_path]);
     }
+
+    let admin_path = dir.join(DEV_ADMIN_TOKEN);
+    if !admin_path.exists() {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| CertsError::Sign("system randomness unavailable".into()))?;
+        write_file(
+            &admin_path,
+            format!("{}\n", hex::encode(secret)).as_bytes(),
+            0o600,
+        )?;
+        written.push(admin_path);
+    }
     Ok(written)
+}
+
+/// The SHA-256 (hex) of the dev admin token in `dir`, for `admin.token_sha256`.
+pub fn dev_admin_token_sha256(dir: &Path) -> Result<String, CertsError> {
+    let token = read(&dir.join(DEV_ADMIN_TOKEN))?;
+    Ok(crate::digest::sha256_hex(token.trim().as_bytes()))
 }
 
 /// The dev issuer key as a ring signing key (its JWK and `kid` come from there).
@@ -196,8 +217,8 @@ mod tests {
     fn init_writes_keys_owner_only_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let first = init(dir.path()).unwrap();
-        assert_eq!(first.len(), 6);
-        for key in [CA_KEY, SERVER_KEY, DEV_ISSUER_KEY] {
+        assert_eq!(first.len(), 7);
+        for key in [CA_KEY, SERVER_KEY, DEV_ISSUER_KEY, DEV_ADMIN_TOKEN] {
             let mode = std::fs::metadata(dir.path().join(key))
                 .unwrap()
                 .permissions()

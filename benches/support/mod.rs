@@ -87,6 +87,7 @@ impl Pipeline {
                 subject: &attested.principal,
                 principal_type: attested.entity_type,
                 attestation: attested.kind,
+                attestation_issuer: None,
                 audience: &self.target,
                 scopes: &granted,
                 ttl: Ttl::from_secs(300).unwrap(),

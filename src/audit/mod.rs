@@ -57,6 +57,9 @@ pub struct AuditRecord {
     /// Why, in safe words (never a token or key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The kill-switch entry this record made, lifted or was refused by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<String>,
 }
 
 impl AuditRecord {
@@ -78,6 +81,7 @@ impl AuditRecord {
             exp: None,
             error: None,
             reason: None,
+            revocation: None,
         }
     }
 }

@@ -47,6 +47,9 @@ enum Command {
     },
     /// Ask a running broker for a token as a dev service account.
     Token(TokenArgs),
+    /// The kill switch: revoke tokens and block new ones on a running broker
+    /// (admin token from the WRIT_ADMIN_TOKEN environment variable).
+    Revoke(revoke::RevokeArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -87,18 +90,47 @@ struct TokenArgs {
     /// Requested lifetime in seconds.
     #[arg(long)]
     ttl: Option<u64>,
-    /// Broker URL (default: the configured issuer, else https://127.0.0.1:8443).
-    #[arg(long)]
-    server: Option<String>,
-    /// CA to trust for the broker (default: certs/ca.pem).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Directory with the dev issuer key.
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Directory with the dev issuer key (and the dev CA).
     #[arg(long, default_value = DEV_CERTS_DIR)]
     certs: PathBuf,
     /// Print the token's claims as JSON instead of the token.
     #[arg(long)]
     decode: bool,
+}
+
+/// Where a running broker is, and which CA to trust for it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BrokerArgs {
+    /// Broker URL (default: the configured issuer, else https://<server.listen>).
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// CA to trust for the broker (default: certs/ca.pem).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    /// The broker's base URL and a client trusting its CA.
+    pub(crate) fn connect(
+        &self,
+        config: &Config,
+        certs_dir: &Path,
+    ) -> Result<(String, reqwest::Client), CliError> {
+        let server = self.server.clone().unwrap_or_else(|| {
+            config
+                .server
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("https://{}", config.server.listen))
+        });
+        let ca = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| certs_dir.join(certs::CA_CERT));
+        Ok((server.trim_end_matches('/').to_owned(), https_client(&ca)?))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +217,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Token(args) => token(cli.config.as_deref(), args).await,
+        Command::Revoke(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            revoke::run(&config, args).await
+        }
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => {
@@ -235,7 +271,7 @@ async fn serve(
         config.validate().map_err(CliError::new)?;
     }
     if config.dev_mode {
-        prepare_dev(&config)?;
+        prepare_dev(&mut config)?;
     }
     let running = Server::new(config, Arc::new(SystemClock))
         .start()
@@ -249,11 +285,15 @@ async fn serve(
 
 /// Dev mode: generate certificates and the dev issuer, write the example
 /// policies if absent, and say loudly what is trusted.
-fn prepare_dev(config: &Config) -> Result<(), CliError> {
+fn prepare_dev(config: &mut Config) -> Result<(), CliError> {
     let dir = Path::new(DEV_CERTS_DIR);
     for f in certs::init(dir).map_err(CliError::new)? {
         tracing::info!(file = %f.display(), "generated dev material");
     }
+    config
+        .admin
+        .token_sha256
+        .push(certs::dev_admin_token_sha256(dir).map_err(CliError::new)?);
     if !config.policy.dir.exists() {
         crate::policy::write_examples(&config.policy.dir).map_err(CliError::new)?;
         tracing::info!(dir = %config.policy.dir.display(), "wrote the example policies");
@@ -262,7 +302,8 @@ fn prepare_dev(config: &Config) -> Result<(), CliError> {
         ca = %dir.join(certs::CA_CERT).display(),
         issuer = crate::config::DEV_ISSUER,
         "DEV MODE: no writ.toml, so writ trusts the dev issuer under certs/ and serves a dev certificate. \
-         Trust the CA above to talk to it. Never run dev mode in production."
+         Trust the CA above to talk to it; the kill-switch admin token is certs/dev-admin-token. \
+         Never run dev mode in production."
     );
     Ok(())
 }
@@ -283,18 +324,7 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
         return Ok(());
     }
     let audience = args.audience.as_deref().unwrap_or_default();
-    let server = args.server.clone().unwrap_or_else(|| {
-        config
-            .server
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("https://{}", config.server.listen))
-    });
-    let ca = args
-        .ca
-        .clone()
-        .unwrap_or_else(|| args.certs.join(certs::CA_CERT));
-    let client = https_client(&ca)?;
+    let (server, client) = args.broker.connect(&config, &args.certs)?;
     let access_token = exchange(
         &client,
         &server,
@@ -359,17 +389,27 @@ pub(crate) async fn exchange(
         .send()
         .await
         .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
+    let body = json_or_error(resp, &url).await?;
+    body.get("access_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::new("response has no access_token"))
+}
+
+/// The JSON body of a successful response, or its RFC 6749 error as one line.
+pub(crate) async fn json_or_error(resp: reqwest::Response, url: &str) -> Result<Value, CliError> {
     let status = resp.status();
-    let body: Value = resp
-        .json()
+    let text = resp
+        .text()
         .await
-        .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;
+        .map_err(|e| CliError::new(format!("{url}: {status}: {e}")))?;
+    let body: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| CliError::new(format!("{url}: {status}: {e}")))?
+    };
     if status.is_success() {
-        return body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| CliError::new("response has no access_token"));
+        return Ok(body);
     }
     let field = |k: &str| {
         body.get(k)
@@ -393,3 +433,4 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 }
 
 mod demo;
+mod revoke;

@@ -2,10 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid,
-    Request, RestrictedExpression,
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, Request, RestrictedExpression,
 };
 
 use super::PolicyError;
@@ -202,6 +203,58 @@ impl PolicySnapshot {
         let entities =
             Entities::from_entities(all, None).map_err(|e| PolicyError::Request(e.to_string()))?;
         Ok((uid, entities))
+    }
+}
+
+/// Cedar's verdict on an admin action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminDecision {
+    /// Whether Cedar allowed it.
+    pub allowed: bool,
+    /// Ids of the determining policies.
+    pub policies: Vec<String>,
+}
+
+impl PolicySnapshot {
+    /// May admin `admin_id` revoke with a `selector_kind` selector on
+    /// `Target::"<resource>"` (CONTRACT section 5)?
+    pub fn authorize_revoke(
+        &self,
+        admin_id: &str,
+        resource: &str,
+        selector_kind: &str,
+        block: bool,
+    ) -> Result<AdminDecision, PolicyError> {
+        let uid = |ty: &str, id: &str| -> Result<EntityUid, PolicyError> {
+            let ty =
+                EntityTypeName::from_str(ty).map_err(|e| PolicyError::Request(e.to_string()))?;
+            Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+        };
+        let context = Context::from_pairs([
+            (
+                "selector".to_owned(),
+                RestrictedExpression::new_string(selector_kind.to_owned()),
+            ),
+            ("block".to_owned(), RestrictedExpression::new_bool(block)),
+        ])
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let request = Request::new(
+            uid("Admin", admin_id)?,
+            uid("Action", "revoke")?,
+            uid("Target", resource)?,
+            context,
+            None,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let response = Authorizer::new().is_authorized(&request, &self.all, &self.entities);
+        Ok(AdminDecision {
+            allowed: response.decision() == CedarDecision::Allow,
+            policies: response
+                .diagnostics()
+                .reason()
+                .map(ToString::to_string)
+                .collect(),
+        })
     }
 }
 

@@ -23,6 +23,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "guardrails.cedar",
         include_str!("../../policies/guardrails.cedar"),
     ),
+    ("admin.cedar", include_str!("../../policies/admin.cedar")),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

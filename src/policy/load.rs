@@ -92,6 +92,8 @@ pub(crate) struct TargetSlice {
 /// A validated policy directory, immutable once built.
 pub struct PolicySnapshot {
     pub(crate) targets: HashMap<String, TargetSlice>,
+    /// Every policy, for the rare decisions that are not sliced (admin actions).
+    pub(crate) all: PolicySet,
     pub(crate) entities: Entities,
     pub(crate) meta: HashMap<PolicyId, PolicyMeta>,
     /// Attribute names and kinds the schema declares per principal type.
@@ -213,14 +215,16 @@ impl PolicySnapshot {
                 )
             })
             .collect();
+        let policy_count = all.policies().count();
         Ok(Self {
             targets,
+            all,
             entities,
             meta,
             declared,
             type_names,
             mint,
-            policy_count: all.policies().count(),
+            policy_count,
         })
     }
 

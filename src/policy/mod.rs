@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use decide::{Decision, DecisionRequest, ScopeDecision};
+pub use decide::{AdminDecision, Decision, DecisionRequest, ScopeDecision};
 pub use examples::{EXAMPLES, write_examples};
 pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;
@@ -93,7 +93,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_examples(dir.path()).unwrap();
         let snapshot = PolicySnapshot::load(dir.path()).unwrap();
-        assert_eq!(snapshot.policy_count(), 7);
+        assert_eq!(snapshot.policy_count(), 8);
         assert!(snapshot.has_target("payments-db"));
     }
 

@@ -30,6 +30,10 @@ pub enum Refusal {
     AccessDenied(String),
     /// 413: the body is larger than allowed.
     PayloadTooLarge,
+    /// 404: no such resource (admin API).
+    NotFound(String),
+    /// 409: the resource is not in a state that allows this (admin API).
+    Conflict(String),
     /// 503: overload, timeout or a failing dependency.
     Unavailable(String),
 }
@@ -38,7 +42,10 @@ impl Refusal {
     /// The RFC 6749 `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidRequest(_)
+            | Self::PayloadTooLarge
+            | Self::NotFound(_)
+            | Self::Conflict(_) => "invalid_request",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
@@ -55,6 +62,8 @@ impl Refusal {
             Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::AccessDenied(_) => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -69,6 +78,8 @@ impl Refusal {
             | Self::InvalidScope(d)
             | Self::InvalidClient(d)
             | Self::AccessDenied(d)
+            | Self::NotFound(d)
+            | Self::Conflict(d)
             | Self::Unavailable(d) => d.clone(),
             Self::UnsupportedGrantType => "grant_type is not supported".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
@@ -96,6 +107,13 @@ impl From<TokenError> for Refusal {
             TokenError::Signing => Self::Unavailable("token could not be signed".into()),
             _ => Self::InvalidGrant(format!("subject_token: {e}")),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Self::Unavailable("the store is unavailable; nothing was changed".into())
     }
 }
 

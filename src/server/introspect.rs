@@ -4,6 +4,13 @@
 
 use std::sync::Arc;
 
+use super::error::Refusal;
+use super::form::Form;
+use super::listener::Peer;
+use super::token::new_decision_id;
+use super::{AppState, auth};
+use crate::audit::AuditRecord;
+use crate::clock::rfc3339;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -11,15 +18,6 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
-
-use super::AppState;
-use super::error::Refusal;
-use super::form::Form;
-use super::listener::Peer;
-use super::token::new_decision_id;
-use crate::audit::AuditRecord;
-use crate::clock::rfc3339;
 
 pub(super) async fn introspect(
     State(app): State<Arc<AppState>>,
@@ -57,14 +55,15 @@ fn answer(
     body: Result<Bytes, BytesRejection>,
     record: &mut AuditRecord,
 ) -> Result<Value, Refusal> {
-    record.principal = Some(authenticate(app, headers)?);
+    record.principal = Some(auth::caller(app, headers)?.name());
     let form = Form::from_request(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {
         Ok(claims) => {
             record.jti = Some(claims.jti.clone());
             record.target = Some(claims.aud.clone());
-            if app.revocations.revoked(&claims).is_some() {
+            if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+                record.revocation = Some(entry.id.clone());
                 json!({"active": false})
             } else {
                 record.decision = "allow";
@@ -81,35 +80,4 @@ fn answer(
             json!({"active": false})
         }
     })
-}
-
-/// An admin bearer token (compared by SHA-256 digest in constant time) or a
-/// writ token minted for this broker. Returns who the caller is.
-fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<String, Refusal> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| Refusal::InvalidClient("introspection requires authentication".into()))?;
-    let digest = crate::digest::sha256(bearer.as_bytes());
-    let is_admin = app
-        .admin_token_digests
-        .iter()
-        .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest));
-    if bool::from(is_admin) {
-        // CONTRACT section 1: an admin bearer token is named by its digest's prefix.
-        return Ok(format!("Admin::token:{}", &hex::encode(digest)[..12]));
-    }
-    match app.verifier.verify(bearer) {
-        Ok(claims) if claims.aud == app.issuer && app.revocations.revoked(&claims).is_none() => {
-            Ok(claims.sub)
-        }
-        _ => Err(Refusal::InvalidClient(
-            "credentials are not valid for introspection".into(),
-        )),
-    }
 }

@@ -5,7 +5,10 @@
 //! [`Running::shutdown`]. Handlers only extract, call attest, policy, token
 //! and audit, and return; statuses are chosen in `error`.
 
+mod admin;
+mod auth;
 mod error;
+mod feed;
 mod form;
 mod introspect;
 mod listener;
@@ -23,7 +26,7 @@ use crate::audit::{AuditLog, AuditWriter, Metrics};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::PolicyEngine;
-use crate::revoke::RevocationIndex;
+use crate::revoke::KillSwitch;
 use crate::store::Store;
 use crate::token::{KeyRing, Minter, TokenVerifier};
 
@@ -75,8 +78,8 @@ pub struct AppState {
     pub minter: Minter,
     /// Checks writ tokens that come back.
     pub verifier: TokenVerifier,
-    /// The kill switch.
-    pub revocations: Arc<RevocationIndex>,
+    /// The kill switch: durable entries, the hot-path index, the feed.
+    pub kill_switch: Arc<KillSwitch>,
     /// The decision log.
     pub audit: AuditLog,
     /// Metrics.
@@ -141,6 +144,10 @@ impl Server {
             )
             .await?,
         );
+        // Entries older than the longest token lifetime (plus leeway) revoke nothing alive.
+        let horizon = config.tokens.max_ttl.as_secs() + crate::attest::LEEWAY_SECS;
+        let kill_switch = Arc::new(KillSwitch::load(store.clone(), clock.clone(), horizon).await?);
+        kill_switch.spawn_compaction();
         let attest = Arc::new(Registry::from_config(&config, clock.clone()).await?);
         attest.spawn_refresh();
         let policy_dir = config.policy.dir.clone();
@@ -172,7 +179,7 @@ impl Server {
             attest,
             policy: policy.clone(),
             keys,
-            revocations: Arc::new(RevocationIndex::new()),
+            kill_switch,
             audit,
             metrics,
             store,

@@ -32,9 +32,10 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/jwks.json", get(jwks))
         .route("/oauth2/token", post(super::token::token))
         .route("/oauth2/introspect", post(super::introspect::introspect))
-        .route("/oauth2/revoke", post(not_yet))
-        .route("/v1/revocations", get(not_yet))
-        .route("/v1/revocations/stream", get(not_yet))
+        .route("/oauth2/revoke", post(super::feed::self_revoke))
+        .route("/v1/revocations", get(super::feed::page))
+        .route("/v1/revocations/stream", get(super::feed::stream))
+        .merge(super::admin::router(state.clone()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -66,14 +67,6 @@ async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
     let response = refusal.with_id(record.decision_id.clone()).into_response();
     audit.record(record).await;
     response
-}
-
-/// Endpoints the metadata names whose feature (the kill switch) is not in
-/// this release: an honest 503 rather than a 404 or a pretend success.
-async fn not_yet() -> Response {
-    Refusal::Unavailable("revocation is not available in this release of writ".into())
-        .with_id(new_decision_id())
-        .into_response()
 }
 
 fn json_bytes(body: Bytes, cache: &'static str) -> Response {

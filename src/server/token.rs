@@ -22,7 +22,7 @@ use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
-use crate::revoke::MintFacts;
+use crate::revoke::{Entry, MintFacts};
 use crate::token::MintRequest;
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -158,7 +158,7 @@ async fn exchange(
                 return Err(e.into());
             }
         },
-        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, now)?,
+        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, now, trail)?,
         _ => {
             return Err(Refusal::InvalidRequest(
                 "subject_token_type is not supported".into(),
@@ -168,20 +168,16 @@ async fn exchange(
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
 
-    let issuer_attr = match subject.attributes.get("issuer") {
-        Some(AttrValue::String(s)) => s.as_str(),
-        _ => "",
+    let attestation_issuer = match subject.attributes.get("issuer") {
+        Some(AttrValue::String(s)) => Some(s.as_str()),
+        _ => None,
     };
-    if let Some(hit) = app.revocations.blocked(&MintFacts {
+    let facts = MintFacts {
         subject: subject.principal.as_str(),
         audience: audience.as_str(),
-        issuer: issuer_attr,
-    }) {
-        return Err(Refusal::AccessDenied(format!(
-            "blocked by the kill switch (entry {})",
-            hit.entry_id
-        )));
-    }
+        attestation_issuer,
+    };
+    refuse_if_blocked(app, &facts, now, trail)?;
 
     let decision = app.policy.decide(&DecisionRequest {
         principal: &subject,
@@ -219,6 +215,7 @@ async fn exchange(
         subject: &subject.principal,
         principal_type: subject.entity_type,
         attestation: subject.kind,
+        attestation_issuer,
         audience: &audience,
         scopes: &granted,
         ttl,
@@ -226,6 +223,10 @@ async fn exchange(
         act: None,
         cnf: None,
     })?;
+    // A block acknowledged while this request was deciding must still win:
+    // the admin answers only after the entry is in the index, so checking
+    // again here means no token leaves after that answer.
+    refuse_if_blocked(app, &facts, app.clock.unix_now(), trail)?;
     trail.record.jti = Some(minted.jti.clone());
     trail.record.exp = Some(minted.exp);
     Ok(json!({
@@ -237,6 +238,24 @@ async fn exchange(
     }))
 }
 
+fn refuse_if_blocked(
+    app: &AppState,
+    facts: &MintFacts<'_>,
+    now: u64,
+    trail: &mut Trail,
+) -> Result<(), Refusal> {
+    match app.kill_switch.index().blocked(facts, now) {
+        None => Ok(()),
+        Some(entry) => Err(kill_switch_refusal(&entry, trail)),
+    }
+}
+
+/// 403 naming the entry, never its reason text.
+fn kill_switch_refusal(entry: &Entry, trail: &mut Trail) -> Refusal {
+    trail.record.revocation = Some(entry.id.clone());
+    Refusal::AccessDenied(format!("blocked by the kill switch (entry {})", entry.id))
+}
+
 /// A writ token presented to be narrowed: same audience, a subset of its
 /// scopes, no longer than it has left. Returns the subject and that ceiling.
 fn narrowing(
@@ -245,12 +264,14 @@ fn narrowing(
     audience: &TargetId,
     scopes: &Scopes,
     now: u64,
+    trail: &mut Trail,
 ) -> Result<(Arc<Attested>, Option<u64>), Refusal> {
     let claims = app.verifier.verify(token)?;
-    if let Some(hit) = app.revocations.revoked(&claims) {
+    if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+        trail.record.revocation = Some(entry.id.clone());
         return Err(Refusal::InvalidGrant(format!(
-            "subject_token was revoked (entry {})",
-            hit.entry_id
+            "subject_token was revoked by the kill switch (entry {})",
+            entry.id
         )));
     }
     if claims.aud != audience.as_str() {
@@ -267,8 +288,14 @@ fn narrowing(
     }
     let principal = Principal::new(claims.sub)
         .map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
+    // The attestation issuer travels with the token, so blocks by issuer
+    // still apply to what is narrowed from it.
     let mut attributes = std::collections::BTreeMap::new();
-    attributes.insert("issuer".to_owned(), AttrValue::String(app.issuer.clone()));
+    let issuer = claims
+        .attestation_issuer
+        .clone()
+        .unwrap_or_else(|| app.issuer.clone());
+    attributes.insert("issuer".to_owned(), AttrValue::String(issuer));
     let attested = Attested {
         principal,
         entity_type: EntityType::parse(&claims.principal_type).unwrap_or_default(),

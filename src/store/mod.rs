@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 pub use sqlite::SqliteStore;
 
+use crate::revoke::Entry;
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -21,6 +23,9 @@ pub enum StoreError {
     /// A file operation around the database failed.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// A stored row could not be read back.
+    #[error("store: corrupt row: {0}")]
+    Corrupt(String),
 }
 
 /// A signing key as kept in the store (private: the store file is 0600).
@@ -54,6 +59,14 @@ pub trait Store: Send + Sync {
     async fn put_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Appends a kill-switch entry durably (synced before returning); returns its `seq`.
+    async fn append_revocation(&self, entry: &Entry) -> Result<u64, StoreError>;
+    /// Marks `lifted_id` lifted and appends the `lift` entry, atomically; returns its `seq`.
+    async fn lift_revocation(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError>;
+    /// One entry by id.
+    async fn revocation(&self, id: &str) -> Result<Option<Entry>, StoreError>;
+    /// Entries with `seq > since`, ascending, at most `limit`.
+    async fn revocations_since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError>;
 }
 
 /// Opens the store a URL names, running migrations.

@@ -8,14 +8,94 @@ use sqlx::sqlite::{
 };
 
 use super::{Store, StoreError, StoredKey};
+use crate::revoke::{Entry, EntryKind, Selector};
 
 /// Schema versions, applied in order, each once.
-const MIGRATIONS: &[&str] = &["CREATE TABLE signing_keys (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE signing_keys (
         kid TEXT PRIMARY KEY,
         alg TEXT NOT NULL,
         pkcs8 BLOB NOT NULL,
         created_at INTEGER NOT NULL
-    )"];
+    )",
+    // AUTOINCREMENT: a seq is never reused, even after rows are deleted.
+    "CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        selector_kind TEXT NOT NULL,
+        selector_value TEXT,
+        reason TEXT NOT NULL,
+        who TEXT NOT NULL,
+        effective_at INTEGER NOT NULL,
+        block INTEGER NOT NULL,
+        until INTEGER,
+        lifted_at INTEGER,
+        lifts TEXT
+    )",
+];
+
+const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts";
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let selector_kind: String = r.try_get("selector_kind")?;
+    let selector_value: Option<String> = r.try_get("selector_value")?;
+    Ok(Entry {
+        seq: uint(r.try_get("seq")?),
+        id: r.try_get("id")?,
+        kind: match kind.as_str() {
+            "revoke" => EntryKind::Revoke,
+            "lift" => EntryKind::Lift,
+            other => return Err(StoreError::Corrupt(format!("entry kind {other:?}"))),
+        },
+        selector: Selector::from_parts(&selector_kind, selector_value.as_deref())
+            .map_err(StoreError::Corrupt)?,
+        reason: r.try_get("reason")?,
+        who: r.try_get("who")?,
+        effective_at: uint(r.try_get("effective_at")?),
+        block: r.try_get::<i64, _>("block")? != 0,
+        until: r.try_get::<Option<i64>, _>("until")?.map(uint),
+        lifted_at: r.try_get::<Option<i64>, _>("lifted_at")?.map(uint),
+        lifts: r.try_get("lifts")?,
+    })
+}
+
+async fn insert_entry<'e, E>(exec: E, e: &Entry) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let kind = match e.kind {
+        EntryKind::Revoke => "revoke",
+        EntryKind::Lift => "lift",
+    };
+    let row = sqlx::query(
+        "INSERT INTO revocations (id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+    )
+    .bind(&e.id)
+    .bind(kind)
+    .bind(e.selector.kind())
+    .bind(e.selector.value())
+    .bind(&e.reason)
+    .bind(&e.who)
+    .bind(int(e.effective_at))
+    .bind(i64::from(e.block))
+    .bind(e.until.map(int))
+    .bind(e.lifted_at.map(int))
+    .bind(&e.lifts)
+    .fetch_one(exec)
+    .await?;
+    Ok(uint(row.try_get(0)?))
+}
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -107,5 +187,43 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn append_revocation(&self, entry: &Entry) -> Result<u64, StoreError> {
+        // synchronous=FULL in WAL mode: the commit is on disk when this returns.
+        insert_entry(&self.pool, entry).await
+    }
+
+    async fn lift_revocation(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE revocations SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL")
+            .bind(int(lift.effective_at))
+            .bind(lifted_id)
+            .execute(&mut *tx)
+            .await?;
+        let seq = insert_entry(&mut *tx, lift).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn revocation(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn revocations_since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(int(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::revoke::TokenFacts;
+
 /// Claims of an RFC 9068 access token minted by writ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -28,10 +30,28 @@ pub struct AccessClaims {
     pub attestation: String,
     /// The subject's Cedar type (`Workload` or `Agent`).
     pub principal_type: String,
+    /// The `iss` of the attestation the token was minted from (the kill
+    /// switch's `issuer` selector matches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_issuer: Option<String>,
     /// RFC 8693 actor chain, newest actor outermost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Value>,
     /// Confirmation (key binding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Value>,
+}
+
+impl AccessClaims {
+    /// What the kill switch checks about this token.
+    pub fn facts(&self) -> TokenFacts<'_> {
+        TokenFacts {
+            jti: &self.jti,
+            subject: &self.sub,
+            audience: &self.aud,
+            issuer: &self.iss,
+            attestation_issuer: self.attestation_issuer.as_deref(),
+            issued_at: self.iat,
+        }
+    }
 }

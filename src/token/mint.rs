@@ -20,6 +20,8 @@ pub struct MintRequest<'a> {
     pub principal_type: EntityType,
     /// How the subject attested.
     pub attestation: AttestationKind,
+    /// The `iss` of that attestation.
+    pub attestation_issuer: Option<&'a str>,
     /// `aud`.
     pub audience: &'a TargetId,
     /// Granted scopes.
@@ -102,6 +104,7 @@ impl Minter {
             jti: jti.clone(),
             attestation: req.attestation.as_str().to_owned(),
             principal_type: req.principal_type.as_str().to_owned(),
+            attestation_issuer: req.attestation_issuer.map(str::to_owned),
             act: req.act,
             cnf: req.cnf,
         };

@@ -1,0 +1,209 @@
+//! The kill switch as a service: an entry takes effect in the index at once,
+//! is made durable, and only then is acknowledged and sent to every follower
+//! of the feed. Writes are serialized so the feed's `seq` order is the order
+//! followers receive entries in.
+
+use std::sync::Arc;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{Mutex, broadcast};
+
+use super::entry::{Entry, EntryKind, RevokeRequest, Selector};
+use super::index::RevocationIndex;
+use crate::clock::Clock;
+use crate::store::{Store, StoreError};
+
+/// How many entries a slow follower may fall behind before it re-reads the store.
+const FEED_BUFFER: usize = 4096;
+/// Entries read from the store per page.
+pub const PAGE: usize = 1000;
+
+/// What lifting an entry did.
+#[derive(Debug)]
+pub enum LiftOutcome {
+    /// The block is lifted; here is the lift entry.
+    Lifted(Arc<Entry>),
+    /// No entry has that id.
+    NotFound,
+    /// It was lifted before (or is itself a lift).
+    AlreadyLifted,
+}
+
+/// Store, index and feed of the kill switch.
+pub struct KillSwitch {
+    store: Arc<dyn Store>,
+    index: Arc<RevocationIndex>,
+    feed: broadcast::Sender<Arc<Entry>>,
+    clock: Arc<dyn Clock>,
+    writes: Mutex<()>,
+    /// Entries older than this (seconds) can revoke no live token.
+    horizon: u64,
+}
+
+fn new_id() -> String {
+    let mut id = [0u8; 16];
+    if SystemRandom::new().fill(&mut id).is_err() {
+        tracing::error!("system randomness unavailable for a revocation id");
+    }
+    hex::encode(id)
+}
+
+impl KillSwitch {
+    /// Builds the index from every entry in the store that can still matter.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        horizon: u64,
+    ) -> Result<Self, StoreError> {
+        let index = Arc::new(RevocationIndex::new());
+        let now = clock.unix_now();
+        let mut since = 0;
+        loop {
+            let page = store.revocations_since(since, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            since = last.seq;
+            for entry in page {
+                if entry.kind == EntryKind::Revoke
+                    && (entry.blocks_at(now) || entry.effective_at.saturating_add(horizon) >= now)
+                {
+                    index.upsert(Arc::new(entry));
+                }
+            }
+        }
+        tracing::info!(entries = index.len(), "revocation index loaded");
+        let (feed, _) = broadcast::channel(FEED_BUFFER);
+        Ok(Self {
+            store,
+            index,
+            feed,
+            clock,
+            writes: Mutex::new(()),
+            horizon,
+        })
+    }
+
+    /// The hot-path index.
+    pub fn index(&self) -> &RevocationIndex {
+        &self.index
+    }
+
+    /// Revokes (and maybe blocks) what `req` selects. The index enforces it
+    /// before the store write, so nothing slips through while it is being
+    /// made durable; if the write fails it is taken back out.
+    pub async fn revoke(&self, req: RevokeRequest, who: String) -> Result<Arc<Entry>, StoreError> {
+        let _serial = self.writes.lock().await;
+        let mut entry = Entry {
+            id: new_id(),
+            seq: 0,
+            kind: EntryKind::Revoke,
+            selector: req.selector,
+            reason: req.reason,
+            who,
+            effective_at: self.clock.unix_now(),
+            block: req.block,
+            until: req.until,
+            lifted_at: None,
+            lifts: None,
+        };
+        let pending = Arc::new(entry.clone());
+        self.index.upsert(pending.clone());
+        match self.store.append_revocation(&entry).await {
+            Ok(seq) => {
+                entry.seq = seq;
+                let entry = Arc::new(entry);
+                self.index.upsert(entry.clone());
+                let _ = self.feed.send(entry.clone());
+                Ok(entry)
+            }
+            Err(e) => {
+                self.index.remove(&pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Lifts the block of entry `id`; the lift is itself an entry in the feed.
+    pub async fn lift(&self, id: &str, who: String) -> Result<LiftOutcome, StoreError> {
+        let _serial = self.writes.lock().await;
+        let Some(original) = self.store.revocation(id).await? else {
+            return Ok(LiftOutcome::NotFound);
+        };
+        if original.kind != EntryKind::Revoke || original.lifted_at.is_some() {
+            return Ok(LiftOutcome::AlreadyLifted);
+        }
+        let now = self.clock.unix_now();
+        let mut lift = Entry {
+            id: new_id(),
+            seq: 0,
+            kind: EntryKind::Lift,
+            selector: original.selector.clone(),
+            reason: String::new(),
+            who,
+            effective_at: now,
+            block: false,
+            until: None,
+            lifted_at: None,
+            lifts: Some(original.id.clone()),
+        };
+        lift.seq = self.store.lift_revocation(&original.id, &lift).await?;
+        let lifted = Entry {
+            lifted_at: Some(now),
+            ..original
+        };
+        if self.index.entries().iter().any(|e| e.id == lifted.id) {
+            self.index.upsert(Arc::new(lifted));
+        }
+        let lift = Arc::new(lift);
+        let _ = self.feed.send(lift.clone());
+        Ok(LiftOutcome::Lifted(lift))
+    }
+
+    /// One entry by id, from the store.
+    pub async fn get(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        self.store.revocation(id).await
+    }
+
+    /// Entries with `seq > since`, ascending, at most `limit`.
+    pub async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.store.revocations_since(since, limit).await
+    }
+
+    /// Live entries in the index (not lifted, block not lapsed), by seq.
+    pub fn live(&self) -> Vec<Arc<Entry>> {
+        let now = self.clock.unix_now();
+        let mut live: Vec<_> = self
+            .index
+            .entries()
+            .into_iter()
+            .filter(|e| e.seq > 0 && e.lifted_at.is_none() && (!e.block || e.blocks_at(now)))
+            .collect();
+        live.sort_by_key(|e| e.seq);
+        live
+    }
+
+    /// Entries as they become durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
+        self.feed.subscribe()
+    }
+
+    /// Drops stale entries from the index every minute (the store keeps them).
+    pub fn spawn_compaction(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { break };
+                let dropped = me.index.compact(me.clock.unix_now(), me.horizon);
+                if dropped > 0 {
+                    tracing::info!(dropped, left = me.index.len(), "revocation index compacted");
+                }
+            }
+        });
+    }
+
+    /// A selector for one token, used by RFC 7009 self-revocation.
+    pub fn jti(jti: &str) -> Result<Selector, String> {
+        Selector::from_parts("jti", Some(jti))
+    }
+}

@@ -1,0 +1,229 @@
+//! `/admin/v1/revocations`: the kill switch for operators. One router behind
+//! admin authentication; every action is authorized by Cedar (principal
+//! `Admin`, action `revoke`) and audited with the entry it made.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::Refusal;
+use super::listener::Peer;
+use super::token::new_decision_id;
+use super::{AppState, auth};
+use crate::audit::AuditRecord;
+use crate::clock::rfc3339;
+use crate::revoke::{Entry, LiftOutcome, RevokeRequest, Selector};
+
+/// The admin id of the authenticated caller (`token:<12 hex>`).
+#[derive(Debug, Clone)]
+struct AdminId(String);
+
+pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/v1/revocations", get(list).post(revoke))
+        .route("/admin/v1/revocations/{id}", get(show).delete(lift))
+        .route_layer(middleware::from_fn_with_state(state, authenticate))
+}
+
+async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    match auth::admin(&app, req.headers()) {
+        Ok(id) => {
+            req.extensions_mut().insert(AdminId(id));
+            next.run(req).await
+        }
+        Err(refusal) => {
+            let peer = req
+                .extensions()
+                .get::<Peer>()
+                .map(|p| p.addr.ip().to_string());
+            let mut record = record(&app, "revoke", peer.unwrap_or_default(), None);
+            finish(&app, &mut record, Err(refusal)).await
+        }
+    }
+}
+
+fn record(
+    app: &AppState,
+    action: &'static str,
+    source_ip: String,
+    admin: Option<&AdminId>,
+) -> AuditRecord {
+    let mut r = AuditRecord::new(
+        action,
+        new_decision_id(),
+        rfc3339(app.clock.unix_now()),
+        source_ip,
+    );
+    r.principal = admin.map(|a| format!("Admin::\"{}\"", a.0));
+    r
+}
+
+/// Audits and renders the outcome of an admin call.
+async fn finish(
+    app: &AppState,
+    record: &mut AuditRecord,
+    outcome: Result<(StatusCode, serde_json::Value), Refusal>,
+) -> Response {
+    let mut response = match outcome {
+        Ok((status, body)) => {
+            record.decision = "allow";
+            (status, Json(body)).into_response()
+        }
+        Err(refusal) => {
+            tracing::info!(decision_id = %record.decision_id, error = refusal.code(), reason = %refusal.description(), "admin call refused");
+            record.error = Some(refusal.code());
+            record.reason = Some(refusal.description());
+            refusal.with_id(record.decision_id.clone()).into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    app.audit.record(record.clone()).await;
+    response
+}
+
+/// The Cedar resource of an admin action: the target for an audience
+/// selector, otherwise the broker itself (CONTRACT section 5).
+fn resource<'a>(app: &'a AppState, selector: &'a Selector) -> &'a str {
+    match selector {
+        Selector::Audience(aud) => aud,
+        _ => &app.issuer,
+    }
+}
+
+fn authorize(
+    app: &AppState,
+    admin: &AdminId,
+    selector: &Selector,
+    block: bool,
+    record: &mut AuditRecord,
+) -> Result<(), Refusal> {
+    let decision = app.policy.snapshot().authorize_revoke(
+        &admin.0,
+        resource(app, selector),
+        selector.kind(),
+        block,
+    )?;
+    record.policies = decision.policies;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(Refusal::AccessDenied(format!(
+            "policy does not permit this admin to revoke by {}",
+            selector.kind()
+        )))
+    }
+}
+
+fn describe(selector: &Selector) -> String {
+    match selector.value() {
+        Some(v) => format!("{}={v}", selector.kind()),
+        None => selector.kind().to_owned(),
+    }
+}
+
+fn acknowledgement(entry: &Entry) -> serde_json::Value {
+    json!({"id": entry.id, "seq": entry.seq, "effective_at": rfc3339(entry.effective_at)})
+}
+
+async fn revoke(
+    State(app): State<Arc<AppState>>,
+    Extension(admin): Extension<AdminId>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut record = record(&app, "revoke", peer.addr.ip().to_string(), Some(&admin));
+    let outcome = async {
+        let body = body.map_err(|_| Refusal::InvalidRequest("request body could not be read".into()))?;
+        let req = RevokeRequest::parse(&body, app.clock.unix_now()).map_err(Refusal::InvalidRequest)?;
+        record.target = Some(describe(&req.selector));
+        authorize(&app, &admin, &req.selector, req.block, &mut record)?;
+        let block = req.block;
+        let entry = app.kill_switch.revoke(req, format!("Admin::\"{}\"", admin.0)).await?;
+        tracing::warn!(entry = %entry.id, seq = entry.seq, selector = %describe(&entry.selector), block, "kill switch: revocation recorded");
+        record.revocation = Some(entry.id.clone());
+        Ok((StatusCode::CREATED, acknowledgement(&entry)))
+    }
+    .await;
+    finish(&app, &mut record, outcome).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list(State(app): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let cursor = q.cursor.unwrap_or(0);
+    let live: Vec<_> = app
+        .kill_switch
+        .live()
+        .into_iter()
+        .filter(|e| e.seq > cursor)
+        .collect();
+    let page: Vec<_> = live.iter().take(limit).map(|e| e.to_json(true)).collect();
+    let next = (live.len() > limit)
+        .then(|| live.get(limit - 1).map(|e| e.seq))
+        .flatten();
+    Json(json!({"entries": page, "next_cursor": next})).into_response()
+}
+
+async fn show(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match app.kill_switch.get(&id).await {
+        Ok(Some(entry)) => Json(entry.to_json(true)).into_response(),
+        Ok(None) => Refusal::NotFound(format!("no revocation entry {id}"))
+            .with_id(new_decision_id())
+            .into_response(),
+        Err(e) => Refusal::from(e).with_id(new_decision_id()).into_response(),
+    }
+}
+
+async fn lift(
+    State(app): State<Arc<AppState>>,
+    Extension(admin): Extension<AdminId>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Response {
+    let mut record = record(&app, "lift", peer.addr.ip().to_string(), Some(&admin));
+    let outcome = async {
+        let original = app
+            .kill_switch
+            .get(&id)
+            .await?
+            .ok_or_else(|| Refusal::NotFound(format!("no revocation entry {id}")))?;
+        record.target = Some(describe(&original.selector));
+        authorize(&app, &admin, &original.selector, false, &mut record)?;
+        match app
+            .kill_switch
+            .lift(&id, format!("Admin::\"{}\"", admin.0))
+            .await?
+        {
+            LiftOutcome::Lifted(entry) => {
+                tracing::warn!(entry = %entry.id, lifts = %id, "kill switch: block lifted");
+                record.revocation = Some(id.clone());
+                let mut body = acknowledgement(&entry);
+                body["lifts"] = json!(id);
+                Ok((StatusCode::OK, body))
+            }
+            LiftOutcome::NotFound => Err(Refusal::NotFound(format!("no revocation entry {id}"))),
+            LiftOutcome::AlreadyLifted => {
+                Err(Refusal::Conflict(format!("entry {id} is already lifted")))
+            }
+        }
+    }
+    .await;
+    finish(&app, &mut record, outcome).await
+}

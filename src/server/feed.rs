@@ -1,0 +1,211 @@
+//! The revocation feed for sidecars, SDKs and resource servers
+//! (`/v1/revocations`, JSON pages and Server-Sent Events), and RFC 7009
+//! revocation of a token by its own holder.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::error::Refusal;
+use super::form::Form;
+use super::listener::Peer;
+use super::token::new_decision_id;
+use super::{AppState, auth};
+use crate::audit::AuditRecord;
+use crate::clock::rfc3339;
+use crate::revoke::{Entry, KillSwitch, PAGE, RevokeRequest};
+
+/// SSE comment heartbeats keep idle streams (and proxies) alive.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FeedQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn refused(refusal: Refusal) -> Response {
+    refusal.with_id(new_decision_id()).into_response()
+}
+
+/// `GET /v1/revocations?since=SEQ&limit=N`
+pub(super) async fn page(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Response {
+    if let Err(refusal) = auth::caller(&app, &headers) {
+        return refused(refusal);
+    }
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(PAGE).clamp(1, 10 * PAGE);
+    match app.kill_switch.since(since, limit).await {
+        Ok(entries) => {
+            let next = entries.last().map_or(since, |e| e.seq);
+            let entries: Vec<_> = entries.iter().map(|e| e.to_json(false)).collect();
+            Json(json!({"entries": entries, "next_since": next})).into_response()
+        }
+        Err(e) => refused(e.into()),
+    }
+}
+
+/// `GET /v1/revocations/stream`: every entry after `Last-Event-ID` (or
+/// `?since=`), then each new one as soon as it is durable.
+pub(super) async fn stream(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Response {
+    if let Err(refusal) = auth::caller(&app, &headers) {
+        return refused(refusal);
+    }
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.since)
+        .unwrap_or(0);
+    // Subscribe before reading the backlog, so nothing falls between them.
+    let live = app.kill_switch.subscribe();
+    let (tx, rx) = mpsc::channel::<Event>(256);
+    tokio::spawn(follow(app.kill_switch.clone(), live, since, tx));
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .into_response()
+}
+
+fn event(entry: &Entry) -> Event {
+    Event::default()
+        .id(entry.seq.to_string())
+        .event("revocation")
+        .data(entry.to_json(false).to_string())
+}
+
+/// Sends entries after `last` in seq order until the client goes away.
+async fn follow(
+    ks: Arc<KillSwitch>,
+    mut live: broadcast::Receiver<Arc<Entry>>,
+    mut last: u64,
+    tx: mpsc::Sender<Event>,
+) {
+    // From the store: the backlog, and again whenever the live feed skipped.
+    async fn catch_up(ks: &KillSwitch, last: &mut u64, tx: &mpsc::Sender<Event>) -> bool {
+        loop {
+            let page = match ks.since(*last, PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "feed catch-up failed; closing the stream");
+                    return false;
+                }
+            };
+            if page.is_empty() {
+                return true;
+            }
+            for entry in &page {
+                if tx.send(event(entry)).await.is_err() {
+                    return false;
+                }
+                *last = entry.seq;
+            }
+        }
+    }
+    if !catch_up(&ks, &mut last, &tx).await {
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            r = live.recv() => r,
+            () = tx.closed() => return,
+        };
+        match received {
+            Ok(entry) if entry.seq <= last => {}
+            Ok(entry) if entry.seq == last + 1 => {
+                if tx.send(event(&entry)).await.is_err() {
+                    return;
+                }
+                last = entry.seq;
+            }
+            // A gap or a lag: the store has everything, in order.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !catch_up(&ks, &mut last, &tx).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): the holder gives up its own token. The
+/// token is its own credential; anything that is not a live writ token is
+/// answered 200 all the same, so the endpoint reveals nothing.
+pub(super) async fn self_revoke(
+    State(app): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut record = AuditRecord::new(
+        "self_revoke",
+        new_decision_id(),
+        rfc3339(app.clock.unix_now()),
+        peer.addr.ip().to_string(),
+    );
+    let outcome = async {
+        let form = Form::from_request(&headers, body)?;
+        let token = form.required("token")?;
+        let Ok(claims) = app.verifier.verify(token) else {
+            record.reason = Some("not a live writ token; nothing to revoke".into());
+            return Ok(());
+        };
+        record.principal = Some(claims.sub.clone());
+        record.jti = Some(claims.jti.clone());
+        if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+            record.revocation = Some(entry.id.clone());
+            return Ok(());
+        }
+        let selector = KillSwitch::jti(&claims.jti).map_err(Refusal::InvalidRequest)?;
+        let request = RevokeRequest {
+            selector,
+            reason: "revoked by its holder (RFC 7009)".into(),
+            block: false,
+            until: None,
+        };
+        let entry = app.kill_switch.revoke(request, claims.sub).await?;
+        record.revocation = Some(entry.id.clone());
+        Ok::<(), Refusal>(())
+    }
+    .await;
+    let response = match outcome {
+        Ok(()) => {
+            record.decision = "allow";
+            let mut resp = StatusCode::OK.into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(refusal) => {
+            record.error = Some(refusal.code());
+            record.reason = Some(refusal.description());
+            refusal.with_id(record.decision_id.clone()).into_response()
+        }
+    };
+    app.audit.record(record).await;
+    response
+}
