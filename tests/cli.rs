@@ -382,3 +382,146 @@ async fn demo_walks_through_mint_denial_and_jwks_verification() {
         );
     }
 }
+
+// --- writ revoke --------------------------------------------------------------------------
+
+/// `writ revoke <args> --server <url> --ca <ca.pem>` with `WRIT_ADMIN_TOKEN` set
+/// to the environment's admin token.
+async fn writ_revoke(env: &TestEnv, server: &Server, args: &[&str]) -> CliOutput {
+    let ca = env.path("ca.pem");
+    let mut all = vec!["revoke"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--server", server.url.as_str(), "--ca", utf8(&ca)]);
+    run_writ_with_env(
+        env.dir(),
+        &all,
+        &[("WRIT_ADMIN_TOKEN", server.admin_token())],
+    )
+    .await
+}
+
+/// The entry id of `revoked <id> seq <seq> effective_at <time>`.
+#[track_caller]
+fn revoked_id(output: &CliOutput) -> String {
+    assert_exit(output, 0);
+    let words: Vec<&str> = output.stdout.split_whitespace().collect();
+    assert!(
+        words.len() >= 6
+            && words[0] == "revoked"
+            && words[2] == "seq"
+            && words[3].parse::<u64>().is_ok()
+            && words[4] == "effective_at"
+            && parse_rfc3339(words[5]).is_some(),
+        "expected `revoked <id> seq <seq> effective_at <time>`:\n{}",
+        output.describe()
+    );
+    assert!(is_entry_id(words[1]), "{}", output.describe());
+    words[1].to_string()
+}
+
+#[tokio::test]
+async fn revoke_command_blocks_a_subject_and_prints_the_entry() {
+    let (env, server) = start_standard().await;
+
+    let output = writ_revoke(&env, &server, &["--subject", WORKLOAD, "--block"]).await;
+
+    let id = revoked_id(&output);
+    let reply = server.token(&orders_read(&env.k8s_token())).await;
+    assert_refused_because(&reply, 403, "access_denied", &id);
+}
+
+#[tokio::test]
+async fn revoke_list_prints_each_live_entry_as_a_json_line() {
+    let (env, server) = start_standard().await;
+    let id = revoked_id(&writ_revoke(&env, &server, &["--subject", WORKLOAD, "--block"]).await);
+
+    let output = writ_revoke(&env, &server, &["list"]).await;
+
+    assert_exit(&output, 0);
+    let entries: Vec<serde_json::Value> = output
+        .stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"))
+        })
+        .collect();
+    let listed = entries
+        .iter()
+        .find(|entry| entry["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed:\n{}", output.describe()));
+    assert_eq!(listed["selector"]["subject"], WORKLOAD, "{listed}");
+    assert_eq!(listed["block"], true, "{listed}");
+}
+
+#[tokio::test]
+async fn revoke_lift_restores_minting() {
+    let (env, server) = start_standard().await;
+    let id = revoked_id(&writ_revoke(&env, &server, &["--subject", WORKLOAD, "--block"]).await);
+    assert_refused(
+        &server.token(&orders_read(&env.k8s_token())).await,
+        403,
+        "access_denied",
+    );
+
+    let output = writ_revoke(&env, &server, &["lift", id.as_str()]).await;
+
+    assert_exit(&output, 0);
+    assert!(
+        output.stdout.trim_start().starts_with("lifted "),
+        "{}",
+        output.describe()
+    );
+    assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
+}
+
+#[tokio::test]
+async fn revoke_without_the_admin_token_exits_1_naming_the_variable() {
+    let (env, server) = start_standard().await;
+    let ca = env.path("ca.pem");
+
+    let output = run_writ(
+        env.dir(),
+        &[
+            "revoke",
+            "--subject",
+            WORKLOAD,
+            "--block",
+            "--server",
+            server.url.as_str(),
+            "--ca",
+            utf8(&ca),
+        ],
+    )
+    .await;
+
+    assert_exit(&output, 1);
+    assert_eq!(
+        output.stderr.trim().lines().count(),
+        1,
+        "{}",
+        output.describe()
+    );
+    assert!(
+        output.stderr.contains("WRIT_ADMIN_TOKEN"),
+        "{}",
+        output.describe()
+    );
+    assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
+}
+
+#[tokio::test]
+async fn revoke_with_two_selectors_is_bad_usage() {
+    let (env, server) = start_standard().await;
+
+    let output = writ_revoke(
+        &env,
+        &server,
+        &["--subject", WORKLOAD, "--audience", ORDERS, "--block"],
+    )
+    .await;
+
+    assert_exit(&output, 2);
+    assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
+}

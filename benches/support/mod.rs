@@ -13,6 +13,7 @@ use writ::clock::{Clock, SystemClock};
 use writ::config::{Config, SigningAlgorithm};
 use writ::model::{Scopes, TargetId, Ttl};
 use writ::policy::{DecisionRequest, PolicyEngine};
+use writ::revoke::{MintFacts, RevocationIndex};
 use writ::token::{MintRequest, Minter, SigningKey};
 
 /// Everything the in-process pipeline needs.
@@ -65,8 +66,26 @@ impl Pipeline {
 
     /// Attest (cached after the first call for the same token), decide, mint.
     pub async fn run(&self, subject_token: &str) -> String {
+        self.run_checked(subject_token, None).await
+    }
+
+    /// Like [`Pipeline::run`], with the kill-switch checks the token endpoint
+    /// makes (before deciding, and again after signing) against `index`.
+    pub async fn run_checked(
+        &self,
+        subject_token: &str,
+        index: Option<&RevocationIndex>,
+    ) -> String {
         let attested = self.registry.attest_jwt(subject_token).await.unwrap();
         let now = SystemClock.unix_now();
+        let facts = MintFacts {
+            subject: attested.principal.as_str(),
+            audience: self.target.as_str(),
+            attestation_issuer: Some(writ::config::DEV_ISSUER),
+        };
+        if let Some(index) = index {
+            assert!(index.blocked(&facts, now).is_none());
+        }
         let decision = self
             .policy
             .decide(&DecisionRequest {
@@ -82,7 +101,8 @@ impl Pipeline {
             .unwrap();
         let granted = decision.granted();
         assert!(!granted.is_empty());
-        self.minter
+        let token = self
+            .minter
             .mint(MintRequest {
                 subject: &attested.principal,
                 principal_type: attested.entity_type,
@@ -96,7 +116,11 @@ impl Pipeline {
                 cnf: None,
             })
             .unwrap()
-            .token
+            .token;
+        if let Some(index) = index {
+            assert!(index.blocked(&facts, SystemClock.unix_now()).is_none());
+        }
+        token
     }
 }
 

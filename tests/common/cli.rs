@@ -35,6 +35,18 @@ pub async fn run_writ(cwd: &Path, args: &[&str]) -> CliOutput {
     run(command, &format!("writ {}", args.join(" "))).await
 }
 
+/// Like [`run_writ`], with `variables` set in writ's environment after the
+/// isolation (e.g. `WRIT_ADMIN_TOKEN`).
+pub async fn run_writ_with_env(cwd: &Path, args: &[&str], variables: &[(&str, &str)]) -> CliOutput {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.args(args).current_dir(cwd);
+    isolate(&mut command);
+    for (name, value) in variables {
+        command.env(name, value);
+    }
+    run(command, &format!("writ {}", args.join(" "))).await
+}
+
 /// Runs `python3 <script file> <args>` in `cwd` to completion, with PyJWT importable.
 pub async fn run_python(cwd: &Path, script: &Path, args: &[&str]) -> CliOutput {
     let mut command = std::process::Command::new("python3");

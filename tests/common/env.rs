@@ -12,6 +12,7 @@ use super::issuer::{Alg, Issuer, quote, random_hex};
 use super::pki::Pki;
 use super::policies::{ENTITIES, SCHEMA, STANDARD_POLICIES};
 use super::server::Server;
+use super::wait::eventually;
 use super::{GIT_REF, NAMESPACE, REPOSITORY, SERVICE_ACCOUNT};
 
 /// The knobs of writ.toml the tests turn. Everything else is fixed by [`TestEnv::config_toml`].
@@ -232,6 +233,19 @@ token_sha256 = [{admin_sha256}]
     /// An OIDC token of the CI job for acme/app on main.
     pub fn ci_token(&self) -> String {
         self.ci.sign(&self.ci.ci_job_claims(REPOSITORY, GIT_REF))
+    }
+
+    /// Waits for the first audit record that `matches` (audit lines are written asynchronously).
+    pub async fn audit_record_where(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        eventually(&format!("the audit record of {what}"), async || {
+            let records = self.audit_records();
+            records
+                .iter()
+                .find(|record| matches(record))
+                .cloned()
+                .ok_or_else(|| format!("{} records: {records:?}", records.len()))
+        })
+        .await
     }
 
     /// The audit log's records so far (complete lines only).

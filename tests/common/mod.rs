@@ -20,11 +20,12 @@ mod issuer;
 mod jwks_server;
 mod pki;
 mod policies;
+mod revocation;
 mod server;
 mod time;
 mod wait;
 
-pub use cli::{CliOutput, run_python, run_writ};
+pub use cli::{CliOutput, run_python, run_writ, run_writ_with_env};
 pub use env::{Config, TestEnv};
 pub use http::{
     ACCESS_TOKEN, ID_TOKEN, JWT, Minted, Reply, TOKEN_EXCHANGE, TokenRequest, assert_granted,
@@ -34,10 +35,16 @@ pub use http::{
 pub use issuer::{Alg, Issuer, SigningKey, pod_name, service_account_uid};
 pub use jwks_server::JwksServer;
 pub use pki::{Leaf, Pki};
-pub use policies::{ENTITIES, SCHEMA, STANDARD_POLICIES, permit_orders_read_when};
+pub use policies::{
+    ENTITIES, NARROWING_POLICY, SCHEMA, STANDARD_POLICIES, permit_orders_read_when,
+};
+pub use revocation::{
+    EventStream, FEED, FEED_STREAM, FeedEvent, REVOCATIONS, Revocation, assert_revocation_created,
+    entries_of, entry_id, entry_seq, is_entry_id, revocation_body,
+};
 pub use server::Server;
-pub use time::{Utc, cedar_datetime, now};
-pub use wait::{POLL, WAIT, eventually};
+pub use time::{Utc, cedar_datetime, now, parse_rfc3339, rfc3339};
+pub use wait::{POLL, WAIT, eventually, eventually_within};
 
 /// The namespace of the workload most tests attest as.
 pub const NAMESPACE: &str = "payments";

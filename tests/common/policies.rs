@@ -78,6 +78,17 @@ when {
 @id("self-introspect")
 permit (principal, action == Action::"mint", resource == Target::"https://writ.test")
 when { context.scope == "introspect" };
+
+// Admins may use the kill switch on anything (CONTRACT section 5).
+@id("admin-revoke")
+permit (principal is Admin, action == Action::"revoke", resource);
+"#;
+
+/// A policy file permitting re-exchanges of writ tokens (`subject_token_type`
+/// access_token); the subset and audience rules are writ's own.
+pub const NARROWING_POLICY: &str = r#"@id("narrowing")
+permit (principal, action == Action::"mint", resource)
+when { context.attestation == "writ" };
 "#;
 
 /// `entities.json`: targets with owners, the payments team, and the payments

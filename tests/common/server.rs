@@ -81,6 +81,15 @@ impl Server {
         self.url = self.process.url.clone();
     }
 
+    /// Kills writ with SIGKILL (no shutdown, no flushing: a crash or a pulled
+    /// plug) and starts it again from the same config, store and directory.
+    /// It listens on a new port.
+    pub async fn kill_hard_and_restart(&mut self) {
+        self.process.kill_hard();
+        self.process = Process::launch(&self.args, &self.cwd, &self.stderr).await;
+        self.url = self.process.url.clone();
+    }
+
     /// Stops writ and waits until it has exited.
     pub async fn stop(mut self) {
         self.process.stop().await;
@@ -129,6 +138,11 @@ impl Server {
     /// The bearer token whose SHA-256 is in `admin.token_sha256`.
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// The CA certificate (PEM) the test client trusts.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -292,6 +306,13 @@ impl Process {
         }
     }
 
+    /// SIGKILL, then reap it.
+    fn kill_hard(&mut self) {
+        // `Child::kill` is SIGKILL on Unix; an error means it already exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, wait up to [`SHUTDOWN`], then SIGKILL.
     async fn stop(&mut self) {
         // Delivered or not (it may have exited), the loop below reaps or kills it.
@@ -357,11 +378,12 @@ impl Log {
 }
 
 /// Keeps a child process away from the developer's environment: no config from
-/// `WRIT_CONFIG`, no log filter from `WRIT_LOG`/`RUST_LOG` (writ logs at its
-/// default level), no proxies.
+/// `WRIT_CONFIG`, no admin token from `WRIT_ADMIN_TOKEN`, no log filter from
+/// `WRIT_LOG`/`RUST_LOG` (writ logs at its default level), no proxies.
 pub(crate) fn isolate(command: &mut Command) {
     for variable in [
         "WRIT_CONFIG",
+        "WRIT_ADMIN_TOKEN",
         "WRIT_LOG",
         "RUST_LOG",
         "HTTP_PROXY",

@@ -12,13 +12,23 @@ pub const POLL: Duration = Duration::from_millis(50);
 
 /// Runs `probe` every [`POLL`] until it returns `Ok`, for at most [`WAIT`].
 /// `Err` carries what was seen last, which the failure message reports.
-pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT;
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+    eventually_within(WAIT, what, probe).await
+}
+
+/// Like [`eventually`], for effects that take time by design (a block whose
+/// `until` lies seconds ahead): at most `limit`.
+pub async fn eventually_within<T>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         match probe().await {
             Ok(value) => return value,
             Err(last_seen) if Instant::now() >= deadline => {
-                panic!("waited {WAIT:?} for {what}; last seen: {last_seen}")
+                panic!("waited {limit:?} for {what}; last seen: {last_seen}")
             }
             Err(_) => tokio::time::sleep(POLL).await,
         }
