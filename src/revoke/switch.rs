@@ -207,3 +207,60 @@ impl KillSwitch {
         Selector::from_parts("jti", Some(jti))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::StoredKey;
+
+    /// A store whose disk is gone: every write fails.
+    struct BrokenDisk;
+
+    #[async_trait::async_trait]
+    impl Store for BrokenDisk {
+        async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn put_signing_key(&self, _: &StoredKey) -> Result<(), StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn append_revocation(&self, _: &Entry) -> Result<u64, StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn lift_revocation(&self, _: &str, _: &Entry) -> Result<u64, StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn revocation(&self, _: &str) -> Result<Option<Entry>, StoreError> {
+            Ok(None)
+        }
+        async fn revocations_since(&self, _: u64, _: usize) -> Result<Vec<Entry>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_write_leaves_no_entry_and_sends_nothing() {
+        let ks = KillSwitch::load(Arc::new(BrokenDisk), Arc::new(SystemClock), 900)
+            .await
+            .unwrap();
+        let mut feed = ks.subscribe();
+        let request = RevokeRequest {
+            selector: Selector::All,
+            reason: String::new(),
+            block: true,
+            until: None,
+        };
+
+        assert!(ks.revoke(request, "admin".into()).await.is_err());
+
+        assert!(ks.index().is_empty());
+        assert!(matches!(
+            feed.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+}
