@@ -415,13 +415,20 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         // Keys of features this release does not serve: refusing them beats
         // silently running without the protection they promise.
-        let unsupported = [
-            ("tls.client_ca", self.tls.client_ca.is_some()),
-            ("server.unix_socket", self.server.unix_socket.is_some()),
-            ("admin.principals", !self.admin.principals.is_empty()),
-        ];
+        let unsupported = [("server.unix_socket", self.server.unix_socket.is_some())];
         if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
             return bad(format!("{key} is not supported by this release of writ"));
+        }
+        if !self.admin.principals.is_empty() && self.tls.client_ca.is_none() {
+            return bad("admin.principals are mTLS identities: set tls.client_ca too".into());
+        }
+        if let Some(p) = self
+            .admin
+            .principals
+            .iter()
+            .find(|p| !p.starts_with("spiffe://"))
+        {
+            return bad(format!("admin.principals: {p:?} is not a SPIFFE ID"));
         }
         if self.server.issuer.is_none() && self.server.listen.ip().is_unspecified() {
             return bad(format!(
@@ -507,7 +514,14 @@ mod tests {
 
     #[test]
     fn keys_of_features_not_served_are_refused() {
-        let c = Config::parse("[tls]\nclient_ca = 'ca.pem'\n").unwrap();
+        let c = Config::parse("[server]\nunix_socket = 'w.sock'\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.unix_socket")
+        );
+        let c = Config::parse("[admin]\nprincipals = ['spiffe://writ.local/ops']\n").unwrap();
         assert!(
             c.validate()
                 .unwrap_err()

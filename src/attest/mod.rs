@@ -10,6 +10,7 @@
 mod jwks;
 mod jwt;
 mod kubernetes;
+pub mod mtls;
 mod oidc;
 
 use std::collections::{BTreeMap, HashMap};

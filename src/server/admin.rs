@@ -36,17 +36,18 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    match auth::admin(&app, req.headers()) {
+    let Some(peer) = req.extensions().get::<Peer>().cloned() else {
+        return Refusal::Unavailable("connection facts are missing".into())
+            .with_id(new_decision_id())
+            .into_response();
+    };
+    match auth::admin(&app, req.headers(), &peer) {
         Ok(id) => {
             req.extensions_mut().insert(AdminId(id));
             next.run(req).await
         }
         Err(refusal) => {
-            let peer = req
-                .extensions()
-                .get::<Peer>()
-                .map(|p| p.addr.ip().to_string());
-            let mut record = record(&app, "revoke", peer.unwrap_or_default(), None);
+            let mut record = record(&app, "revoke", peer.addr.ip().to_string(), None);
             finish(&app, &mut record, Err(refusal)).await
         }
     }

@@ -42,10 +42,11 @@ fn refused(refusal: Refusal) -> Response {
 /// `GET /v1/revocations?since=SEQ&limit=N`
 pub(super) async fn page(
     State(app): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    if let Err(refusal) = auth::caller(&app, &headers) {
+    if let Err(refusal) = auth::caller(&app, &headers, &peer) {
         return refused(refusal);
     }
     let since = q.since.unwrap_or(0);
@@ -64,10 +65,11 @@ pub(super) async fn page(
 /// `?since=`), then each new one as soon as it is durable.
 pub(super) async fn stream(
     State(app): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    if let Err(refusal) = auth::caller(&app, &headers) {
+    if let Err(refusal) = auth::caller(&app, &headers, &peer) {
         return refused(refusal);
     }
     let since = headers

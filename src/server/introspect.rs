@@ -31,7 +31,7 @@ pub(super) async fn introspect(
         rfc3339(app.clock.unix_now()),
         peer.addr.ip().to_string(),
     );
-    let response = match answer(&app, &headers, body, &mut record) {
+    let response = match answer(&app, &peer, &headers, body, &mut record) {
         Ok(body) => {
             let mut resp = Json(body).into_response();
             resp.headers_mut()
@@ -51,11 +51,12 @@ pub(super) async fn introspect(
 
 fn answer(
     app: &AppState,
+    peer: &Peer,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     record: &mut AuditRecord,
 ) -> Result<Value, Refusal> {
-    record.principal = Some(auth::caller(app, headers)?.name());
+    record.principal = Some(auth::caller(app, headers, peer)?.name());
     let form = Form::from_request(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::StartError;
+use crate::attest::mtls::{self, CertIdentity};
 use crate::config::{LimitsConfig, TlsConfig};
 
 /// What the listener knows about a connection's peer, attached to every
@@ -23,6 +25,8 @@ use crate::config::{LimitsConfig, TlsConfig};
 pub struct Peer {
     /// The remote address.
     pub addr: SocketAddr,
+    /// The identity of a client certificate that chained to `tls.client_ca`.
+    pub client: Option<CertIdentity>,
 }
 
 /// Loads the server certificate and key.
@@ -38,8 +42,29 @@ pub(super) fn tls_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartErro
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .map_err(|e| StartError::Tls(format!("{}: {e}", tls.key.display())))?;
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = ServerConfig::builder();
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        // Ask for a client certificate, but do not require one: bearer
+        // callers share the port with mTLS callers.
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?
+            {
+                roots
+                    .add(cert)
+                    .map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -95,7 +120,19 @@ pub(super) async fn serve(
                     return;
                 }
             };
-            let peer = Peer { addr };
+            let client = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| match mtls::identity(leaf) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::info!(%addr, reason = %e, "client certificate names no usable identity");
+                        None
+                    }
+                });
+            let peer = Peer { addr, client };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 app.clone().oneshot(req)

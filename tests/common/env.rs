@@ -28,6 +28,10 @@ pub struct Config {
     pub reload_interval: String,
     /// Raw lines appended to `[server]` (e.g. a misspelled key).
     pub extra_server_lines: Vec<String>,
+    /// Write `tls.client_ca` (the env's `client_pki` CA): mTLS callers are attested.
+    pub client_ca: bool,
+    /// `admin.principals`: mTLS identities that are admins.
+    pub admin_principals: Vec<String>,
 }
 
 impl Default for Config {
@@ -39,6 +43,8 @@ impl Default for Config {
             max_ttl: "15m".to_string(),
             reload_interval: "200ms".to_string(),
             extra_server_lines: Vec::new(),
+            client_ca: false,
+            admin_principals: Vec::new(),
         }
     }
 }
@@ -54,6 +60,8 @@ pub struct TestEnv {
     pub config: Config,
     /// A bearer token whose SHA-256 is in `admin.token_sha256`.
     pub admin_token: String,
+    /// The CA of client certificates (`tls.client_ca` when `config.client_ca`).
+    pub client_pki: Pki,
 }
 
 impl Default for TestEnv {
@@ -78,9 +86,11 @@ impl TestEnv {
             ci: Issuer::ci(Alg::Es256),
             config: Config::default(),
             admin_token: format!("admin-{}", random_hex(16)),
+            client_pki: Pki::new(),
             pki,
             dir,
         };
+        env.write("client-ca.pem", &env.client_pki.ca_pem());
         env.write("ca.pem", &env.pki.ca_pem());
         env.write("server.pem", &leaf.cert_pem);
         env.write("server-key.pem", &leaf.key_pem);
@@ -161,6 +171,7 @@ impl TestEnv {
 [tls]
 cert = "server.pem"
 key = "server-key.pem"
+{client_ca}
 
 [store]
 url = "sqlite://writ.db"
@@ -179,6 +190,7 @@ path = "audit.jsonl"
 
 [admin]
 token_sha256 = [{admin_sha256}]
+principals = [{principals}]
 
 "#,
             algorithm = quote(&config.algorithm),
@@ -186,6 +198,17 @@ token_sha256 = [{admin_sha256}]
             max_ttl = quote(&config.max_ttl),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
+            client_ca = if config.client_ca {
+                "client_ca = \"client-ca.pem\""
+            } else {
+                ""
+            },
+            principals = config
+                .admin_principals
+                .iter()
+                .map(|p| quote(p))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         for issuer in [&self.k8s, &self.ci] {
             toml += &issuer.toml("ca.pem");

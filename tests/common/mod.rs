@@ -34,7 +34,7 @@ pub use http::{
 };
 pub use issuer::{Alg, Issuer, SigningKey, pod_name, service_account_uid};
 pub use jwks_server::JwksServer;
-pub use pki::{Leaf, Pki};
+pub use pki::{Leaf, Pki, uri_san};
 pub use policies::{
     ENTITIES, NARROWING_POLICY, SCHEMA, STANDARD_POLICIES, permit_orders_read_when,
 };

@@ -3,7 +3,7 @@
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -68,6 +68,34 @@ impl Pki {
             key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         }
     }
+}
+
+impl Pki {
+    /// A client certificate signed by this CA with exactly these SANs.
+    pub fn client_cert(&self, sans: Vec<SanType>) -> Leaf {
+        let key = KeyPair::generate().expect("generate client key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = common_name("writ test client");
+        params.subject_alt_names = sans;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.ca_cert, &self.ca_key)
+            .expect("sign client certificate");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+}
+
+/// A URI SAN, e.g. a SPIFFE ID.
+pub fn uri_san(uri: &str) -> SanType {
+    SanType::URI(uri.try_into().expect("valid URI SAN"))
 }
 
 fn common_name(name: &str) -> DistinguishedName {

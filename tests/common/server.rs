@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::http::{Minted, Reply, TokenRequest, assert_granted, client, client_bound_to};
+use super::pki::Leaf;
 use super::wait::{POLL, eventually};
 
 /// How long writ may take to start listening.
@@ -193,6 +194,22 @@ impl Server {
     }
 
     /// `POST /oauth2/token`.
+    /// A client presenting `leaf` as its TLS client certificate.
+    pub fn client_with_certificate(&self, leaf: &Leaf) -> reqwest::Client {
+        let identity =
+            reqwest::Identity::from_pem(format!("{}{}", leaf.cert_pem, leaf.key_pem).as_bytes())
+                .expect("client identity PEM");
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("test CA PEM");
+        reqwest::Client::builder()
+            .identity(identity)
+            .add_root_certificate(ca)
+            .tls_built_in_root_certs(false)
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("build mTLS client")
+    }
+
     /// Like [`Server::token`], sent from the local address `from`.
     pub async fn token_from(&self, from: std::net::IpAddr, request: &TokenRequest) -> Reply {
         let response = client_bound_to(&self.ca_pem, Some(from))
