@@ -1,0 +1,317 @@
+//! Verifying writ tokens at a resource server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+pub use crate::feed::FeedAuth;
+use crate::feed::{self, FeedState};
+use crate::revocations::TokenFacts;
+use crate::{Broker, Error, VerifyError};
+
+/// An unknown `kid` refetches the JWKS at most this often.
+const JWKS_REFETCH_EVERY: Duration = Duration::from_secs(10);
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// `sub`: the principal the token speaks for.
+    pub subject: String,
+    /// `client_id`: the acting party.
+    pub client_id: String,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// `jti`.
+    pub jti: String,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: u64,
+    /// Every claim, for anything else a handler needs (`act`, `cnf`...).
+    pub claims: Value,
+}
+
+impl Verified {
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Configures a [`Verifier`].
+pub struct VerifierBuilder {
+    broker: Broker,
+    audience: String,
+    required_scopes: Vec<String>,
+    leeway: Duration,
+    feed: Option<FeedAuth>,
+    max_feed_silence: Duration,
+}
+
+impl VerifierBuilder {
+    /// Scopes every accepted token must carry.
+    pub fn require_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Follow the revocation feed with these credentials, and refuse every
+    /// token when it has been silent longer than `max_silence` (fail closed).
+    /// The broker sends a heartbeat every 15 s.
+    pub fn follow_revocations(mut self, auth: FeedAuth, max_silence: Duration) -> Self {
+        self.feed = Some(auth);
+        self.max_feed_silence = max_silence;
+        self
+    }
+
+    /// Fetches metadata and keys and, when following revocations, reads the
+    /// whole feed before returning, so the verifier starts up to date.
+    pub async fn build(self) -> Result<Verifier, Error> {
+        let metadata = self.broker.metadata().await?.clone();
+        let feed = match &self.feed {
+            None => None,
+            Some(auth) => {
+                let state = Arc::new(FeedState::new());
+                feed::catch_up(&self.broker, auth, &state).await?;
+                tokio::spawn(feed::follow(
+                    self.broker.clone(),
+                    auth.clone(),
+                    Arc::downgrade(&state),
+                ));
+                Some(state)
+            }
+        };
+        let verifier = Verifier {
+            inner: Arc::new(Inner {
+                keys: ArcSwap::from_pointee(HashMap::new()),
+                jwks_uri: metadata.jwks_uri,
+                issuer: metadata.issuer,
+                broker: self.broker,
+                audience: self.audience,
+                required_scopes: self.required_scopes,
+                leeway: self.leeway,
+                feed,
+                max_feed_silence: self.max_feed_silence,
+                last_refetch: tokio::sync::Mutex::new(None),
+            }),
+        };
+        verifier.refetch_keys().await?;
+        Ok(verifier)
+    }
+}
+
+type Keys = HashMap<String, (DecodingKey, Algorithm)>;
+
+struct Inner {
+    broker: Broker,
+    issuer: String,
+    jwks_uri: String,
+    audience: String,
+    required_scopes: Vec<String>,
+    leeway: Duration,
+    keys: ArcSwap<Keys>,
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    feed: Option<Arc<FeedState>>,
+    max_feed_silence: Duration,
+}
+
+/// Verifies writ access tokens for one audience. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Starts configuring a verifier of tokens for `audience` issued by `broker`.
+    pub fn builder(broker: Broker, audience: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            broker,
+            audience: audience.into(),
+            required_scopes: Vec::new(),
+            leeway: Duration::from_secs(30),
+            feed: None,
+            max_feed_silence: Duration::from_secs(60),
+        }
+    }
+
+    async fn refetch_keys(&self) -> Result<(), Error> {
+        let resp = self
+            .inner
+            .broker
+            .client()
+            .get(&self.inner.jwks_uri)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("JWKS: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(Error::Unavailable(format!("JWKS: {}", resp.status())));
+        }
+        let set: JwkSet = resp
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("JWKS: {e}")))?;
+        let mut keys = Keys::new();
+        for jwk in &set.keys {
+            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), algorithm_of(jwk)) else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, (key, alg));
+            }
+        }
+        self.inner.keys.store(Arc::new(keys));
+        Ok(())
+    }
+
+    /// The key for `kid`, refetching the JWKS (rate-limited) if it is unknown.
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), VerifyError> {
+        if let Some(k) = self.inner.keys.load().get(kid) {
+            return Ok(k.clone());
+        }
+        {
+            let mut last = self.inner.last_refetch.lock().await;
+            if last.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_EVERY) {
+                *last = Some(Instant::now());
+                if let Err(e) = self.refetch_keys().await {
+                    tracing::warn!(error = %e, "JWKS refetch failed");
+                }
+            }
+        }
+        self.inner
+            .keys
+            .load()
+            .get(kid)
+            .cloned()
+            .ok_or(VerifyError::UnknownKey)
+    }
+
+    /// Verifies a token: signature, `typ`, `iss`, `aud`, time, required
+    /// scopes, and the kill switch.
+    pub async fn verify(&self, token: &str) -> Result<Verified, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.typ.as_deref() != Some("at+jwt") {
+            return Err(VerifyError::Malformed);
+        }
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::EdDSA) {
+            return Err(VerifyError::Algorithm);
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let (key, alg) = self.key(kid).await?;
+        if alg != header.alg {
+            return Err(VerifyError::Algorithm);
+        }
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&[&self.inner.audience]);
+        validation.leeway = self.inner.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => VerifyError::Signature,
+                K::ExpiredSignature => VerifyError::Expired,
+                K::ImmatureSignature => VerifyError::NotYetValid,
+                K::InvalidIssuer => VerifyError::Issuer,
+                K::InvalidAudience => VerifyError::Audience,
+                K::InvalidAlgorithm => VerifyError::Algorithm,
+                _ => VerifyError::Malformed,
+            }
+        })?;
+        let claims = data.claims;
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let scopes: Vec<String> = text("scope")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(missing) = self
+            .inner
+            .required_scopes
+            .iter()
+            .find(|r| !scopes.contains(r))
+        {
+            return Err(VerifyError::MissingScope(missing.clone()));
+        }
+        if let Some(feed) = &self.inner.feed {
+            if feed
+                .silence()
+                .is_none_or(|s| s > self.inner.max_feed_silence)
+            {
+                return Err(VerifyError::FeedStale);
+            }
+            let jti = text("jti");
+            let sub = text("sub");
+            let aud = text("aud");
+            let iss = text("iss");
+            let att_iss = claims.get("attestation_issuer").and_then(Value::as_str);
+            let mut actors = Vec::new();
+            let mut act = claims.get("act");
+            while let Some(a) = act {
+                if let Some(s) = a.get("sub").and_then(Value::as_str) {
+                    actors.push(s);
+                }
+                act = a.get("act");
+            }
+            let facts = TokenFacts {
+                jti: &jti,
+                sub: &sub,
+                aud: &aud,
+                issuers: [Some(iss.as_str()), att_iss],
+                actors,
+                iat: claims.get("iat").and_then(Value::as_u64).unwrap_or(0),
+            };
+            let revoked = feed.set.read().ok().and_then(|s| s.revoked(&facts));
+            if let Some(entry) = revoked {
+                return Err(VerifyError::Revoked(entry));
+            }
+        }
+        Ok(Verified {
+            subject: text("sub"),
+            client_id: text("client_id"),
+            scopes,
+            jti: text("jti"),
+            expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+            claims,
+        })
+    }
+}
+
+/// The algorithm a JWK is for, if writ signs with it.
+fn algorithm_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
