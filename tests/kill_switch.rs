@@ -907,3 +907,19 @@ async fn mint_refused_by_a_block_is_audited_with_the_entry_id() {
     assert_eq!(record["decision"], "deny", "{record}");
     assert_eq!(record["revocation"], entry.id.as_str(), "{record}");
 }
+
+#[tokio::test]
+async fn lifting_a_plain_revocation_is_a_conflict() {
+    let (_env, server) = start_standard().await;
+    let plain = server
+        .revoke(
+            json!({"subject": "spiffe://cluster.local/ns/x/sa/y"}),
+            false,
+            None,
+        )
+        .await;
+
+    let reply = server.lift(&plain.id).await;
+
+    assert_eq!(reply.status, 409, "{}", reply.describe());
+}

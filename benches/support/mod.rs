@@ -82,6 +82,7 @@ impl Pipeline {
             subject: attested.principal.as_str(),
             audience: self.target.as_str(),
             attestation_issuer: Some(writ::config::DEV_ISSUER),
+            actors: &[],
         };
         if let Some(index) = index {
             assert!(index.blocked(&facts, now).is_none());

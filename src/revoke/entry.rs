@@ -165,23 +165,24 @@ impl Entry {
         self.kind == EntryKind::Revoke && iat <= self.effective_at
     }
 
-    /// The JSON form; `with_reason` is false for the feed.
-    pub fn to_json(&self, with_reason: bool) -> Value {
+    /// The JSON form. `for_admins` adds `reason` and `who`; the feed, read
+    /// by workloads, carries neither.
+    pub fn to_json(&self, for_admins: bool) -> Value {
         let time = |t: Option<u64>| t.map_or(Value::Null, |t| Value::String(rfc3339(t)));
         let mut v = serde_json::json!({
             "id": self.id,
             "seq": self.seq,
             "kind": self.kind,
             "selector": self.selector.to_json(),
-            "who": self.who,
             "effective_at": rfc3339(self.effective_at),
             "block": self.block,
             "until": time(self.until),
             "lifted_at": time(self.lifted_at),
             "lifts": self.lifts,
         });
-        if with_reason && let Some(o) = v.as_object_mut() {
+        if for_admins && let Some(o) = v.as_object_mut() {
             o.insert("reason".into(), Value::String(self.reason.clone()));
+            o.insert("who".into(), Value::String(self.who.clone()));
         }
         v
     }

@@ -1,13 +1,15 @@
 //! The in-memory revocation index on the hot path.
 //!
-//! One concurrent map per selector kind (sharded, so reads take no global
-//! lock), keyed by the selected value: a check is a handful of hash lookups
-//! whatever the number of entries. Subject prefixes are found by looking up
-//! the subject's own prefix for each distinct prefix length in use. With no
-//! entries at all, a check is one atomic load.
+//! One concurrent map per selector kind (sharded, so reads never wait on a
+//! global lock), keyed by the selected value: a check is a handful of hash
+//! lookups whatever the number of entries. Subject prefixes are found by
+//! looking up the subject's own prefix for each distinct prefix length in
+//! use. With no entries at all, a check is one atomic load. Writers are
+//! serialized by the kill switch; readers never wait for them.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -17,7 +19,7 @@ use super::entry::{Entry, Selector};
 type Bucket = DashMap<String, Vec<Arc<Entry>>>;
 
 /// What an existing token says, for the revoked check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TokenFacts<'a> {
     /// `jti`.
     pub jti: &'a str,
@@ -29,6 +31,8 @@ pub struct TokenFacts<'a> {
     pub issuer: &'a str,
     /// The issuer of the attestation it was minted from.
     pub attestation_issuer: Option<&'a str>,
+    /// Every `sub` in its `act` chain.
+    pub actors: Vec<&'a str>,
     /// `iat`.
     pub issued_at: u64,
 }
@@ -42,6 +46,8 @@ pub struct MintFacts<'a> {
     pub audience: &'a str,
     /// The issuer of the attestation.
     pub attestation_issuer: Option<&'a str>,
+    /// Every agent acting in it.
+    pub actors: &'a [&'a str],
 }
 
 /// Live kill-switch entries, indexed by what they select.
@@ -50,7 +56,9 @@ pub struct RevocationIndex {
     jti: Bucket,
     subject: Bucket,
     prefix: Bucket,
-    /// Distinct prefix lengths in `prefix`, sorted.
+    /// How many prefixes of each length are in `prefix` (writers only).
+    prefix_counts: Mutex<BTreeMap<usize, usize>>,
+    /// The lengths with a non-zero count, for readers.
     prefix_lengths: ArcSwap<Vec<usize>>,
     audience: Bucket,
     issuer: Bucket,
@@ -95,7 +103,24 @@ impl RevocationIndex {
         })
     }
 
+    fn count_prefix(&self, selector: &Selector, delta: isize) {
+        let Selector::SubjectPrefix(p) = selector else {
+            return;
+        };
+        let Ok(mut counts) = self.prefix_counts.lock() else {
+            return;
+        };
+        let count = counts.entry(p.len()).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            counts.remove(&p.len());
+        }
+        self.prefix_lengths
+            .store(Arc::new(counts.keys().copied().collect()));
+    }
+
     /// Adds an entry, or replaces the one with the same id (e.g. once lifted).
+    /// Callers serialize writes (the kill switch holds its write lock).
     pub fn upsert(&self, entry: Arc<Entry>) {
         let replaced = match self.bucket(&entry.selector) {
             Some((bucket, key)) => {
@@ -107,25 +132,25 @@ impl RevocationIndex {
                 replaced
             }
             None => {
-                let existed = self.all.load().iter().any(|e| e.id == entry.id);
-                self.all.rcu(|list| {
-                    let mut list: Vec<_> =
-                        list.iter().filter(|e| e.id != entry.id).cloned().collect();
-                    list.push(entry.clone());
-                    list
-                });
-                existed
+                let current = self.all.load_full();
+                let replaced = current.iter().any(|e| e.id == entry.id);
+                let mut next: Vec<_> = current
+                    .iter()
+                    .filter(|e| e.id != entry.id)
+                    .cloned()
+                    .collect();
+                next.push(entry.clone());
+                self.all.store(Arc::new(next));
+                replaced
             }
         };
         if !replaced {
             self.len.fetch_add(1, Ordering::AcqRel);
-        }
-        if matches!(entry.selector, Selector::SubjectPrefix(_)) {
-            self.refresh_prefix_lengths();
+            self.count_prefix(&entry.selector, 1);
         }
     }
 
-    /// Removes an entry by id; returns whether it was there.
+    /// Removes an entry by id; returns whether it was there. Callers serialize writes.
     pub fn remove(&self, entry: &Entry) -> bool {
         let removed = match self.bucket(&entry.selector) {
             Some((bucket, key)) => {
@@ -138,42 +163,24 @@ impl RevocationIndex {
                 removed
             }
             None => {
-                let before = self.all.load().len();
-                self.all.rcu(|list| {
-                    list.iter()
+                let current = self.all.load_full();
+                let removed = current.iter().any(|e| e.id == entry.id);
+                if removed {
+                    let next: Vec<_> = current
+                        .iter()
                         .filter(|e| e.id != entry.id)
                         .cloned()
-                        .collect::<Vec<_>>()
-                });
-                self.all.load().len() != before
+                        .collect();
+                    self.all.store(Arc::new(next));
+                }
+                removed
             }
         };
         if removed {
             self.len.fetch_sub(1, Ordering::AcqRel);
-            if matches!(entry.selector, Selector::SubjectPrefix(_)) {
-                self.refresh_prefix_lengths();
-            }
+            self.count_prefix(&entry.selector, -1);
         }
         removed
-    }
-
-    fn refresh_prefix_lengths(&self) {
-        let mut lengths: Vec<usize> = self.prefix.iter().map(|e| e.key().len()).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        self.prefix_lengths.store(Arc::new(lengths));
-    }
-
-    /// Every entry that applies to `subject` through a prefix.
-    fn prefix_hits<'a>(&'a self, subject: &'a str) -> impl Iterator<Item = Arc<Entry>> + 'a {
-        let lengths = self.prefix_lengths.load_full();
-        (0..lengths.len()).flat_map(move |i| {
-            let len = lengths[i];
-            subject
-                .get(..len)
-                .and_then(|p| self.prefix.get(p).map(|l| l.clone()))
-                .unwrap_or_default()
-        })
     }
 
     fn first(
@@ -183,6 +190,18 @@ impl RevocationIndex {
     ) -> Option<Arc<Entry>> {
         let list = bucket.get(key?)?;
         list.iter().find(|e| pred(e)).cloned()
+    }
+
+    /// The first entry matching `subject` through a prefix and `pred`.
+    fn prefix_hit(&self, subject: &str, pred: impl Fn(&Entry) -> bool) -> Option<Arc<Entry>> {
+        let lengths = self.prefix_lengths.load();
+        lengths
+            .iter()
+            .find_map(|len| Self::first(&self.prefix, subject.get(..*len), &pred))
+    }
+
+    fn any_of_all(&self, pred: impl Fn(&Entry) -> bool) -> Option<Arc<Entry>> {
+        self.all.load().iter().find(|e| pred(e)).cloned()
     }
 
     /// The entry that revokes an existing token, if any.
@@ -196,8 +215,13 @@ impl RevocationIndex {
             .or_else(|| Self::first(&self.audience, Some(t.audience), hit))
             .or_else(|| Self::first(&self.issuer, Some(t.issuer), hit))
             .or_else(|| Self::first(&self.issuer, t.attestation_issuer, hit))
-            .or_else(|| self.prefix_hits(t.subject).find(|e| hit(e)))
-            .or_else(|| self.all.load().iter().find(|e| hit(e)).cloned())
+            .or_else(|| {
+                t.actors
+                    .iter()
+                    .find_map(|a| Self::first(&self.actor, Some(a), hit))
+            })
+            .or_else(|| self.prefix_hit(t.subject, hit))
+            .or_else(|| self.any_of_all(hit))
     }
 
     /// The entry that blocks minting this token at `now`, if any.
@@ -209,8 +233,21 @@ impl RevocationIndex {
         Self::first(&self.subject, Some(m.subject), hit)
             .or_else(|| Self::first(&self.audience, Some(m.audience), hit))
             .or_else(|| Self::first(&self.issuer, m.attestation_issuer, hit))
-            .or_else(|| self.prefix_hits(m.subject).find(|e| hit(e)))
-            .or_else(|| self.all.load().iter().find(|e| hit(e)).cloned())
+            .or_else(|| {
+                m.actors
+                    .iter()
+                    .find_map(|a| Self::first(&self.actor, Some(a), hit))
+            })
+            .or_else(|| self.prefix_hit(m.subject, hit))
+            .or_else(|| self.any_of_all(hit))
+    }
+
+    /// The entry with this id, if indexed.
+    pub fn get(&self, entry: &Entry) -> Option<Arc<Entry>> {
+        match self.bucket(&entry.selector) {
+            Some((bucket, key)) => Self::first(bucket, Some(key), |e| e.id == entry.id),
+            None => self.any_of_all(|e| e.id == entry.id),
+        }
     }
 
     /// Every entry, in no particular order.
@@ -233,7 +270,7 @@ impl RevocationIndex {
 
     /// Drops entries that can no longer matter: not blocking, and older than
     /// `horizon` seconds (every token they revoke has expired). Blocks stay
-    /// while live. Returns how many were dropped.
+    /// while live. Returns how many were dropped. Callers serialize writes.
     pub fn compact(&self, now: u64, horizon: u64) -> usize {
         let stale: Vec<Arc<Entry>> = self
             .entries()
@@ -272,7 +309,17 @@ mod tests {
             audience: "db",
             issuer: "https://writ",
             attestation_issuer: Some("https://k8s"),
+            actors: vec!["agent:bot"],
             issued_at: iat,
+        }
+    }
+
+    fn mint(sub: &str) -> MintFacts<'_> {
+        MintFacts {
+            subject: sub,
+            audience: "x",
+            attestation_issuer: None,
+            actors: &[],
         }
     }
 
@@ -284,6 +331,7 @@ mod tests {
             Selector::SubjectPrefix("spiffe://c/ns/pay/".into()),
             Selector::Audience("db".into()),
             Selector::Issuer("https://k8s".into()),
+            Selector::Actor("agent:bot".into()),
             Selector::All,
         ] {
             let idx = RevocationIndex::new();
@@ -302,32 +350,34 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_match_only_prefixes() {
+    fn prefixes_match_only_prefixes_and_lengths_follow_removals() {
         let idx = RevocationIndex::new();
-        idx.upsert(entry(
+        let a = entry(
             "a",
             Selector::SubjectPrefix("spiffe://c/ns/pay/".into()),
             100,
             true,
-        ));
+        );
+        idx.upsert(a.clone());
         idx.upsert(entry(
             "b",
             Selector::SubjectPrefix("spiffe://c/ns/payroll-long-name/".into()),
             100,
             true,
         ));
-        let m = |sub| MintFacts {
-            subject: sub,
-            audience: "x",
-            attestation_issuer: None,
-        };
-        assert!(idx.blocked(&m("spiffe://c/ns/pay/sa/x"), 100).is_some());
-        assert!(idx.blocked(&m("spiffe://c/ns/pa"), 100).is_none());
-        assert!(idx.blocked(&m("spiffe://c/ns/other/sa/x"), 100).is_none());
+        assert!(idx.blocked(&mint("spiffe://c/ns/pay/sa/x"), 100).is_some());
+        assert!(idx.blocked(&mint("spiffe://c/ns/pa"), 100).is_none());
         assert!(
-            idx.blocked(&m("spiffe://c/ns/payroll-long-name/sa/é"), 100)
+            idx.blocked(&mint("spiffe://c/ns/other/sa/x"), 100)
+                .is_none()
+        );
+        assert!(
+            idx.blocked(&mint("spiffe://c/ns/payroll-long-name/sa/é"), 100)
                 .is_some()
         );
+        assert!(idx.remove(&a));
+        assert!(idx.blocked(&mint("spiffe://c/ns/pay/sa/x"), 100).is_none());
+        assert_eq!(idx.prefix_lengths.load().len(), 1);
     }
 
     #[test]
@@ -342,13 +392,20 @@ mod tests {
         lifted.lifted_at = Some(200);
         idx.upsert(Arc::new(lifted));
         assert_eq!(idx.len(), 1);
-        let m = MintFacts {
-            subject: "s",
-            audience: "x",
-            attestation_issuer: None,
-        };
-        assert!(idx.blocked(&m, 300).is_none());
+        assert!(idx.blocked(&mint("s"), 300).is_none());
         assert_eq!(idx.compact(10_000, 900), 1);
         assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn an_actor_block_stops_only_tokens_it_acts_in() {
+        let idx = RevocationIndex::new();
+        idx.upsert(entry("x", Selector::Actor("agent:bot".into()), 100, true));
+        let acting = MintFacts {
+            actors: &["agent:bot"],
+            ..mint("user")
+        };
+        assert!(idx.blocked(&acting, 100).is_some());
+        assert!(idx.blocked(&mint("user"), 100).is_none());
     }
 }

@@ -25,8 +25,10 @@ pub enum LiftOutcome {
     Lifted(Arc<Entry>),
     /// No entry has that id.
     NotFound,
-    /// It was lifted before (or is itself a lift).
+    /// It was lifted before.
     AlreadyLifted,
+    /// It blocks nothing (a plain revocation, or itself a lift): nothing to lift.
+    NotABlock,
 }
 
 /// Store, index and feed of the kill switch.
@@ -87,10 +89,23 @@ impl KillSwitch {
         &self.index
     }
 
-    /// Revokes (and maybe blocks) what `req` selects. The index enforces it
-    /// before the store write, so nothing slips through while it is being
-    /// made durable; if the write fails it is taken back out.
-    pub async fn revoke(&self, req: RevokeRequest, who: String) -> Result<Arc<Entry>, StoreError> {
+    /// Revokes (and maybe blocks) what `req` selects. The entry takes
+    /// effect in the index before the store write, so nothing slips through
+    /// while it is made durable; if the write fails it is taken back out.
+    /// The work runs in its own task: a caller that goes away (timeout,
+    /// disconnect) cannot leave it half done.
+    pub async fn revoke(
+        self: &Arc<Self>,
+        req: RevokeRequest,
+        who: String,
+    ) -> Result<Arc<Entry>, StoreError> {
+        let me = self.clone();
+        tokio::spawn(async move { me.revoke_now(req, who).await })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
+    async fn revoke_now(&self, req: RevokeRequest, who: String) -> Result<Arc<Entry>, StoreError> {
         let _serial = self.writes.lock().await;
         let mut entry = Entry {
             id: new_id(),
@@ -99,7 +114,9 @@ impl KillSwitch {
             selector: req.selector,
             reason: req.reason,
             who,
-            effective_at: self.clock.unix_now(),
+            // Until the real time is known, the pending entry revokes every
+            // matching token, whenever issued: fail closed.
+            effective_at: u64::MAX,
             block: req.block,
             until: req.until,
             lifted_at: None,
@@ -107,6 +124,7 @@ impl KillSwitch {
         };
         let pending = Arc::new(entry.clone());
         self.index.upsert(pending.clone());
+        entry.effective_at = self.clock.unix_now();
         match self.store.append_revocation(&entry).await {
             Ok(seq) => {
                 entry.seq = seq;
@@ -122,13 +140,56 @@ impl KillSwitch {
         }
     }
 
+    /// RFC 7009: revokes one token by its `jti`, unless an entry already
+    /// covers it (checked under the write lock, so repeats cost nothing).
+    pub async fn revoke_token(
+        self: &Arc<Self>,
+        facts_jti: String,
+        issued_at: u64,
+        who: String,
+    ) -> Result<Arc<Entry>, StoreError> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            {
+                let _serial = me.writes.lock().await;
+                let covering = me.index.entries().into_iter().find(|e| {
+                    e.selector == Selector::Jti(facts_jti.clone()) && e.revokes_issued_at(issued_at)
+                });
+                if let Some(entry) = covering {
+                    return Ok(entry);
+                }
+            }
+            let request = RevokeRequest {
+                selector: Selector::Jti(facts_jti),
+                reason: "revoked by its holder (RFC 7009)".into(),
+                block: false,
+                until: None,
+            };
+            me.revoke_now(request, who).await
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
     /// Lifts the block of entry `id`; the lift is itself an entry in the feed.
-    pub async fn lift(&self, id: &str, who: String) -> Result<LiftOutcome, StoreError> {
+    /// Runs in its own task, like [`KillSwitch::revoke`].
+    pub async fn lift(self: &Arc<Self>, id: &str, who: String) -> Result<LiftOutcome, StoreError> {
+        let me = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { me.lift_now(&id, who).await })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
+    async fn lift_now(&self, id: &str, who: String) -> Result<LiftOutcome, StoreError> {
         let _serial = self.writes.lock().await;
         let Some(original) = self.store.revocation(id).await? else {
             return Ok(LiftOutcome::NotFound);
         };
-        if original.kind != EntryKind::Revoke || original.lifted_at.is_some() {
+        if original.kind != EntryKind::Revoke || !original.block {
+            return Ok(LiftOutcome::NotABlock);
+        }
+        if original.lifted_at.is_some() {
             return Ok(LiftOutcome::AlreadyLifted);
         }
         let now = self.clock.unix_now();
@@ -150,7 +211,7 @@ impl KillSwitch {
             lifted_at: Some(now),
             ..original
         };
-        if self.index.entries().iter().any(|e| e.id == lifted.id) {
+        if self.index.get(&lifted).is_some() {
             self.index.upsert(Arc::new(lifted));
         }
         let lift = Arc::new(lift);
@@ -194,17 +255,13 @@ impl KillSwitch {
             loop {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { break };
+                let _serial = me.writes.lock().await;
                 let dropped = me.index.compact(me.clock.unix_now(), me.horizon);
                 if dropped > 0 {
                     tracing::info!(dropped, left = me.index.len(), "revocation index compacted");
                 }
             }
         });
-    }
-
-    /// A selector for one token, used by RFC 7009 self-revocation.
-    pub fn jti(jti: &str) -> Result<Selector, String> {
-        Selector::from_parts("jti", Some(jti))
     }
 }
 
@@ -244,9 +301,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_store_write_leaves_no_entry_and_sends_nothing() {
-        let ks = KillSwitch::load(Arc::new(BrokenDisk), Arc::new(SystemClock), 900)
-            .await
-            .unwrap();
+        let ks = Arc::new(
+            KillSwitch::load(Arc::new(BrokenDisk), Arc::new(SystemClock), 900)
+                .await
+                .unwrap(),
+        );
         let mut feed = ks.subscribe();
         let request = RevokeRequest {
             selector: Selector::All,

@@ -206,7 +206,13 @@ async fn lift(
             .await?
             .ok_or_else(|| Refusal::NotFound(format!("no revocation entry {id}")))?;
         record.target = Some(describe(&original.selector));
-        authorize(&app, &admin, &original.selector, false, &mut record)?;
+        authorize(
+            &app,
+            &admin,
+            &original.selector,
+            original.block,
+            &mut record,
+        )?;
         match app
             .kill_switch
             .lift(&id, format!("Admin::\"{}\"", admin.0))
@@ -214,7 +220,8 @@ async fn lift(
         {
             LiftOutcome::Lifted(entry) => {
                 tracing::warn!(entry = %entry.id, lifts = %id, "kill switch: block lifted");
-                record.revocation = Some(id.clone());
+                record.revocation = Some(entry.id.clone());
+                record.reason = Some(format!("lifts {id}"));
                 let mut body = acknowledgement(&entry);
                 body["lifts"] = json!(id);
                 Ok((StatusCode::OK, body))
@@ -223,6 +230,9 @@ async fn lift(
             LiftOutcome::AlreadyLifted => {
                 Err(Refusal::Conflict(format!("entry {id} is already lifted")))
             }
+            LiftOutcome::NotABlock => Err(Refusal::Conflict(format!(
+                "entry {id} blocks nothing; there is nothing to lift"
+            ))),
         }
     }
     .await;

@@ -24,7 +24,7 @@ use super::token::new_decision_id;
 use super::{AppState, auth};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
-use crate::revoke::{Entry, KillSwitch, PAGE, RevokeRequest};
+use crate::revoke::{Entry, KillSwitch, PAGE};
 
 /// SSE comment heartbeats keep idle streams (and proxies) alive.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -69,9 +69,17 @@ pub(super) async fn stream(
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    if let Err(refusal) = auth::caller(&app, &headers, &peer) {
-        return refused(refusal);
-    }
+    let caller = match auth::caller(&app, &headers, &peer) {
+        Ok(c) => c,
+        Err(refusal) => return refused(refusal),
+    };
+    // A stream lives no longer than the token that opened it.
+    let lifetime = match &caller {
+        auth::Caller::Workload(claims) => Some(Duration::from_secs(
+            claims.exp.saturating_sub(app.clock.unix_now()),
+        )),
+        _ => None,
+    };
     let since = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -81,7 +89,15 @@ pub(super) async fn stream(
     // Subscribe before reading the backlog, so nothing falls between them.
     let live = app.kill_switch.subscribe();
     let (tx, rx) = mpsc::channel::<Event>(256);
-    tokio::spawn(follow(app.kill_switch.clone(), live, since, tx));
+    tokio::spawn(async move {
+        match lifetime {
+            Some(d) => {
+                let _ =
+                    tokio::time::timeout(d, follow(app.kill_switch.clone(), live, since, tx)).await;
+            }
+            None => follow(app.kill_switch.clone(), live, since, tx).await,
+        }
+    });
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -182,14 +198,10 @@ pub(super) async fn self_revoke(
             record.revocation = Some(entry.id.clone());
             return Ok(());
         }
-        let selector = KillSwitch::jti(&claims.jti).map_err(Refusal::InvalidRequest)?;
-        let request = RevokeRequest {
-            selector,
-            reason: "revoked by its holder (RFC 7009)".into(),
-            block: false,
-            until: None,
-        };
-        let entry = app.kill_switch.revoke(request, claims.sub).await?;
+        let entry = app
+            .kill_switch
+            .revoke_token(claims.jti.clone(), claims.iat, claims.sub.clone())
+            .await?;
         record.revocation = Some(entry.id.clone());
         Ok::<(), Refusal>(())
     }

@@ -23,7 +23,7 @@ use crate::clock::rfc3339;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
 use crate::revoke::{Entry, MintFacts};
-use crate::token::MintRequest;
+use crate::token::{AccessClaims, MintRequest};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -150,7 +150,7 @@ async fn exchange(
     let subject_token = form.required("subject_token")?;
     let subject_type = form.required("subject_token_type")?;
 
-    let (subject, ceiling) = match subject_type {
+    let (subject, parent) = match subject_type {
         TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(subject_token).await {
             Ok(attested) => (attested, None),
             Err(e) => {
@@ -158,7 +158,7 @@ async fn exchange(
                 return Err(e.into());
             }
         },
-        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, now, trail)?,
+        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, trail)?,
         _ => {
             return Err(Refusal::InvalidRequest(
                 "subject_token_type is not supported".into(),
@@ -176,6 +176,7 @@ async fn exchange(
         subject: subject.principal.as_str(),
         audience: audience.as_str(),
         attestation_issuer,
+        actors: &[],
     };
     refuse_if_blocked(app, &facts, now, trail)?;
 
@@ -206,8 +207,8 @@ async fn exchange(
     if let Some(cap) = decision.max_ttl {
         ttl = ttl.min(cap);
     }
-    if let Some(left) = ceiling {
-        ttl = ttl.min(left);
+    if let Some(parent) = &parent {
+        ttl = ttl.min(parent.exp.saturating_sub(now));
     }
     let ttl = Ttl::from_secs(ttl)
         .map_err(|_| Refusal::InvalidGrant("subject_token has no lifetime left".into()))?;
@@ -227,6 +228,17 @@ async fn exchange(
     // the admin answers only after the entry is in the index, so checking
     // again here means no token leaves after that answer.
     refuse_if_blocked(app, &facts, app.clock.unix_now(), trail)?;
+    // Likewise a revocation of the token being narrowed: the child must not outlive it.
+    if let Some(entry) = parent
+        .as_ref()
+        .and_then(|p| app.kill_switch.index().revoked(&p.facts()))
+    {
+        trail.record.revocation = Some(entry.id.clone());
+        return Err(Refusal::InvalidGrant(format!(
+            "subject_token was revoked by the kill switch (entry {})",
+            entry.id
+        )));
+    }
     trail.record.jti = Some(minted.jti.clone());
     trail.record.exp = Some(minted.exp);
     Ok(json!({
@@ -263,9 +275,8 @@ fn narrowing(
     token: &str,
     audience: &TargetId,
     scopes: &Scopes,
-    now: u64,
     trail: &mut Trail,
-) -> Result<(Arc<Attested>, Option<u64>), Refusal> {
+) -> Result<(Arc<Attested>, Option<AccessClaims>), Refusal> {
     let claims = app.verifier.verify(token)?;
     if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
         trail.record.revocation = Some(entry.id.clone());
@@ -286,7 +297,7 @@ fn narrowing(
             "scope is wider than the subject token's".into(),
         ));
     }
-    let principal = Principal::new(claims.sub)
+    let principal = Principal::new(claims.sub.clone())
         .map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
     // The attestation issuer travels with the token, so blocks by issuer
     // still apply to what is narrowed from it.
@@ -303,5 +314,5 @@ fn narrowing(
         attributes,
         expires_at: claims.exp,
     };
-    Ok((Arc::new(attested), Some(claims.exp.saturating_sub(now))))
+    Ok((Arc::new(attested), Some(claims)))
 }

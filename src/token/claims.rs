@@ -51,7 +51,21 @@ impl AccessClaims {
             audience: &self.aud,
             issuer: &self.iss,
             attestation_issuer: self.attestation_issuer.as_deref(),
+            actors: self.actors(),
             issued_at: self.iat,
         }
+    }
+
+    /// Every `sub` in the `act` chain, newest actor first.
+    pub fn actors(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut act = self.act.as_ref();
+        while let Some(a) = act {
+            if let Some(sub) = a.get("sub").and_then(Value::as_str) {
+                out.push(sub);
+            }
+            act = a.get("act");
+        }
+        out
     }
 }

@@ -18,6 +18,9 @@ use super::{GIT_REF, NAMESPACE, REPOSITORY, SERVICE_ACCOUNT};
 /// The knobs of writ.toml the tests turn. Everything else is fixed by [`TestEnv::config_toml`].
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `server.listen`; unset means `127.0.0.1:0`, a new ephemeral port at
+    /// every start. [`TestEnv::pin_listen_address`] sets it.
+    pub listen: Option<String>,
     /// `server.issuer`; unset means writ uses its bound address.
     pub issuer: Option<String>,
     /// `tokens.algorithm`: "ES256" or "EdDSA".
@@ -37,6 +40,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            listen: None,
             issuer: None,
             algorithm: "ES256".to_string(),
             default_ttl: "5m".to_string(),
@@ -158,7 +162,8 @@ impl TestEnv {
             &ring::digest::SHA256,
             self.admin_token.as_bytes(),
         ));
-        let mut toml = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+        let listen = config.listen.as_deref().unwrap_or("127.0.0.1:0");
+        let mut toml = format!("[server]\nlisten = {}\n", quote(listen));
         if let Some(issuer) = &config.issuer {
             toml += &format!("issuer = {}\n", quote(issuer));
         }
@@ -235,6 +240,23 @@ principals = [{principals}]
             &self.admin_token,
         )
         .await
+    }
+
+    /// Pins `server.listen` to the address `server` listens on now and
+    /// rewrites writ.toml, so its next start ([`Server::restart`],
+    /// [`Server::bring_back`]) comes back at the same URL. With `issuer`
+    /// unset, the `iss` of its tokens and the endpoints in its metadata stay
+    /// the same too, so a client bound to the old URL (an SDK `Broker`) can
+    /// reconnect.
+    pub fn pin_listen_address(&mut self, server: &Server) {
+        let address = server
+            .url
+            .strip_prefix("https://")
+            .unwrap_or_else(|| panic!("server URL {:?} is not https", server.url))
+            .trim_end_matches('/')
+            .to_string();
+        self.config.listen = Some(address);
+        self.write_config();
     }
 
     /// An HTTPS client trusting this environment's CA.

@@ -82,6 +82,21 @@ impl Server {
         self.url = self.process.url.clone();
     }
 
+    /// Stops writ (SIGTERM, then SIGKILL) and waits until it has exited,
+    /// keeping this handle so [`Server::bring_back`] can start it again: the
+    /// broker is down in between.
+    pub async fn take_down(&mut self) {
+        self.process.stop().await;
+    }
+
+    /// Starts writ again (after [`Server::take_down`]) from the same config,
+    /// store and directory. It listens on a new port unless the config pins
+    /// one ([`TestEnv::pin_listen_address`](super::TestEnv::pin_listen_address)).
+    pub async fn bring_back(&mut self) {
+        self.process = Process::launch(&self.args, &self.cwd, &self.stderr).await;
+        self.url = self.process.url.clone();
+    }
+
     /// Kills writ with SIGKILL (no shutdown, no flushing: a crash or a pulled
     /// plug) and starts it again from the same config, store and directory.
     /// It listens on a new port.
