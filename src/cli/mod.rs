@@ -40,6 +40,9 @@ enum Command {
     },
     /// Walk through attest, mint, a denial and JWKS verification on loopback.
     Demo,
+    /// Keep tokens fresh for a workload: files and a loopback endpoint
+    /// (configuration from --config, a sidecar.toml).
+    Sidecar,
     /// Dev certificates.
     Certs {
         #[command(subcommand)]
@@ -204,6 +207,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { listen } => serve(cli.config.as_deref(), listen).await,
         Command::Demo => crate::cli::demo::run().await,
+        Command::Sidecar => {
+            let path = cli.config.as_deref().ok_or_else(|| {
+                CliError::new("writ sidecar needs --config <sidecar.toml> (or WRIT_CONFIG)")
+            })?;
+            let config = crate::sidecar::SidecarConfig::load(path).map_err(CliError::new)?;
+            let running = crate::sidecar::start(config).await.map_err(CliError::new)?;
+            println!("writ sidecar listening on http://{}", running.addr);
+            running.wait().await;
+            Ok(())
+        }
         Command::Certs {
             command: CertsCommand::Init { dir },
         } => {

@@ -1,0 +1,366 @@
+//! `writ sidecar`: keeps tokens fresh for a workload that does not use the
+//! SDK. For each configured target it holds a [`writ_sdk::TokenSource`],
+//! writes the token to a file (write, then rename; mode 0600) and serves it
+//! on a loopback endpoint. With `[revocations]` it follows the kill switch
+//! and removes a token within a second of a matching revocation (and writes
+//! a new one if the broker still grants it).
+
+mod config;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use writ_sdk::{Broker, FeedAuth, FileAttestation, Token, TokenSource, Verifier, VerifyError};
+
+pub use config::{SidecarConfig, TokenConfig};
+
+/// How often held tokens are checked against the revocation feed.
+const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// The broker or its CA could not be set up.
+    #[error("broker: {0}")]
+    Broker(#[from] writ_sdk::Error),
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// The loopback listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One configured token and what the sidecar holds for it.
+struct Slot {
+    config: TokenConfig,
+    source: TokenSource,
+    verifier: Option<Verifier>,
+    current: RwLock<Option<Token>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct Labels {
+    audience: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    refreshed: Family<Labels, Counter>,
+    failed: Family<Labels, Counter>,
+    revoked: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("writ_sidecar");
+        let (refreshed, failed, revoked) =
+            (Family::default(), Family::default(), Family::default());
+        registry.register("token_refreshes", "Tokens written", refreshed.clone());
+        registry.register("token_refresh_failures", "Failed refreshes", failed.clone());
+        registry.register(
+            "token_revocations",
+            "Tokens removed by the kill switch",
+            revoked.clone(),
+        );
+        Self {
+            registry,
+            refreshed,
+            failed,
+            revoked,
+        }
+    }
+}
+
+struct Sidecar {
+    slots: Vec<Slot>,
+    metrics: Metrics,
+}
+
+/// A started sidecar.
+pub struct RunningSidecar {
+    /// Where `GET /token` is served.
+    pub addr: std::net::SocketAddr,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSidecar {
+    /// Runs until the process is stopped.
+    pub async fn wait(self) {
+        let _ = self.serve.await;
+    }
+}
+
+fn broker(config: &SidecarConfig) -> Result<Broker, SidecarError> {
+    match &config.broker.ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| SidecarError::Io(format!("{}: {e}", ca.display())))?;
+            Ok(Broker::with_ca_pem(&config.broker.url, &pem)?)
+        }
+        None => Ok(Broker::new(&config.broker.url)?),
+    }
+}
+
+/// Builds everything, binds the loopback endpoint and starts the keepers.
+pub async fn start(config: SidecarConfig) -> Result<RunningSidecar, SidecarError> {
+    let broker = broker(&config)?;
+    let feed_auth = match &config.revocations {
+        None => None,
+        Some(r) => Some(match (&r.bearer_token_file, &r.audience) {
+            (Some(file), _) => FeedAuth::Bearer(
+                std::fs::read_to_string(file)
+                    .map_err(|e| SidecarError::Io(format!("{}: {e}", file.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(audience)) => FeedAuth::Tokens(
+                TokenSource::builder(broker.clone(), audience)
+                    .scopes(r.scopes.clone())
+                    .attestation(FileAttestation::kubernetes(&config.attestation.token_file))
+                    .build(),
+            ),
+            (None, None) => return Err(SidecarError::Io("[revocations] has no credential".into())),
+        }),
+    };
+    let mut slots = Vec::new();
+    for t in &config.tokens {
+        if let Some(dir) = t.file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SidecarError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        let mut builder = TokenSource::builder(broker.clone(), &t.audience)
+            .scopes(t.scopes.clone())
+            .attestation(FileAttestation::kubernetes(&config.attestation.token_file));
+        if let Some(ttl) = t.requested_ttl {
+            builder = builder.requested_ttl(ttl);
+        }
+        let verifier = match (&feed_auth, &config.revocations) {
+            (Some(auth), Some(r)) => Some(
+                Verifier::builder(broker.clone(), &t.audience)
+                    .follow_revocations(auth.clone(), r.max_silence)
+                    .build()
+                    .await?,
+            ),
+            _ => None,
+        };
+        slots.push(Slot {
+            config: t.clone(),
+            source: builder.build(),
+            verifier,
+            current: RwLock::new(None),
+        });
+    }
+    let sidecar = Arc::new(Sidecar {
+        slots,
+        metrics: Metrics::new(),
+    });
+    for i in 0..sidecar.slots.len() {
+        tokio::spawn(keep_fresh(sidecar.clone(), i));
+        if sidecar.slots[i].verifier.is_some() {
+            tokio::spawn(watch_revocations(sidecar.clone(), i));
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.serve.listen)
+        .await
+        .map_err(|source| SidecarError::Bind {
+            addr: config.serve.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SidecarError::Bind {
+        addr: config.serve.listen,
+        source,
+    })?;
+    let app = Router::new()
+        .route("/token", get(token))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(sidecar);
+    let serve = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "sidecar endpoint stopped");
+        }
+    });
+    Ok(RunningSidecar { addr, serve })
+}
+
+/// Writes `contents` to `path` atomically, owner-only.
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot remove a token file"),
+    }
+}
+
+/// Keeps one token fresh: fetch, write, sleep until it is due, again.
+async fn keep_fresh(sidecar: Arc<Sidecar>, i: usize) {
+    let slot = &sidecar.slots[i];
+    let labels = Labels {
+        audience: slot.config.audience.clone(),
+    };
+    loop {
+        let wait = match slot.source.token().await {
+            Ok(token) => {
+                let changed = slot
+                    .current
+                    .read()
+                    .map(|c| c.as_ref().map(|t| &t.access_token) != Some(&token.access_token))
+                    .unwrap_or(true);
+                if changed {
+                    match write_atomically(&slot.config.file, &token.access_token) {
+                        Ok(()) => {
+                            sidecar.metrics.refreshed.get_or_create(&labels).inc();
+                            tracing::info!(audience = %slot.config.audience, file = %slot.config.file.display(), "token written");
+                        }
+                        Err(e) => {
+                            tracing::error!(file = %slot.config.file.display(), error = %e, "cannot write the token file")
+                        }
+                    }
+                    if let Ok(mut c) = slot.current.write() {
+                        *c = Some(token);
+                    }
+                }
+                slot.source
+                    .refresh_due()
+                    .map(|due| due.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_secs(1))
+            }
+            Err(e) => {
+                sidecar.metrics.failed.get_or_create(&labels).inc();
+                tracing::warn!(audience = %slot.config.audience, error = %e, "no token");
+                // Nothing valid is held any more: no stale file either.
+                if let Ok(mut c) = slot.current.write() {
+                    *c = None;
+                }
+                remove(&slot.config.file);
+                Duration::from_secs(1)
+            }
+        };
+        tokio::time::sleep(wait.clamp(Duration::from_millis(100), Duration::from_secs(30))).await;
+    }
+}
+
+/// Removes a held token as soon as the kill switch revokes it, and asks for
+/// a new one (refused while a block stands).
+async fn watch_revocations(sidecar: Arc<Sidecar>, i: usize) {
+    let slot = &sidecar.slots[i];
+    let Some(verifier) = &slot.verifier else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(REVOCATION_CHECK).await;
+        let held = slot.current.read().ok().and_then(|c| c.clone());
+        let Some(token) = held else { continue };
+        if let Err(VerifyError::Revoked(entry)) = verifier.verify(&token.access_token).await {
+            tracing::warn!(audience = %slot.config.audience, entry = %entry, "token revoked by the kill switch; removed");
+            sidecar
+                .metrics
+                .revoked
+                .get_or_create(&Labels {
+                    audience: slot.config.audience.clone(),
+                })
+                .inc();
+            if let Ok(mut c) = slot.current.write() {
+                *c = None;
+            }
+            remove(&slot.config.file);
+            slot.source.invalidate();
+            // The keeper fetches again on its next turn; wake it soon by
+            // leaving no token: its loop runs at least every 30 s, and the
+            // source refreshes immediately when asked.
+            if let Ok(t) = slot.source.token().await
+                && write_atomically(&slot.config.file, &t.access_token).is_ok()
+                && let Ok(mut c) = slot.current.write()
+            {
+                *c = Some(t);
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    audience: String,
+}
+
+async fn token(State(s): State<Arc<Sidecar>>, Query(q): Query<TokenQuery>) -> Response {
+    let Some(slot) = s
+        .slots
+        .iter()
+        .find(|slot| slot.config.audience == q.audience)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no token is configured for that audience\n",
+        )
+            .into_response();
+    };
+    match slot.current.read().ok().and_then(|c| c.clone()) {
+        Some(t) => {
+            let mut resp = t.access_token.into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no valid token yet\n").into_response(),
+    }
+}
+
+/// 200 when every configured token is held, 503 (naming the missing) otherwise.
+async fn healthz(State(s): State<Arc<Sidecar>>) -> Response {
+    let missing: Vec<&str> = s
+        .slots
+        .iter()
+        .filter(|slot| slot.current.read().map(|c| c.is_none()).unwrap_or(true))
+        .map(|slot| slot.config.audience.as_str())
+        .collect();
+    if missing.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no token for: {}\n", missing.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<Sidecar>>) -> Response {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    out.into_response()
+}
