@@ -130,37 +130,9 @@ async fn index_cost(seconds: u64, entries: usize) {
 }
 
 async fn propagation(followers: usize, entries: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    writ::certs::init(&dir.path().join("certs")).unwrap();
-    writ::policy::write_examples(&dir.path().join("policies")).unwrap();
-    let mut config = support::config_for(dir.path());
-    config.server.listen = ([127, 0, 0, 1], 0).into();
-    config.tls.cert = dir.path().join("certs/server.pem");
-    config.tls.key = dir.path().join("certs/server-key.pem");
-    config.store.url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    config.policy.dir = dir.path().join("policies");
-    config.audit.path = dir.path().join("audit.jsonl");
-    config
-        .admin
-        .token_sha256
-        .push(writ::certs::dev_admin_token_sha256(&dir.path().join("certs")).unwrap());
-    let admin = std::fs::read_to_string(dir.path().join("certs/dev-admin-token")).unwrap();
-    let admin = admin.trim().to_owned();
-    let running = writ::server::Server::new(config, Arc::new(SystemClock))
-        .start()
-        .await
-        .unwrap();
-    let base = running.issuer().to_owned();
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("certs/ca.pem")).unwrap())
-            .unwrap();
-    let client = || {
-        reqwest::Client::builder()
-            .add_root_certificate(ca.clone())
-            .tls_built_in_root_certs(false)
-            .build()
-            .unwrap()
-    };
+    let live = support::LiveBroker::start().await;
+    let (base, admin) = (live.base.clone(), live.admin_token.clone());
+    let client = || live.client();
 
     // arrivals[follower][seq - 1]
     let arrivals: Arc<Mutex<Vec<Vec<Option<Instant>>>>> =
@@ -263,5 +235,5 @@ async fn propagation(followers: usize, entries: usize) {
         "admin_revocations_per_sec {:.0} (each synced to disk before its answer)",
         entries as f64 / writing.as_secs_f64()
     );
-    running.shutdown().await;
+    live.running.shutdown().await;
 }

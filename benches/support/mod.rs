@@ -175,3 +175,87 @@ pub fn policy_dir_with(n: usize) -> tempfile::TempDir {
     std::fs::write(dir.path().join("generated.cedar"), text).unwrap();
     dir
 }
+
+/// A real broker on an ephemeral loopback port (dev material, example
+/// policies, a scratch store) and what a client needs to reach it.
+pub struct LiveBroker {
+    pub _dir: tempfile::TempDir,
+    pub running: writ::server::Running,
+    pub base: String,
+    pub admin_token: String,
+    pub ca_pem: Vec<u8>,
+    pub issuer: DevIssuer,
+}
+
+impl LiveBroker {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs_dir = dir.path().join("certs");
+        certs::init(&certs_dir).unwrap();
+        writ::policy::write_examples(&dir.path().join("policies")).unwrap();
+        let mut config = config_for(dir.path());
+        config.server.listen = ([127, 0, 0, 1], 0).into();
+        config.tls.cert = certs_dir.join(certs::SERVER_CERT);
+        config.tls.key = certs_dir.join(certs::SERVER_KEY);
+        config.store.url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        config.policy.dir = dir.path().join("policies");
+        config.audit.path = dir.path().join("audit.jsonl");
+        config
+            .admin
+            .token_sha256
+            .push(certs::dev_admin_token_sha256(&certs_dir).unwrap());
+        let admin_token = std::fs::read_to_string(certs_dir.join(certs::DEV_ADMIN_TOKEN))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let running = writ::server::Server::new(config, Arc::new(SystemClock))
+            .start()
+            .await
+            .unwrap();
+        Self {
+            base: running.issuer().to_owned(),
+            ca_pem: std::fs::read(certs_dir.join(certs::CA_CERT)).unwrap(),
+            issuer: DevIssuer::load(&certs_dir).unwrap(),
+            running,
+            admin_token,
+            _dir: dir,
+        }
+    }
+
+    /// An HTTPS client trusting only the broker's CA.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem).unwrap())
+            .tls_built_in_root_certs(false)
+            .build()
+            .unwrap()
+    }
+
+    /// Exchanges a dev service-account token of `payments/<account>` for a
+    /// `payments-db` token with scope `read`.
+    pub async fn mint(&self, client: &reqwest::Client, account: &str) -> String {
+        let sa = self
+            .issuer
+            .service_account_token("payments", account, SystemClock.unix_now(), 3600)
+            .unwrap();
+        let resp: serde_json::Value = client
+            .post(format!("{}/oauth2/token", self.base))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("subject_token", sa.as_str()),
+                ("audience", "payments-db"),
+                ("scope", "read"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["access_token"].as_str().unwrap().to_owned()
+    }
+}
