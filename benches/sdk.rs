@@ -107,7 +107,10 @@ async fn run(seconds: u64, revocations: usize) {
         .unwrap();
     let mut tokens = Vec::with_capacity(revocations);
     for i in 0..revocations {
-        tokens.push(live.mint(&client, if i % 2 == 0 { "api" } else { "worker" }).await);
+        tokens.push(
+            live.mint(&client, if i % 2 == 0 { "api" } else { "worker" })
+                .await,
+        );
     }
     let mut latencies = Vec::with_capacity(revocations);
     for token in &tokens {

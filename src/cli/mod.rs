@@ -175,10 +175,12 @@ pub fn main() -> ExitCode {
         && cli.log == "info";
     init_tracing(if quiet_demo { "warn" } else { &cli.log });
     crate::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The sidecar is I/O-bound and should stay small: one thread is plenty.
+    let mut builder = match cli.command {
+        Command::Sidecar => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("writ: cannot start the async runtime: {e}");
