@@ -31,6 +31,33 @@ impl FeedAuth {
             Self::ClientCertificate => req,
         })
     }
+
+    /// Sends a request built by `build`, authenticated. A 401 with a token
+    /// from a source means that token went stale (a workload-wide
+    /// revocation also revokes the follower's own token): it is dropped and
+    /// the request is sent once more with a fresh one.
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let resp = self
+            .apply(build())
+            .await?
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("revocation feed: {e}")))?;
+        match self {
+            Self::Tokens(source) if resp.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                source.invalidate();
+                self.apply(build())
+                    .await?
+                    .send()
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("revocation feed: {e}")))
+            }
+            _ => Ok(resp),
+        }
+    }
 }
 
 /// State shared between the follower task and the verifier.
@@ -87,16 +114,10 @@ pub(crate) async fn catch_up(
     let endpoint = feed_endpoint(broker).await?;
     loop {
         let since = state.last_seq();
-        let req = broker
-            .client()
-            .get(format!("{endpoint}?since={since}"))
-            .timeout(Duration::from_secs(10));
+        let url = format!("{endpoint}?since={since}");
         let resp = auth
-            .apply(req)
-            .await?
-            .send()
-            .await
-            .map_err(|e| Error::Unavailable(format!("revocation feed: {e}")))?;
+            .send(|| broker.client().get(&url).timeout(Duration::from_secs(10)))
+            .await?;
         if !resp.status().is_success() {
             return Err(Error::Unavailable(format!(
                 "revocation feed: {}",
@@ -158,18 +179,17 @@ async fn stream_once(
     auth: &FeedAuth,
     state: &Arc<FeedState>,
 ) -> Result<(), Error> {
-    let endpoint = feed_endpoint(broker).await?;
-    let req = broker
-        .client()
-        .get(format!("{endpoint}/stream"))
-        .header("Last-Event-ID", state.last_seq().to_string())
-        .header("Accept", "text/event-stream");
+    let url = format!("{}/stream", feed_endpoint(broker).await?);
+    let last = state.last_seq().to_string();
     let mut resp = auth
-        .apply(req)
-        .await?
-        .send()
-        .await
-        .map_err(|e| Error::Unavailable(format!("revocation stream: {e}")))?;
+        .send(|| {
+            broker
+                .client()
+                .get(&url)
+                .header("Last-Event-ID", &last)
+                .header("Accept", "text/event-stream")
+        })
+        .await?;
     if !resp.status().is_success() {
         return Err(Error::Unavailable(format!(
             "revocation stream: {}",
