@@ -270,6 +270,8 @@ pub enum AttestationKind {
     Kubernetes,
     /// An OIDC token from a configured issuer.
     Oidc,
+    /// A TLS client certificate chaining to `tls.client_ca`.
+    Mtls,
     /// A writ access token presented again to be narrowed.
     Writ,
 }
@@ -280,6 +282,7 @@ impl AttestationKind {
         match self {
             Self::Kubernetes => "kubernetes",
             Self::Oidc => "oidc",
+            Self::Mtls => "mtls",
             Self::Writ => "writ",
         }
     }
@@ -289,6 +292,7 @@ impl AttestationKind {
         match s {
             "kubernetes" => Some(Self::Kubernetes),
             "oidc" => Some(Self::Oidc),
+            "mtls" => Some(Self::Mtls),
             "writ" => Some(Self::Writ),
             _ => None,
         }

@@ -37,7 +37,10 @@ impl Attestor for KubernetesAttestor {
             issuer,
             claims,
             expires_at,
-        } = evidence;
+        } = evidence
+        else {
+            return Err(AttestError::Malformed);
+        };
         let k8s = object(claims, "kubernetes.io")?;
         let namespace = dns_name(k8s, "namespace", "kubernetes.io.namespace")?;
         let sa = object(k8s, "serviceaccount")?;

@@ -63,6 +63,8 @@ pub enum Evidence<'a> {
         /// The `exp` claim.
         expires_at: u64,
     },
+    /// A client certificate the TLS handshake verified against `tls.client_ca`.
+    ClientCertificate(&'a mtls::CertIdentity),
 }
 
 /// Judges one kind of evidence.

@@ -3,7 +3,14 @@
 //! during the handshake; this only reads the SPIFFE ID, refusing anything
 //! ambiguous.
 
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::{AttestError, Attested, Attestor, AttrValue, Evidence};
+use crate::model::{AttestationKind, EntityType, Principal};
 
 /// Why a verified client certificate names no usable identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +34,61 @@ pub struct CertIdentity {
     pub spiffe_id: String,
     /// SHA-256 of the DER certificate, lowercase hex.
     pub cert_sha256: String,
+    /// The issuing CA's subject common name (the principal's `issuer`).
+    pub issuer: String,
+    /// `notAfter`, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl CertIdentity {
+    /// The RFC 8705 confirmation of a token bound to this certificate:
+    /// `{"x5t#S256": base64url(SHA-256(DER))}`.
+    pub fn confirmation(&self) -> serde_json::Value {
+        let digest = hex::decode(&self.cert_sha256).unwrap_or_default();
+        serde_json::json!({ "x5t#S256": URL_SAFE_NO_PAD.encode(digest) })
+    }
+
+    /// Whether a token's `cnf` binds it to this certificate.
+    pub fn matches(&self, cnf: &serde_json::Value) -> bool {
+        cnf.get("x5t#S256") == self.confirmation().get("x5t#S256")
+    }
+}
+
+/// Attests a caller by its client certificate (CONTRACT section 1):
+/// principal = the SPIFFE ID, attributes `issuer`, `spiffe_id`, `cert_sha256`.
+#[derive(Debug, Default)]
+pub struct MtlsAttestor;
+
+impl Attestor for MtlsAttestor {
+    fn kind(&self) -> AttestationKind {
+        AttestationKind::Mtls
+    }
+
+    fn attest(&self, evidence: &Evidence<'_>) -> Result<Attested, AttestError> {
+        let Evidence::ClientCertificate(id) = evidence else {
+            return Err(AttestError::Malformed);
+        };
+        let principal = Principal::new(id.spiffe_id.clone())
+            .map_err(|_| AttestError::InvalidClaim("uri san"))?;
+        let attributes = BTreeMap::from([
+            ("issuer".to_owned(), AttrValue::String(id.issuer.clone())),
+            (
+                "spiffe_id".to_owned(),
+                AttrValue::String(id.spiffe_id.clone()),
+            ),
+            (
+                "cert_sha256".to_owned(),
+                AttrValue::String(id.cert_sha256.clone()),
+            ),
+        ]);
+        Ok(Attested {
+            principal,
+            entity_type: EntityType::Workload,
+            kind: AttestationKind::Mtls,
+            attributes,
+            expires_at: id.expires_at,
+        })
+    }
 }
 
 /// Reads the one SPIFFE ID a certificate names (SPIFFE X.509-SVID rules:
@@ -61,9 +123,18 @@ pub fn identity(cert_der: &[u8]) -> Result<CertIdentity, CertIdentityError> {
     if !valid_domain || !valid_path {
         return Err(CertIdentityError::NotSpiffe);
     }
+    let issuer = cert
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     Ok(CertIdentity {
         spiffe_id: (*uri).to_owned(),
         cert_sha256: crate::digest::sha256_hex(cert_der),
+        issuer,
+        expires_at: u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
     })
 }
 

@@ -74,7 +74,10 @@ impl Attestor for OidcAttestor {
             issuer,
             claims,
             expires_at,
-        } = evidence;
+        } = evidence
+        else {
+            return Err(AttestError::Malformed);
+        };
         let mut id = String::new();
         for piece in &self.template {
             match piece {

@@ -62,6 +62,19 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
         .then(|| client.spiffe_id.clone())
 }
 
+/// Whether a writ token's key binding (RFC 8705 `cnf.x5t#S256`) is met by
+/// this connection; unbound tokens always are. (DPoP proofs come later.)
+pub fn binding_holds(claims: &AccessClaims, peer: &Peer) -> bool {
+    match claims.cnf.as_ref() {
+        None => true,
+        Some(cnf) if cnf.get("x5t#S256").is_some() => {
+            peer.client.as_ref().is_some_and(|c| c.matches(cnf))
+        }
+        // A binding writ does not know how to check: fail closed.
+        Some(_) => false,
+    }
+}
+
 /// An admin only.
 pub fn admin(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<String, Refusal> {
     admin_id(app, headers, peer)
@@ -78,6 +91,7 @@ pub fn caller(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<Caller
         return match app.verifier.verify(token) {
             Ok(claims)
                 if claims.aud == app.issuer
+                    && binding_holds(&claims, peer)
                     && app.kill_switch.index().revoked(&claims.facts()).is_none() =>
             {
                 Ok(Caller::Workload(Box::new(claims)))

@@ -86,6 +86,21 @@ fn json_bytes(body: Bytes, cache: &'static str) -> Response {
 /// RFC 8414 metadata; every endpoint is discoverable from it.
 async fn metadata(State(app): State<Arc<AppState>>) -> Response {
     let iss = &app.issuer;
+    let mtls = app.config.tls.client_ca.is_some();
+    let (grant_types, auth_methods) = if mtls {
+        (
+            json!([
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "client_credentials"
+            ]),
+            json!(["none", "tls_client_auth"]),
+        )
+    } else {
+        (
+            json!(["urn:ietf:params:oauth:grant-type:token-exchange"]),
+            json!(["none"]),
+        )
+    };
     let doc = json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}/oauth2/token"),
@@ -93,8 +108,9 @@ async fn metadata(State(app): State<Arc<AppState>>) -> Response {
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "revocation_feed_endpoint": format!("{iss}/v1/revocations"),
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": grant_types,
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "tls_client_certificate_bound_access_tokens": mtls,
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "dpop_signing_alg_values_supported": [],
         "response_types_supported": [],

@@ -17,7 +17,8 @@ use super::AppState;
 use super::error::Refusal;
 use super::form::Form;
 use super::listener::Peer;
-use crate::attest::{Attested, AttrValue};
+use crate::attest::mtls::MtlsAttestor;
+use crate::attest::{Attested, Attestor, AttrValue, Evidence};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
@@ -114,14 +115,9 @@ async fn exchange(
     trail: &mut Trail,
 ) -> Result<serde_json::Value, Refusal> {
     let form = Form::from_request(headers, body)?;
-    match form.required("grant_type")? {
-        TOKEN_EXCHANGE => {}
-        CLIENT_CREDENTIALS => {
-            return Err(Refusal::InvalidClient(
-                "client_credentials needs a caller attested by an mTLS certificate or Unix peer credentials".into(),
-            ));
-        }
-        _ => return Err(Refusal::UnsupportedGrantType),
+    let grant = form.required("grant_type")?;
+    if grant != TOKEN_EXCHANGE && grant != CLIENT_CREDENTIALS {
+        return Err(Refusal::UnsupportedGrantType);
     }
     let audience = TargetId::new(form.required("audience")?)
         .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
@@ -147,23 +143,44 @@ async fn exchange(
             "actor_token (delegation) is not supported yet".into(),
         ));
     }
-    let subject_token = form.required("subject_token")?;
-    let subject_type = form.required("subject_token_type")?;
 
-    let (subject, parent) = match subject_type {
-        TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(subject_token).await {
-            Ok(attested) => (attested, None),
-            Err(e) => {
-                app.metrics.attestation_failure(e.reason());
-                return Err(e.into());
+    let (subject, parent) = if grant == CLIENT_CREDENTIALS {
+        // The caller is its own evidence: the client certificate the
+        // handshake verified (Unix peer credentials come later).
+        let identity = peer.client.as_ref().ok_or_else(|| {
+            Refusal::InvalidClient(
+                "client_credentials needs a client certificate that chains to the client CA and names one SPIFFE ID"
+                    .into(),
+            )
+        })?;
+        let attested = MtlsAttestor
+            .attest(&Evidence::ClientCertificate(identity))
+            .map_err(|e| Refusal::InvalidClient(e.to_string()))?;
+        (Arc::new(attested), None)
+    } else {
+        let subject_token = form.required("subject_token")?;
+        match form.required("subject_token_type")? {
+            TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(subject_token).await {
+                Ok(attested) => (attested, None),
+                Err(e) => {
+                    app.metrics.attestation_failure(e.reason());
+                    return Err(e.into());
+                }
+            },
+            TYPE_ACCESS_TOKEN => narrowing(app, peer, subject_token, &audience, &scopes, trail)?,
+            _ => {
+                return Err(Refusal::InvalidRequest(
+                    "subject_token_type is not supported".into(),
+                ));
             }
-        },
-        TYPE_ACCESS_TOKEN => narrowing(app, subject_token, &audience, &scopes, trail)?,
-        _ => {
-            return Err(Refusal::InvalidRequest(
-                "subject_token_type is not supported".into(),
-            ));
         }
+    };
+    // A token minted over mTLS is bound to the certificate (RFC 8705); a
+    // narrowed token keeps its parent's binding.
+    let cnf = match (&parent, grant == CLIENT_CREDENTIALS) {
+        (Some(p), _) => p.cnf.clone(),
+        (None, true) => peer.client.as_ref().map(|c| c.confirmation()),
+        (None, false) => None,
     };
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
@@ -187,7 +204,7 @@ async fn exchange(
         requested_ttl,
         now,
         source_ip: peer.addr.ip(),
-        sender_constrained: false,
+        sender_constrained: cnf.is_some(),
         delegation_depth: 0,
     })?;
     let granted = decision.granted();
@@ -222,7 +239,7 @@ async fn exchange(
         ttl,
         now,
         act: None,
-        cnf: None,
+        cnf,
     })?;
     // A block acknowledged while this request was deciding must still win:
     // the admin answers only after the entry is in the index, so checking
@@ -272,12 +289,18 @@ fn kill_switch_refusal(entry: &Entry, trail: &mut Trail) -> Refusal {
 /// scopes, no longer than it has left. Returns the subject and that ceiling.
 fn narrowing(
     app: &AppState,
+    peer: &Peer,
     token: &str,
     audience: &TargetId,
     scopes: &Scopes,
     trail: &mut Trail,
 ) -> Result<(Arc<Attested>, Option<AccessClaims>), Refusal> {
     let claims = app.verifier.verify(token)?;
+    if !super::auth::binding_holds(&claims, peer) {
+        return Err(Refusal::InvalidGrant(
+            "subject_token is bound to a client certificate this caller did not present".into(),
+        ));
+    }
     if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
         trail.record.revocation = Some(entry.id.clone());
         return Err(Refusal::InvalidGrant(format!(
