@@ -23,9 +23,13 @@ async fn whoami(token: Verified) -> String {
 
 /// A resource server for `orders` behind the layer; returns its URL.
 async fn resource_server(server: &Server) -> String {
+    resource_server_requiring(server, "orders.read").await
+}
+
+async fn resource_server_requiring(server: &Server, scope: &str) -> String {
     let broker = Broker::with_ca_pem(&server.url, server.ca_pem().as_bytes()).unwrap();
     let verifier = Verifier::builder(broker, ORDERS)
-        .require_scopes(["orders.read"])
+        .require_scopes([scope])
         .follow_revocations(
             FeedAuth::Bearer(server.admin_token().to_owned()),
             Duration::from_secs(60),
@@ -124,4 +128,20 @@ async fn route_refuses_a_token_once_it_is_revoked() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn route_answers_a_missing_scope_with_403_insufficient_scope() {
+    let (env, server) = start_standard().await;
+    let url = resource_server_requiring(&server, "orders.write").await;
+    let minted = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+
+    let resp = call(&url, Some(&minted.access_token)).await;
+
+    assert_eq!(resp.status().as_u16(), 403);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
 }

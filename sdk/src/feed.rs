@@ -4,7 +4,7 @@
 //! verifier can fail closed when it goes silent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use crate::revocations::RevocationSet;
 use crate::{Broker, Error, TokenSource};
 
 /// How a follower authenticates to the feed.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum FeedAuth {
     /// A fixed bearer credential (e.g. an admin token for a trusted service).
     Bearer(String),
@@ -21,6 +21,17 @@ pub enum FeedAuth {
     Tokens(TokenSource),
     /// No header: the broker's client presents a certificate (mTLS).
     ClientCertificate,
+}
+
+impl std::fmt::Debug for FeedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bearer is a secret.
+        f.write_str(match self {
+            Self::Bearer(_) => "FeedAuth::Bearer(..)",
+            Self::Tokens(_) => "FeedAuth::Tokens(..)",
+            Self::ClientCertificate => "FeedAuth::ClientCertificate",
+        })
+    }
 }
 
 impl FeedAuth {
@@ -151,19 +162,25 @@ async fn feed_endpoint(broker: &Broker) -> Result<String, Error> {
         .unwrap_or_else(|| format!("{}/v1/revocations", metadata.issuer)))
 }
 
+/// The longest a stream may stay silent before it is dropped and resumed:
+/// a little over two of the broker's 15 s heartbeats.
+const STREAM_SILENCE: Duration = Duration::from_secs(35);
+/// The most one SSE event may hold before the stream is dropped.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// Follows the stream until the verifier is dropped: SSE, and after any
-/// break a JSON catch-up, a jittered pause, and SSE again from the last seq.
+/// break a JSON catch-up, a pause, and SSE again from the last seq.
 pub(crate) async fn follow(broker: Broker, auth: FeedAuth, state: Weak<FeedState>) {
     let mut failures: u32 = 0;
     loop {
-        let Some(s) = state.upgrade() else { return };
-        match stream_once(&broker, &auth, &s).await {
+        match stream_once(&broker, &auth, &state).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, "revocation stream broke; catching up by polling");
             }
         }
+        let Some(s) = state.upgrade() else { return };
         if let Err(e) = catch_up(&broker, &auth, &s).await {
             tracing::warn!(error = %e, "revocation feed poll failed");
         }
@@ -173,54 +190,71 @@ pub(crate) async fn follow(broker: Broker, auth: FeedAuth, state: Weak<FeedState
     }
 }
 
-/// One SSE connection, until it ends or breaks.
+/// One SSE connection, until it ends, breaks, or the verifier is dropped.
+/// Lines are split on raw bytes, so a multi-byte character split across
+/// chunks is never mangled; an event that does not parse ends the stream,
+/// and the catch-up that follows reads it again from the store.
 async fn stream_once(
     broker: &Broker,
     auth: &FeedAuth,
-    state: &Arc<FeedState>,
+    state: &Weak<FeedState>,
 ) -> Result<(), Error> {
     let url = format!("{}/stream", feed_endpoint(broker).await?);
-    let last = state.last_seq().to_string();
-    let mut resp = auth
-        .send(|| {
-            broker
-                .client()
-                .get(&url)
-                .header("Last-Event-ID", &last)
-                .header("Accept", "text/event-stream")
-        })
-        .await?;
+    let Some(last) = state.upgrade().map(|s| s.last_seq().to_string()) else {
+        return Ok(());
+    };
+    let send = auth.send(|| {
+        broker
+            .client()
+            .get(&url)
+            .header("Last-Event-ID", &last)
+            .header("Accept", "text/event-stream")
+    });
+    let mut resp = tokio::time::timeout(Duration::from_secs(10), send)
+        .await
+        .map_err(|_| Error::Unavailable("revocation stream: no answer in 10 s".into()))??;
     if !resp.status().is_success() {
         return Err(Error::Unavailable(format!(
             "revocation stream: {}",
             resp.status()
         )));
     }
-    state.heard();
-    let mut buf = String::new();
-    let mut data = String::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
     loop {
-        let chunk = tokio::time::timeout(Duration::from_secs(60), resp.chunk())
+        let Some(s) = state.upgrade() else {
+            return Ok(());
+        };
+        s.heard();
+        drop(s);
+        let chunk = tokio::time::timeout(STREAM_SILENCE, resp.chunk())
             .await
-            .map_err(|_| Error::Unavailable("revocation stream silent for 60 s".into()))?
+            .map_err(|_| {
+                Error::Unavailable(format!("revocation stream silent for {STREAM_SILENCE:?}"))
+            })?
             .map_err(|e| Error::Unavailable(format!("revocation stream: {e}")))?;
         let Some(chunk) = chunk else { return Ok(()) };
-        state.heard();
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find('\n') {
-            let line: String = buf.drain(..=end).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 if !data.is_empty() {
-                    match serde_json::from_str::<Value>(&data) {
-                        Ok(entry) => state.apply(&entry),
-                        Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
+                    let entry: Value = serde_json::from_slice(&data).map_err(|e| {
+                        Error::Protocol(format!("unreadable revocation event: {e}"))
+                    })?;
+                    if let Some(s) = state.upgrade() {
+                        s.apply(&entry);
                     }
                     data.clear();
                 }
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push_str(d.trim_start());
+            } else if let Some(d) = line.strip_prefix(b"data:") {
+                data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
             }
+        }
+        if buf.len() + data.len() > MAX_EVENT_BYTES {
+            return Err(Error::Protocol("revocation event larger than 1 MiB".into()));
         }
     }
 }

@@ -101,16 +101,29 @@ where
                 }
                 Err(e) => {
                     tracing::info!(reason = %e, "request refused by the writ verifier");
-                    Ok(unauthorized(&describe(&e)))
+                    Ok(refusal(&e))
                 }
             }
         })
     }
 }
 
-fn describe(e: &VerifyError) -> String {
-    // Safe to show: says what failed, never the token.
-    e.to_string()
+/// RFC 6750: a missing scope is 403 `insufficient_scope`; a stale
+/// revocation feed is the server's problem (503), not the token's;
+/// everything else is 401 `invalid_token`. Reasons never include the token.
+fn refusal(e: &VerifyError) -> Response {
+    match e {
+        VerifyError::MissingScope(scope) => {
+            let mut resp = (StatusCode::FORBIDDEN, e.to_string()).into_response();
+            let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            resp
+        }
+        VerifyError::FeedStale => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        _ => unauthorized(&e.to_string()),
+    }
 }
 
 /// Extracts the token [`RequireToken`] verified; 401 when the route is not

@@ -172,7 +172,15 @@ impl TokenSource {
         if let Some(fresh) = self.cached(|c, now| now < c.refresh_at) {
             return Ok(fresh);
         }
-        let mut backoff = self.inner.refresh.lock().await;
+        // Due but still valid: whoever is refreshing already, let them; do
+        // not make every caller wait out the round trip.
+        let mut backoff = match self.inner.refresh.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.cached(|c, now| now < c.expires) {
+                Some(valid) => return Ok(valid),
+                None => self.inner.refresh.lock().await,
+            },
+        };
         // Someone else may have refreshed while this caller waited.
         if let Some(fresh) = self.cached(|c, now| now < c.refresh_at) {
             return Ok(fresh);
@@ -200,7 +208,7 @@ impl TokenSource {
                 backoff.failures = backoff.failures.saturating_add(1);
                 let wait = jittered(
                     BACKOFF_BASE
-                        .saturating_mul(1 << backoff.failures.min(10))
+                        .saturating_mul(1 << (backoff.failures - 1).min(10))
                         .min(BACKOFF_MAX),
                 );
                 backoff.next_attempt = Some(Instant::now() + wait);
@@ -278,7 +286,8 @@ impl TokenSource {
                 .json()
                 .await
                 .map_err(|e| Error::Protocol(format!("token response: {e}")))?;
-            let life = Duration::from_secs(body.expires_in);
+            // A broker never grants days; cap what a hostile answer could claim.
+            let life = Duration::from_secs(body.expires_in.min(86_400));
             return Ok(Cached {
                 refresh_at: started + life.mul_f64(REFRESH_AT),
                 expires: started + life,

@@ -82,12 +82,7 @@ impl VerifierBuilder {
             Some(auth) => {
                 let state = Arc::new(FeedState::new());
                 feed::catch_up(&self.broker, auth, &state).await?;
-                tokio::spawn(feed::follow(
-                    self.broker.clone(),
-                    auth.clone(),
-                    Arc::downgrade(&state),
-                ));
-                Some(state)
+                Some((state, auth.clone()))
             }
         };
         let verifier = Verifier {
@@ -99,12 +94,20 @@ impl VerifierBuilder {
                 audience: self.audience,
                 required_scopes: self.required_scopes,
                 leeway: self.leeway,
-                feed,
+                feed: feed.as_ref().map(|(state, _)| state.clone()),
                 max_feed_silence: self.max_feed_silence,
                 last_refetch: tokio::sync::Mutex::new(None),
             }),
         };
         verifier.refetch_keys().await?;
+        // Follow only once the verifier exists; the task ends when it is dropped.
+        if let Some((state, auth)) = feed {
+            tokio::spawn(feed::follow(
+                verifier.inner.broker.clone(),
+                auth,
+                Arc::downgrade(&state),
+            ));
+        }
         Ok(verifier)
     }
 }
@@ -286,7 +289,11 @@ impl Verifier {
                 actors,
                 iat: claims.get("iat").and_then(Value::as_u64).unwrap_or(0),
             };
-            let revoked = feed.set.read().ok().and_then(|s| s.revoked(&facts));
+            let revoked = match feed.set.read() {
+                Ok(set) => set.revoked(&facts),
+                // A poisoned lock: the set cannot be trusted; fail closed.
+                Err(_) => return Err(VerifyError::FeedStale),
+            };
             if let Some(entry) = revoked {
                 return Err(VerifyError::Revoked(entry));
             }

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -202,18 +204,30 @@ pub async fn start(config: SidecarConfig) -> Result<RunningSidecar, SidecarError
     Ok(RunningSidecar { addr, serve })
 }
 
-/// Writes `contents` to `path` atomically, owner-only.
+/// Writes `contents` to `path` atomically, owner-only. The temporary name
+/// is random and created exclusively, so nothing planted in a shared
+/// volume (a symlink, a file) is followed or reused.
 fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", hex::encode(suffix)));
+    let tmp = std::path::PathBuf::from(name);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn remove(path: &Path) {
@@ -224,47 +238,75 @@ fn remove(path: &Path) {
     }
 }
 
-/// Keeps one token fresh: fetch, write, sleep until it is due, again.
+fn labels(slot: &Slot) -> Labels {
+    Labels {
+        audience: slot.config.audience.clone(),
+    }
+}
+
+/// Drops what a slot holds: the token in memory and its file.
+fn clear(slot: &Slot) {
+    if let Ok(mut c) = slot.current.write() {
+        *c = None;
+    }
+    remove(&slot.config.file);
+}
+
+/// Installs a fresh token: refused if the feed already revoked it (an
+/// exchange can race a revocation), else written and, only once written,
+/// held and served.
+async fn install(sidecar: &Sidecar, slot: &Slot, token: Token) {
+    let held = slot
+        .current
+        .read()
+        .map(|c| c.as_ref().map(|t| t.access_token == token.access_token))
+        .unwrap_or(Some(false));
+    if held == Some(true) {
+        return;
+    }
+    if let Some(verifier) = &slot.verifier
+        && let Err(VerifyError::Revoked(entry)) = verifier.verify(&token.access_token).await
+    {
+        tracing::warn!(audience = %slot.config.audience, entry = %entry, "fresh token is already revoked; not installed");
+        slot.source.invalidate();
+        clear(slot);
+        return;
+    }
+    match write_atomically(&slot.config.file, &token.access_token) {
+        Ok(()) => {
+            sidecar.metrics.refreshed.get_or_create(&labels(slot)).inc();
+            tracing::info!(audience = %slot.config.audience, file = %slot.config.file.display(), "token written");
+            if let Ok(mut c) = slot.current.write() {
+                *c = Some(token);
+            }
+        }
+        Err(e) => {
+            tracing::error!(file = %slot.config.file.display(), error = %e, "cannot write the token file; retrying")
+        }
+    }
+}
+
+/// Keeps one token fresh: fetch, install, sleep until it is due, again.
 async fn keep_fresh(sidecar: Arc<Sidecar>, i: usize) {
     let slot = &sidecar.slots[i];
-    let labels = Labels {
-        audience: slot.config.audience.clone(),
-    };
     loop {
         let wait = match slot.source.token().await {
             Ok(token) => {
-                let changed = slot
-                    .current
-                    .read()
-                    .map(|c| c.as_ref().map(|t| &t.access_token) != Some(&token.access_token))
-                    .unwrap_or(true);
-                if changed {
-                    match write_atomically(&slot.config.file, &token.access_token) {
-                        Ok(()) => {
-                            sidecar.metrics.refreshed.get_or_create(&labels).inc();
-                            tracing::info!(audience = %slot.config.audience, file = %slot.config.file.display(), "token written");
-                        }
-                        Err(e) => {
-                            tracing::error!(file = %slot.config.file.display(), error = %e, "cannot write the token file")
-                        }
-                    }
-                    if let Ok(mut c) = slot.current.write() {
-                        *c = Some(token);
-                    }
+                install(&sidecar, slot, token).await;
+                match slot.current.read().map(|c| c.is_some()) {
+                    Ok(true) => slot
+                        .source
+                        .refresh_due()
+                        .map(|due| due.saturating_duration_since(Instant::now()))
+                        .unwrap_or(Duration::from_secs(1)),
+                    _ => Duration::from_secs(1),
                 }
-                slot.source
-                    .refresh_due()
-                    .map(|due| due.saturating_duration_since(Instant::now()))
-                    .unwrap_or(Duration::from_secs(1))
             }
             Err(e) => {
-                sidecar.metrics.failed.get_or_create(&labels).inc();
+                sidecar.metrics.failed.get_or_create(&labels(slot)).inc();
                 tracing::warn!(audience = %slot.config.audience, error = %e, "no token");
                 // Nothing valid is held any more: no stale file either.
-                if let Ok(mut c) = slot.current.write() {
-                    *c = None;
-                }
-                remove(&slot.config.file);
+                clear(slot);
                 Duration::from_secs(1)
             }
         };
@@ -285,29 +327,24 @@ async fn watch_revocations(sidecar: Arc<Sidecar>, i: usize) {
         let Some(token) = held else { continue };
         if let Err(VerifyError::Revoked(entry)) = verifier.verify(&token.access_token).await {
             tracing::warn!(audience = %slot.config.audience, entry = %entry, "token revoked by the kill switch; removed");
-            sidecar
-                .metrics
-                .revoked
-                .get_or_create(&Labels {
-                    audience: slot.config.audience.clone(),
-                })
-                .inc();
-            if let Ok(mut c) = slot.current.write() {
-                *c = None;
-            }
-            remove(&slot.config.file);
+            sidecar.metrics.revoked.get_or_create(&labels(slot)).inc();
+            clear(slot);
             slot.source.invalidate();
-            // The keeper fetches again on its next turn; wake it soon by
-            // leaving no token: its loop runs at least every 30 s, and the
-            // source refreshes immediately when asked.
-            if let Ok(t) = slot.source.token().await
-                && write_atomically(&slot.config.file, &t.access_token).is_ok()
-                && let Ok(mut c) = slot.current.write()
-            {
-                *c = Some(t);
+            if let Ok(fresh) = slot.source.token().await {
+                install(&sidecar, slot, fresh).await;
             }
         }
     }
+}
+
+/// The token a slot holds, if it has not expired.
+fn valid(slot: &Slot) -> Option<Token> {
+    let now = crate::clock::SystemClock.now();
+    slot.current
+        .read()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|t| t.expires_at > now)
 }
 
 #[derive(Deserialize)]
@@ -327,7 +364,7 @@ async fn token(State(s): State<Arc<Sidecar>>, Query(q): Query<TokenQuery>) -> Re
         )
             .into_response();
     };
-    match slot.current.read().ok().and_then(|c| c.clone()) {
+    match valid(slot) {
         Some(t) => {
             let mut resp = t.access_token.into_response();
             resp.headers_mut()
@@ -343,7 +380,7 @@ async fn healthz(State(s): State<Arc<Sidecar>>) -> Response {
     let missing: Vec<&str> = s
         .slots
         .iter()
-        .filter(|slot| slot.current.read().map(|c| c.is_none()).unwrap_or(true))
+        .filter(|slot| valid(slot).is_none())
         .map(|slot| slot.config.audience.as_str())
         .collect();
     if missing.is_empty() {
