@@ -159,6 +159,8 @@ pub struct TokensConfig {
     /// No token lives longer.
     #[serde(deserialize_with = "duration")]
     pub max_ttl: Duration,
+    /// How many DPoP proof `jti`s are remembered to refuse replays.
+    pub dpop_replay_cache: u64,
 }
 
 impl Default for TokensConfig {
@@ -167,6 +169,7 @@ impl Default for TokensConfig {
             algorithm: SigningAlgorithm::ES256,
             default_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(900),
+            dpop_replay_cache: 100_000,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! signature and claim checks in `jwt` and the key handling in `jwks`; the
 //! attestor itself only maps verified claims to a principal.
 
+pub mod dpop;
 mod jwks;
 mod jwt;
 mod kubernetes;

@@ -32,11 +32,39 @@ impl Caller {
     }
 }
 
-/// The bearer token of a request, if any.
+/// The access token of a request (`Bearer` or, for a DPoP-bound token,
+/// `DPoP` scheme), if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop"))
+        .then(|| token.trim())
+}
+
+/// The request's single DPoP proof, if any (two are an error: `Err`).
+pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    let mut proofs = headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) => p
+            .to_str()
+            .map(Some)
+            .map_err(|_| Refusal::InvalidDpopProof("DPoP header is not text".into())),
+        (Some(_), Some(_)) => Err(Refusal::InvalidDpopProof(
+            "send exactly one DPoP header".into(),
+        )),
+    }
+}
+
+/// What a request looks like to a DPoP proof: method, endpoint URL, headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// `POST`, `GET`...
+    pub method: &'a str,
+    /// The endpoint URL (issuer + path), without query.
+    pub uri: &'a str,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
 }
 
 /// The admin id of an admin bearer token (CONTRACT section 1), if it is one.
@@ -62,17 +90,38 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
         .then(|| client.spiffe_id.clone())
 }
 
-/// Whether a writ token's key binding (RFC 8705 `cnf.x5t#S256`) is met by
-/// this connection; unbound tokens always are. (DPoP proofs come later.)
-pub fn binding_holds(claims: &AccessClaims, peer: &Peer) -> bool {
-    match claims.cnf.as_ref() {
-        None => true,
-        Some(cnf) if cnf.get("x5t#S256").is_some() => {
-            peer.client.as_ref().is_some_and(|c| c.matches(cnf))
-        }
-        // A binding writ does not know how to check: fail closed.
-        Some(_) => false,
+/// Whether a writ token presented as a credential meets its key binding:
+/// the same client certificate (RFC 8705 `cnf.x5t#S256`), or a fresh DPoP
+/// proof by the bound key over this request and this token (`cnf.jkt`,
+/// with `ath`). Unbound tokens always do.
+pub fn binding_holds(
+    app: &AppState,
+    claims: &AccessClaims,
+    token: &str,
+    peer: &Peer,
+    req: &RequestFacts<'_>,
+) -> bool {
+    let Some(cnf) = claims.cnf.as_ref() else {
+        return true;
+    };
+    if cnf.get("x5t#S256").is_some() {
+        return peer.client.as_ref().is_some_and(|c| c.matches(cnf));
     }
+    let Some(jkt) = cnf.get("jkt").and_then(|v| v.as_str()) else {
+        // A binding writ does not know how to check: fail closed.
+        return false;
+    };
+    let Ok(Some(proof)) = dpop_proof(req.headers) else {
+        return false;
+    };
+    let expected = crate::attest::dpop::Expected {
+        method: req.method,
+        uri: req.uri,
+        now: app.clock.unix_now(),
+        access_token: Some(token),
+    };
+    crate::attest::dpop::verify(proof, &expected, &app.dpop_replay)
+        .is_ok_and(|proof_jkt| proof_jkt == jkt)
 }
 
 /// An admin only.
@@ -82,8 +131,9 @@ pub fn admin(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<String,
 }
 
 /// An admin, an mTLS identity, or a workload whose writ token is for this
-/// broker and not revoked.
-pub fn caller(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<Caller, Refusal> {
+/// broker, meets its key binding, and is not revoked.
+pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Caller, Refusal> {
+    let headers = req.headers;
     if let Some(id) = admin_id(app, headers, peer) {
         return Ok(Caller::Admin(id));
     }
@@ -91,7 +141,7 @@ pub fn caller(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<Caller
         return match app.verifier.verify(token) {
             Ok(claims)
                 if claims.aud == app.issuer
-                    && binding_holds(&claims, peer)
+                    && binding_holds(app, &claims, token, peer, req)
                     && app.kill_switch.index().revoked(&claims.facts()).is_none() =>
             {
                 Ok(Caller::Workload(Box::new(claims)))

@@ -24,6 +24,8 @@ pub enum Refusal {
     InvalidScope(String),
     /// 400: a grant type writ does not serve.
     UnsupportedGrantType,
+    /// 400: a DPoP proof was refused (RFC 9449 section 7.1).
+    InvalidDpopProof(String),
     /// 401: the caller did not authenticate.
     InvalidClient(String),
     /// 403: policy permitted no scope, or the kill switch blocks it.
@@ -50,6 +52,7 @@ impl Refusal {
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::InvalidClient(_) => "invalid_client",
             Self::AccessDenied(_) => "access_denied",
             Self::Unavailable(_) => "temporarily_unavailable",
@@ -76,6 +79,7 @@ impl Refusal {
             | Self::InvalidGrant(d)
             | Self::InvalidTarget(d)
             | Self::InvalidScope(d)
+            | Self::InvalidDpopProof(d)
             | Self::InvalidClient(d)
             | Self::AccessDenied(d)
             | Self::NotFound(d)

@@ -46,7 +46,13 @@ pub(super) async fn page(
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    if let Err(refusal) = auth::caller(&app, &headers, &peer) {
+    let uri = format!("{}/v1/revocations", app.issuer);
+    let req = auth::RequestFacts {
+        method: "GET",
+        uri: &uri,
+        headers: &headers,
+    };
+    if let Err(refusal) = auth::caller(&app, &peer, &req) {
         return refused(refusal);
     }
     let since = q.since.unwrap_or(0);
@@ -69,7 +75,13 @@ pub(super) async fn stream(
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    let caller = match auth::caller(&app, &headers, &peer) {
+    let uri = format!("{}/v1/revocations/stream", app.issuer);
+    let req = auth::RequestFacts {
+        method: "GET",
+        uri: &uri,
+        headers: &headers,
+    };
+    let caller = match auth::caller(&app, &peer, &req) {
         Ok(c) => c,
         Err(refusal) => return refused(refusal),
     };

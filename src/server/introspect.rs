@@ -56,7 +56,13 @@ fn answer(
     body: Result<Bytes, BytesRejection>,
     record: &mut AuditRecord,
 ) -> Result<Value, Refusal> {
-    record.principal = Some(auth::caller(app, headers, peer)?.name());
+    let uri = format!("{}/oauth2/introspect", app.issuer);
+    let req = auth::RequestFacts {
+        method: "POST",
+        uri: &uri,
+        headers,
+    };
+    record.principal = Some(auth::caller(app, peer, &req)?.name());
     let form = Form::from_request(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {

@@ -90,6 +90,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 digests of admin bearer tokens.
     pub admin_token_digests: Vec<[u8; 32]>,
+    /// DPoP proof `jti`s seen inside the acceptance window.
+    pub dpop_replay: crate::attest::dpop::ReplayCache,
 }
 
 /// A starting point: configuration and clock.
@@ -185,6 +187,7 @@ impl Server {
             store,
             clock,
             admin_token_digests,
+            dpop_replay: crate::attest::dpop::ReplayCache::new(config.tokens.dpop_replay_cache),
             config,
         });
         tracing::info!(

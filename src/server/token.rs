@@ -115,6 +115,23 @@ async fn exchange(
     trail: &mut Trail,
 ) -> Result<serde_json::Value, Refusal> {
     let form = Form::from_request(headers, body)?;
+    // RFC 9449: a proof of possession binds the new token to the proof's key.
+    let dpop_jkt = match super::auth::dpop_proof(headers)? {
+        None => None,
+        Some(proof) => {
+            let uri = format!("{}/oauth2/token", app.issuer);
+            let expected = crate::attest::dpop::Expected {
+                method: "POST",
+                uri: &uri,
+                now,
+                access_token: None,
+            };
+            Some(
+                crate::attest::dpop::verify(proof, &expected, &app.dpop_replay)
+                    .map_err(|e| Refusal::InvalidDpopProof(e.to_string()))?,
+            )
+        }
+    };
     let grant = form.required("grant_type")?;
     if grant != TOKEN_EXCHANGE && grant != CLIENT_CREDENTIALS {
         return Err(Refusal::UnsupportedGrantType);
@@ -167,7 +184,15 @@ async fn exchange(
                     return Err(e.into());
                 }
             },
-            TYPE_ACCESS_TOKEN => narrowing(app, peer, subject_token, &audience, &scopes, trail)?,
+            TYPE_ACCESS_TOKEN => narrowing(
+                app,
+                peer,
+                dpop_jkt.as_deref(),
+                subject_token,
+                &audience,
+                &scopes,
+                trail,
+            )?,
             _ => {
                 return Err(Refusal::InvalidRequest(
                     "subject_token_type is not supported".into(),
@@ -177,11 +202,13 @@ async fn exchange(
     };
     // A token minted over mTLS is bound to the certificate (RFC 8705); a
     // narrowed token keeps its parent's binding.
-    let cnf = match (&parent, grant == CLIENT_CREDENTIALS) {
-        (Some(p), _) => p.cnf.clone(),
-        (None, true) => peer.client.as_ref().map(|c| c.confirmation()),
-        (None, false) => None,
+    let cnf = match (&dpop_jkt, &parent, grant == CLIENT_CREDENTIALS) {
+        (Some(jkt), _, _) => Some(serde_json::json!({ "jkt": jkt })),
+        (None, Some(p), _) => p.cnf.clone(),
+        (None, None, true) => peer.client.as_ref().map(|c| c.confirmation()),
+        (None, None, false) => None,
     };
+    let token_type = if dpop_jkt.is_some() { "DPoP" } else { "Bearer" };
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
 
@@ -261,7 +288,7 @@ async fn exchange(
     Ok(json!({
         "access_token": minted.token,
         "issued_token_type": TYPE_ACCESS_TOKEN,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": ttl.as_secs(),
         "scope": granted.to_string(),
     }))
@@ -287,18 +314,32 @@ fn kill_switch_refusal(entry: &Entry, trail: &mut Trail) -> Refusal {
 
 /// A writ token presented to be narrowed: same audience, a subset of its
 /// scopes, no longer than it has left. Returns the subject and that ceiling.
+#[allow(clippy::too_many_arguments)] // the request's parts, each checked here
 fn narrowing(
     app: &AppState,
     peer: &Peer,
+    dpop_jkt: Option<&str>,
     token: &str,
     audience: &TargetId,
     scopes: &Scopes,
     trail: &mut Trail,
 ) -> Result<(Arc<Attested>, Option<AccessClaims>), Refusal> {
     let claims = app.verifier.verify(token)?;
-    if !super::auth::binding_holds(&claims, peer) {
+    // A bound token is narrowed only by its holder: the same certificate,
+    // or a DPoP proof (already verified for this request) by the same key.
+    let holder = match claims.cnf.as_ref() {
+        None => true,
+        Some(cnf) if cnf.get("x5t#S256").is_some() => {
+            peer.client.as_ref().is_some_and(|c| c.matches(cnf))
+        }
+        Some(cnf) => cnf
+            .get("jkt")
+            .and_then(|j| j.as_str())
+            .is_some_and(|jkt| dpop_jkt == Some(jkt)),
+    };
+    if !holder {
         return Err(Refusal::InvalidGrant(
-            "subject_token is bound to a client certificate this caller did not present".into(),
+            "subject_token is bound to a key this request does not prove".into(),
         ));
     }
     if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {

@@ -163,11 +163,15 @@ pub fn assert_granted(reply: &Reply) -> Minted {
         body["issued_token_type"], ACCESS_TOKEN,
         "issued_token_type in {body}"
     );
-    assert_eq!(body["token_type"], "Bearer", "token_type in {body}");
     let access_token = body["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no access_token in {body}"))
         .to_string();
+    // RFC 9449: a DPoP-bound token is of type DPoP; every other one (mTLS-bound
+    // included, RFC 8705) is a Bearer token.
+    let dpop_bound = jwt_claims(&access_token)["cnf"]["jkt"].is_string();
+    let expected_type = if dpop_bound { "DPoP" } else { "Bearer" };
+    assert_eq!(body["token_type"], expected_type, "token_type in {body}");
     Minted {
         header: jwt_header(&access_token),
         claims: jwt_claims(&access_token),
