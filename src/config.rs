@@ -72,7 +72,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `iss` of minted tokens; defaults to `https://<bound address>`.
     pub issuer: Option<String>,
-    /// Optional Unix socket (served by a later release).
+    /// Optional Unix socket: the same API, callers attested by peer credentials.
     pub unix_socket: Option<PathBuf>,
     /// SPIFFE trust domain for unix and mtls principals.
     pub trust_domain: String,
@@ -416,12 +416,6 @@ impl Config {
     /// Checks what serde cannot: consistent values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        // Keys of features this release does not serve: refusing them beats
-        // silently running without the protection they promise.
-        let unsupported = [("server.unix_socket", self.server.unix_socket.is_some())];
-        if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return bad(format!("{key} is not supported by this release of writ"));
-        }
         if !self.admin.principals.is_empty() && self.tls.client_ca.is_none() {
             return bad("admin.principals are mTLS identities: set tls.client_ca too".into());
         }
@@ -516,14 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_of_features_not_served_are_refused() {
-        let c = Config::parse("[server]\nunix_socket = 'w.sock'\n").unwrap();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("server.unix_socket")
-        );
+    fn inconsistent_keys_are_refused() {
         let c = Config::parse("[admin]\nprincipals = ['spiffe://writ.local/ops']\n").unwrap();
         assert!(
             c.validate()

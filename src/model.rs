@@ -272,6 +272,8 @@ pub enum AttestationKind {
     Oidc,
     /// A TLS client certificate chaining to `tls.client_ca`.
     Mtls,
+    /// Peer credentials of a Unix-socket caller.
+    Unix,
     /// A writ access token presented again to be narrowed.
     Writ,
 }
@@ -283,6 +285,7 @@ impl AttestationKind {
             Self::Kubernetes => "kubernetes",
             Self::Oidc => "oidc",
             Self::Mtls => "mtls",
+            Self::Unix => "unix",
             Self::Writ => "writ",
         }
     }
@@ -293,6 +296,7 @@ impl AttestationKind {
             "kubernetes" => Some(Self::Kubernetes),
             "oidc" => Some(Self::Oidc),
             "mtls" => Some(Self::Mtls),
+            "unix" => Some(Self::Unix),
             "writ" => Some(Self::Writ),
             _ => None,
         }

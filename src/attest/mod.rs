@@ -13,6 +13,7 @@ mod jwt;
 mod kubernetes;
 pub mod mtls;
 mod oidc;
+pub mod unix;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub enum Evidence<'a> {
     },
     /// A client certificate the TLS handshake verified against `tls.client_ca`.
     ClientCertificate(&'a mtls::CertIdentity),
+    /// A caller on the Unix socket, as the kernel and `/proc` describe it.
+    UnixPeer(&'a unix::UnixPeer),
 }
 
 /// Judges one kind of evidence.

@@ -24,6 +24,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../policies/guardrails.cedar"),
     ),
     ("admin.cedar", include_str!("../../policies/admin.cedar")),
+    (
+        "binding.cedar",
+        include_str!("../../policies/binding.cedar"),
+    ),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

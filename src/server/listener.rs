@@ -17,6 +17,7 @@ use tower::ServiceExt;
 
 use super::StartError;
 use crate::attest::mtls::{self, CertIdentity};
+use crate::attest::unix::{UnixPeer, peer_evidence};
 use crate::config::{LimitsConfig, TlsConfig};
 
 /// What the listener knows about a connection's peer, attached to every
@@ -27,6 +28,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The identity of a client certificate that chained to `tls.client_ca`.
     pub client: Option<CertIdentity>,
+    /// A Unix-socket caller's peer credentials and executable.
+    pub unix: Option<UnixPeer>,
 }
 
 /// Loads the server certificate and key.
@@ -132,7 +135,11 @@ pub(super) async fn serve(
                         None
                     }
                 });
-            let peer = Peer { addr, client };
+            let peer = Peer {
+                addr,
+                client,
+                unix: None,
+            };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 app.clone().oneshot(req)
@@ -152,6 +159,81 @@ pub(super) async fn serve(
                 .await
             {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Serves the same routes as plain HTTP on a Unix socket; each connection's
+/// peer is attested once by `SO_PEERCRED` and `/proc/<pid>/exe`. A caller
+/// CONTRACT section 1 says reads as `127.0.0.1`.
+pub(super) async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    limits: LimitsConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    loop {
+        let slot = tokio::select! {
+            _ = shutdown.changed() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unix accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let unix = match stream.peer_cred() {
+                Ok(cred) => match cred.pid() {
+                    Some(pid) => tokio::task::spawn_blocking(move || {
+                        peer_evidence(cred.uid(), cred.gid(), pid)
+                    })
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        r.map_err(|e| tracing::info!(reason = %e, "unix peer not attested"))
+                            .ok()
+                    }),
+                    None => None,
+                },
+                Err(e) => {
+                    tracing::info!(error = %e, "no peer credentials");
+                    None
+                }
+            };
+            let peer = Peer {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                client: None,
+                unix,
+            };
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                app.clone().oneshot(req)
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "unix connection ended with an error");
             }
         });
     }

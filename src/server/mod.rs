@@ -200,7 +200,18 @@ impl Server {
         let app = routes::router(state.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let limits = state.config.limits.clone();
+        let state_socket = state.config.server.unix_socket.clone();
         drop(state);
+        if let Some(path) = &state_socket {
+            let unix = bind_unix(path)?;
+            tokio::spawn(listener::serve_unix(
+                unix,
+                app.clone(),
+                limits.clone(),
+                shutdown_rx.clone(),
+            ));
+            tracing::info!(socket = %path.display(), "serving on the Unix socket too (peer-credential attestation)");
+        }
         let serve = tokio::spawn(listener::serve(tcp, tls, app, limits, shutdown_rx));
         Ok(Running {
             addr,
@@ -210,6 +221,23 @@ impl Server {
             audit: audit_writer,
         })
     }
+}
+
+/// Binds the Unix socket (replacing a stale one) with mode 0660.
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |source: std::io::Error| {
+        StartError::Tls(format!("unix socket {}: {source}", path.display()))
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(err(std::io::Error::other("exists and is not a socket")));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    Ok(listener)
 }
 
 impl Running {

@@ -18,6 +18,7 @@ use super::error::Refusal;
 use super::form::Form;
 use super::listener::Peer;
 use crate::attest::mtls::MtlsAttestor;
+use crate::attest::unix::UnixAttestor;
 use crate::attest::{Attested, Attestor, AttrValue, Evidence};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
@@ -163,16 +164,19 @@ async fn exchange(
 
     let (subject, parent) = if grant == CLIENT_CREDENTIALS {
         // The caller is its own evidence: the client certificate the
-        // handshake verified (Unix peer credentials come later).
-        let identity = peer.client.as_ref().ok_or_else(|| {
-            Refusal::InvalidClient(
-                "client_credentials needs a client certificate that chains to the client CA and names one SPIFFE ID"
-                    .into(),
-            )
-        })?;
-        let attested = MtlsAttestor
-            .attest(&Evidence::ClientCertificate(identity))
-            .map_err(|e| Refusal::InvalidClient(e.to_string()))?;
+        // handshake verified, or the Unix socket's peer credentials.
+        let attested = match (&peer.client, &peer.unix) {
+            (Some(identity), _) => MtlsAttestor.attest(&Evidence::ClientCertificate(identity)),
+            (None, Some(unix)) => UnixAttestor::new(&app.config.server.trust_domain).attest(&Evidence::UnixPeer(unix)),
+            (None, None) => {
+                return Err(Refusal::InvalidClient(
+                    "client_credentials needs a client certificate that chains to the client CA and names one \
+                     SPIFFE ID, or a caller on the Unix socket"
+                        .into(),
+                ));
+            }
+        }
+        .map_err(|e| Refusal::InvalidClient(e.to_string()))?;
         (Arc::new(attested), None)
     } else {
         let subject_token = form.required("subject_token")?;

@@ -14,7 +14,14 @@ entity Workload in [Team] {
   "uid"?: String,
   "repository"?: String,
   "ref"?: String,
-  "environment"?: String
+  "environment"?: String,
+  "unix_uid"?: Long,
+  "unix_gid"?: Long,
+  "pid"?: Long,
+  "exe"?: String,
+  "exe_sha256"?: String,
+  "spiffe_id"?: String,
+  "cert_sha256"?: String
 };
 
 entity Agent in [Team] {
