@@ -74,6 +74,33 @@ pub(super) fn tls_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartErro
     Ok(Arc::new(config))
 }
 
+/// Serves HTTP/1 or HTTP/2 on one connection, attaching `peer` to every
+/// request. A client that sends no complete request head within
+/// `header_read_timeout` (idle keep-alive included) is disconnected.
+async fn serve_http<IO>(io: IO, peer: Peer, app: Router, header_read_timeout: std::time::Duration)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        app.clone().oneshot(req)
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(header_read_timeout))
+        .keep_alive_timeout(header_read_timeout);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(%addr, error = %e, "connection ended with an error");
+    }
+}
+
 /// Accepts until `shutdown` flips to true.
 pub(super) async fn serve(
     listener: TcpListener,
@@ -140,26 +167,7 @@ pub(super) async fn serve(
                 client,
                 unix: None,
             };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                app.clone().oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(header_read_timeout))
-                .keep_alive_timeout(header_read_timeout);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%addr, error = %e, "connection ended with an error");
-            }
+            serve_http(stream, peer, app, header_read_timeout).await;
         });
     }
 }
@@ -220,21 +228,7 @@ pub(super) async fn serve_unix(
                 client: None,
                 unix,
             };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                app.clone().oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "unix connection ended with an error");
-            }
+            serve_http(stream, peer, app, header_read_timeout).await;
         });
     }
 }
