@@ -189,6 +189,12 @@ pub struct LiveBroker {
 
 impl LiveBroker {
     pub async fn start() -> Self {
+        Self::start_with_client_ca(false).await
+    }
+
+    /// With `client_ca`, the dev CA also signs client certificates (mTLS
+    /// attestation), and a policy lets mTLS callers read `payments-db`.
+    pub async fn start_with_client_ca(client_ca: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs_dir = dir.path().join("certs");
         certs::init(&certs_dir).unwrap();
@@ -200,6 +206,15 @@ impl LiveBroker {
         config.store.url = format!("sqlite://{}", dir.path().join("writ.db").display());
         config.policy.dir = dir.path().join("policies");
         config.audit.path = dir.path().join("audit.jsonl");
+        if client_ca {
+            config.tls.client_ca = Some(certs_dir.join(certs::CA_CERT));
+            std::fs::write(
+                dir.path().join("policies/bench-mtls.cedar"),
+                "permit (principal, action == Action::\"mint\", resource == Target::\"payments-db\") \
+                 when { context.attestation == \"mtls\" && context.scope == \"read\" };\n",
+            )
+            .unwrap();
+        }
         config
             .admin
             .token_sha256
@@ -220,6 +235,27 @@ impl LiveBroker {
             admin_token,
             _dir: dir,
         }
+    }
+
+    /// A client certificate for `spiffe_id`, signed by the dev CA, as PEM (cert + key).
+    pub fn client_identity_pem(&self, spiffe_id: &str) -> String {
+        let certs_dir = self._dir.path().join("certs");
+        let ca_key = rcgen::KeyPair::from_pem(
+            &std::fs::read_to_string(certs_dir.join(certs::CA_KEY)).unwrap(),
+        )
+        .unwrap();
+        let ca = rcgen::CertificateParams::from_ca_cert_pem(
+            &std::fs::read_to_string(certs_dir.join(certs::CA_CERT)).unwrap(),
+        )
+        .unwrap()
+        .self_signed(&ca_key)
+        .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.try_into().unwrap())];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
     }
 
     /// An HTTPS client trusting only the broker's CA.
