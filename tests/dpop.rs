@@ -240,3 +240,87 @@ when { context.sender_constrained && context.scope == "orders.read" };"#,
     assert_refused(&bearer, 403, "access_denied");
     assert_granted(&bound);
 }
+
+/// A proof by `key` for `POST <SELF_ISSUER><path>`, optionally over an access token.
+fn proof_for_self(key: &SigningKey, path: &str, jti: &str, access_token: Option<&str>) -> String {
+    let mut body =
+        json!({"htm": "POST", "htu": format!("{SELF_ISSUER}{path}"), "iat": now(), "jti": jti});
+    if let Some(token) = access_token {
+        body["ath"] = json!(URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            token.as_bytes()
+        )));
+    }
+    proof_with(key, key.jwk(), "ES256", body)
+}
+
+async fn introspect_as(
+    server: &Server,
+    credential: &str,
+    proof: Option<&str>,
+    token: &str,
+) -> Reply {
+    let mut req = server
+        .client()
+        .post(server.endpoint("/oauth2/introspect"))
+        .header("Authorization", format!("DPoP {credential}"))
+        .form(&[("token", token)]);
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    Reply::read(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn bound_credential_is_refused_without_its_proof_and_accepted_with_it() {
+    let mut env = TestEnv::new();
+    env.config.issuer = Some(SELF_ISSUER.to_string());
+    let server = env.start().await;
+    let key = SigningKey::generate(Alg::Es256);
+    let request = TokenRequest::exchange(&env.k8s_token(), SELF_ISSUER, "introspect");
+    let credential = assert_granted(
+        &token_with_proof(
+            &server,
+            &request,
+            &proof_for_self(&key, "/oauth2/token", "t", None),
+        )
+        .await,
+    )
+    .access_token;
+    let subject = server
+        .mint(&env.k8s_token(), ORDERS, "orders.read")
+        .await
+        .access_token;
+
+    let without = introspect_as(&server, &credential, None, &subject).await;
+    let stranger = SigningKey::generate(Alg::Es256);
+    let wrong_key = introspect_as(
+        &server,
+        &credential,
+        Some(&proof_for_self(
+            &stranger,
+            "/oauth2/introspect",
+            "w",
+            Some(&credential),
+        )),
+        &subject,
+    )
+    .await;
+    let holder = introspect_as(
+        &server,
+        &credential,
+        Some(&proof_for_self(
+            &key,
+            "/oauth2/introspect",
+            "h",
+            Some(&credential),
+        )),
+        &subject,
+    )
+    .await;
+
+    assert_refused(&without, 401, "invalid_client");
+    assert_refused(&wrong_key, 401, "invalid_client");
+    assert_eq!(holder.status, 200, "{}", holder.describe());
+    assert_eq!(holder.json["active"], true);
+}

@@ -70,6 +70,20 @@ enum RevokeCommand {
 }
 
 impl SelectorArgs {
+    fn given(&self) -> bool {
+        self.all
+            || [
+                &self.subject,
+                &self.subject_prefix,
+                &self.jti,
+                &self.audience,
+                &self.issuer,
+                &self.actor,
+            ]
+            .iter()
+            .any(|v| v.is_some())
+    }
+
     fn to_json(&self) -> Value {
         let pairs = [
             ("subject", &self.subject),
@@ -121,9 +135,8 @@ fn until(value: &str) -> Result<String, CliError> {
 
 /// Runs `writ revoke`.
 pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
-    let selector_given = args.selector.to_json().get("all").is_none() || args.selector.all;
     if args.command.is_some()
-        && (selector_given || args.block || args.until.is_some() || args.reason.is_some())
+        && (args.selector.given() || args.block || args.until.is_some() || args.reason.is_some())
     {
         // Bad usage: exit 2, like every other usage error clap reports.
         clap::Error::raw(

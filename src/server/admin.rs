@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,25 +46,17 @@ async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: 
             req.extensions_mut().insert(AdminId(id));
             next.run(req).await
         }
-        Err(refusal) => {
-            let mut record = record(&app, "revoke", peer.addr.ip().to_string(), None);
-            finish(&app, &mut record, Err(refusal)).await
-        }
+        Err(refusal) => finish(&app, record(&app, "revoke", &peer, None), Err(refusal)).await,
     }
 }
 
 fn record(
     app: &AppState,
     action: &'static str,
-    source_ip: String,
+    peer: &Peer,
     admin: Option<&AdminId>,
 ) -> AuditRecord {
-    let mut r = AuditRecord::new(
-        action,
-        new_decision_id(),
-        rfc3339(app.clock.unix_now()),
-        source_ip,
-    );
+    let mut r = app.audit_record(action, app.clock.unix_now(), peer);
     r.principal = admin.map(|a| format!("Admin::\"{}\"", a.0));
     r
 }
@@ -72,26 +64,11 @@ fn record(
 /// Audits and renders the outcome of an admin call.
 async fn finish(
     app: &AppState,
-    record: &mut AuditRecord,
+    record: AuditRecord,
     outcome: Result<(StatusCode, serde_json::Value), Refusal>,
 ) -> Response {
-    let mut response = match outcome {
-        Ok((status, body)) => {
-            record.decision = "allow";
-            (status, Json(body)).into_response()
-        }
-        Err(refusal) => {
-            tracing::info!(decision_id = %record.decision_id, error = refusal.code(), reason = %refusal.description(), "admin call refused");
-            record.error = Some(refusal.code());
-            record.reason = Some(refusal.description());
-            refusal.with_id(record.decision_id.clone()).into_response()
-        }
-    };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    app.audit.record(record.clone()).await;
-    response
+    let outcome = outcome.map(|(status, body)| (status, Json(body)).into_response());
+    super::respond(app, record, outcome).await
 }
 
 /// The Cedar resource of an admin action: the target for an audience
@@ -144,7 +121,7 @@ async fn revoke(
     Extension(peer): Extension<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut record = record(&app, "revoke", peer.addr.ip().to_string(), Some(&admin));
+    let mut record = record(&app, "revoke", &peer, Some(&admin));
     let outcome = async {
         let body = body.map_err(|_| Refusal::InvalidRequest("request body could not be read".into()))?;
         let req = RevokeRequest::parse(&body, app.clock.unix_now()).map_err(Refusal::InvalidRequest)?;
@@ -157,7 +134,7 @@ async fn revoke(
         Ok((StatusCode::CREATED, acknowledgement(&entry)))
     }
     .await;
-    finish(&app, &mut record, outcome).await
+    finish(&app, record, outcome).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,7 +175,7 @@ async fn lift(
     Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
 ) -> Response {
-    let mut record = record(&app, "lift", peer.addr.ip().to_string(), Some(&admin));
+    let mut record = record(&app, "lift", &peer, Some(&admin));
     let outcome = async {
         let original = app
             .kill_switch
@@ -236,5 +213,5 @@ async fn lift(
         }
     }
     .await;
-    finish(&app, &mut record, outcome).await
+    finish(&app, record, outcome).await
 }

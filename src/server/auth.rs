@@ -90,10 +90,28 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
         .then(|| client.spiffe_id.clone())
 }
 
-/// Whether a writ token presented as a credential meets its key binding:
-/// the same client certificate (RFC 8705 `cnf.x5t#S256`), or a fresh DPoP
-/// proof by the bound key over this request and this token (`cnf.jkt`,
-/// with `ath`). Unbound tokens always do.
+/// The one key-binding rule: a token with `cnf` is held only by a caller
+/// presenting the same client certificate (RFC 8705 `x5t#S256`) or having
+/// proven the same DPoP key (`jkt`) on this request. Unbound tokens always
+/// pass; a binding writ does not know how to check fails closed.
+pub fn held_by(
+    cnf: Option<&serde_json::Value>,
+    peer: &Peer,
+    proven_jkt: impl FnOnce() -> Option<String>,
+) -> bool {
+    let Some(cnf) = cnf else { return true };
+    if cnf.get("x5t#S256").is_some() {
+        return peer.client.as_ref().is_some_and(|c| c.matches(cnf));
+    }
+    match cnf.get("jkt").and_then(|v| v.as_str()) {
+        Some(jkt) => proven_jkt().is_some_and(|proven| proven == jkt),
+        None => false,
+    }
+}
+
+/// Whether a writ token presented as a credential meets its binding: for a
+/// DPoP-bound token, the request carries a fresh proof over this request
+/// and this token (`ath`).
 pub fn binding_holds(
     app: &AppState,
     claims: &AccessClaims,
@@ -101,27 +119,16 @@ pub fn binding_holds(
     peer: &Peer,
     req: &RequestFacts<'_>,
 ) -> bool {
-    let Some(cnf) = claims.cnf.as_ref() else {
-        return true;
-    };
-    if cnf.get("x5t#S256").is_some() {
-        return peer.client.as_ref().is_some_and(|c| c.matches(cnf));
-    }
-    let Some(jkt) = cnf.get("jkt").and_then(|v| v.as_str()) else {
-        // A binding writ does not know how to check: fail closed.
-        return false;
-    };
-    let Ok(Some(proof)) = dpop_proof(req.headers) else {
-        return false;
-    };
-    let expected = crate::attest::dpop::Expected {
-        method: req.method,
-        uri: req.uri,
-        now: app.clock.unix_now(),
-        access_token: Some(token),
-    };
-    crate::attest::dpop::verify(proof, &expected, &app.dpop_replay)
-        .is_ok_and(|proof_jkt| proof_jkt == jkt)
+    held_by(claims.cnf.as_ref(), peer, || {
+        let proof = dpop_proof(req.headers).ok().flatten()?;
+        let expected = crate::attest::dpop::Expected {
+            method: req.method,
+            uri: req.uri,
+            now: app.clock.unix_now(),
+            access_token: Some(token),
+        };
+        crate::attest::dpop::verify(proof, &expected, &app.dpop_replay).ok()
+    })
 }
 
 /// An admin only.

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -22,8 +22,6 @@ use super::form::Form;
 use super::listener::Peer;
 use super::token::new_decision_id;
 use super::{AppState, auth};
-use crate::audit::AuditRecord;
-use crate::clock::rfc3339;
 use crate::revoke::{Entry, KillSwitch, PAGE};
 
 /// SSE comment heartbeats keep idle streams (and proxies) alive.
@@ -191,12 +189,7 @@ pub(super) async fn self_revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut record = AuditRecord::new(
-        "self_revoke",
-        new_decision_id(),
-        rfc3339(app.clock.unix_now()),
-        peer.addr.ip().to_string(),
-    );
+    let mut record = app.audit_record("self_revoke", app.clock.unix_now(), &peer);
     let outcome = async {
         let form = Form::from_request(&headers, body)?;
         let token = form.required("token")?;
@@ -217,21 +210,7 @@ pub(super) async fn self_revoke(
         record.revocation = Some(entry.id.clone());
         Ok::<(), Refusal>(())
     }
-    .await;
-    let response = match outcome {
-        Ok(()) => {
-            record.decision = "allow";
-            let mut resp = StatusCode::OK.into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
-        Err(refusal) => {
-            record.error = Some(refusal.code());
-            record.reason = Some(refusal.description());
-            refusal.with_id(record.decision_id.clone()).into_response()
-        }
-    };
-    app.audit.record(record).await;
-    response
+    .await
+    .map(|()| StatusCode::OK.into_response());
+    super::respond(&app, record, outcome).await
 }

@@ -7,15 +7,13 @@ use std::sync::Arc;
 use super::error::Refusal;
 use super::form::Form;
 use super::listener::Peer;
-use super::token::new_decision_id;
 use super::{AppState, auth};
 use crate::audit::AuditRecord;
-use crate::clock::rfc3339;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -25,28 +23,10 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut record = AuditRecord::new(
-        "introspect",
-        new_decision_id(),
-        rfc3339(app.clock.unix_now()),
-        peer.addr.ip().to_string(),
-    );
-    let response = match answer(&app, &peer, &headers, body, &mut record) {
-        Ok(body) => {
-            let mut resp = Json(body).into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
-        Err(refusal) => {
-            tracing::info!(decision_id = %record.decision_id, reason = %refusal.description(), "introspection refused");
-            record.error = Some(refusal.code());
-            record.reason = Some(refusal.description());
-            refusal.with_id(record.decision_id.clone()).into_response()
-        }
-    };
-    app.audit.record(record).await;
-    response
+    let mut record = app.audit_record("introspect", app.clock.unix_now(), &peer);
+    let outcome =
+        answer(&app, &peer, &headers, body, &mut record).map(|body| Json(body).into_response());
+    super::respond(&app, record, outcome).await
 }
 
 fn answer(

@@ -240,6 +240,60 @@ fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartEr
     Ok(listener)
 }
 
+impl AppState {
+    /// A deny record for one request at `now` from `peer`, to be filled in
+    /// as the request is decided.
+    pub(crate) fn audit_record(
+        &self,
+        action: &'static str,
+        now: u64,
+        peer: &listener::Peer,
+    ) -> crate::audit::AuditRecord {
+        crate::audit::AuditRecord::new(
+            action,
+            token::new_decision_id(),
+            crate::clock::rfc3339(now),
+            peer.addr.ip().to_string(),
+        )
+    }
+}
+
+/// Renders a handler's outcome and audits it: `allow` on success; on a
+/// refusal, its RFC 6749 error with the record's `decision_id`, and its
+/// code and reason in the record. Every answer carries `no-store`.
+pub(crate) async fn respond(
+    app: &AppState,
+    mut record: crate::audit::AuditRecord,
+    outcome: Result<axum::response::Response, Refusal>,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let mut response = match outcome {
+        Ok(response) => {
+            record.decision = "allow";
+            response
+        }
+        Err(refusal) => {
+            tracing::info!(
+                action = record.action,
+                decision_id = %record.decision_id,
+                error = refusal.code(),
+                reason = %refusal.description(),
+                principal = record.principal.as_deref().unwrap_or("-"),
+                "request refused"
+            );
+            record.error = Some(refusal.code());
+            record.reason = Some(refusal.description());
+            refusal.with_id(record.decision_id.clone()).into_response()
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    app.audit.record(record).await;
+    response
+}
+
 impl Running {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {

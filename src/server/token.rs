@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
@@ -21,7 +21,6 @@ use crate::attest::mtls::MtlsAttestor;
 use crate::attest::unix::UnixAttestor;
 use crate::attest::{Attested, Attestor, AttrValue, Evidence};
 use crate::audit::AuditRecord;
-use crate::clock::rfc3339;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
 use crate::revoke::{Entry, MintFacts};
@@ -49,19 +48,6 @@ struct Trail {
     record: AuditRecord,
 }
 
-impl Trail {
-    fn new(decision_id: String, now: u64, peer: &Peer) -> Self {
-        Self {
-            record: AuditRecord::new(
-                "mint",
-                decision_id,
-                rfc3339(now),
-                peer.addr.ip().to_string(),
-            ),
-        }
-    }
-}
-
 pub(super) async fn token(
     State(app): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
@@ -70,41 +56,20 @@ pub(super) async fn token(
 ) -> Response {
     let started = Instant::now();
     let now = app.clock.unix_now();
-    let mut trail = Trail::new(new_decision_id(), now, &peer);
+    let mut trail = Trail {
+        record: app.audit_record("mint", now, &peer),
+    };
     let outcome = exchange(&app, &peer, &headers, body, now, &mut trail).await;
-    let mut record = trail.record;
-    let response = match outcome {
-        Ok(body) => {
-            record.decision = "allow";
+    match &outcome {
+        Ok(_) => {
             app.metrics.decision("allow");
             app.metrics.mint_duration(started.elapsed().as_secs_f64());
-            let mut resp = (StatusCode::OK, Json(body)).into_response();
-            let h = resp.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            resp
         }
-        Err(refusal) => {
-            let outcome = if matches!(refusal, Refusal::Unavailable(_)) {
-                "error"
-            } else {
-                "deny"
-            };
-            app.metrics.decision(outcome);
-            record.error = Some(refusal.code());
-            record.reason = Some(refusal.description());
-            tracing::info!(
-                decision_id = %record.decision_id,
-                error = refusal.code(),
-                reason = %refusal.description(),
-                principal = record.principal.as_deref().unwrap_or("-"),
-                "token request refused"
-            );
-            refusal.with_id(record.decision_id.clone()).into_response()
-        }
-    };
-    app.audit.record(record).await;
-    response
+        Err(Refusal::Unavailable(_)) => app.metrics.decision("error"),
+        Err(_) => app.metrics.decision("deny"),
+    }
+    let outcome = outcome.map(|body| (StatusCode::OK, Json(body)).into_response());
+    super::respond(&app, trail.record, outcome).await
 }
 
 async fn exchange(
@@ -331,16 +296,7 @@ fn narrowing(
     let claims = app.verifier.verify(token)?;
     // A bound token is narrowed only by its holder: the same certificate,
     // or a DPoP proof (already verified for this request) by the same key.
-    let holder = match claims.cnf.as_ref() {
-        None => true,
-        Some(cnf) if cnf.get("x5t#S256").is_some() => {
-            peer.client.as_ref().is_some_and(|c| c.matches(cnf))
-        }
-        Some(cnf) => cnf
-            .get("jkt")
-            .and_then(|j| j.as_str())
-            .is_some_and(|jkt| dpop_jkt == Some(jkt)),
-    };
+    let holder = super::auth::held_by(claims.cnf.as_ref(), peer, || dpop_jkt.map(str::to_owned));
     if !holder {
         return Err(Refusal::InvalidGrant(
             "subject_token is bound to a key this request does not prove".into(),
