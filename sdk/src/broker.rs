@@ -64,6 +64,30 @@ impl Broker {
         Self::with_client(url, client)
     }
 
+    /// A broker at `url` trusting only `ca_pem`, to which this workload proves
+    /// what it is with the client certificate and key in `identity_pem` (mTLS
+    /// attestation, for [`TokenSourceBuilder::client_credentials`]).
+    ///
+    /// [`TokenSourceBuilder::client_credentials`]: crate::TokenSourceBuilder::client_credentials
+    pub fn with_mtls(
+        url: impl Into<String>,
+        ca_pem: &[u8],
+        identity_pem: &[u8],
+    ) -> Result<Self, Error> {
+        let ca = reqwest::Certificate::from_pem(ca_pem)
+            .map_err(|e| Error::Config(format!("CA: {e}")))?;
+        // The message of a key parse error could quote the key; say only what failed.
+        let identity = reqwest::Identity::from_pem(identity_pem)
+            .map_err(|_| Error::Config("client certificate and key: not valid PEM".into()))?;
+        let client = Self::client_builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(identity)
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Self::with_client(url, client)
+    }
+
     /// A broker at `url` reached with a client you built (proxies, mTLS...).
     pub fn with_client(url: impl Into<String>, client: reqwest::Client) -> Result<Self, Error> {
         let url = url.into().trim_end_matches('/').to_owned();

@@ -67,6 +67,18 @@ pub enum VerifyError {
     /// A required scope is missing.
     #[error("token lacks scope {0}")]
     MissingScope(String),
+    /// No token was presented (no `Authorization` header with the `Bearer`
+    /// or `DPoP` scheme).
+    #[error("no access token was presented")]
+    Missing,
+    /// The token is bound to a key (`cnf`) the request did not prove: no
+    /// DPoP proof, another key's proof, no or another client certificate,
+    /// or the DPoP scheme with an unbound token.
+    #[error("token is bound to a key the request did not prove")]
+    KeyBinding,
+    /// The DPoP proof itself was refused (`invalid_dpop_proof`).
+    #[error("{0}")]
+    DpopProof(crate::dpop::DpopError),
     /// The kill switch revoked it.
     #[error("token was revoked (entry {0})")]
     Revoked(String),

@@ -15,25 +15,47 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode, header};
 
-use crate::{Verified, Verifier, VerifyError};
+use crate::{Presented, Verified, Verifier, VerifyError};
+
+/// The DER of the TLS client certificate a request arrived with. A server
+/// that terminates TLS itself puts it in the request's extensions, so that
+/// [`RequireToken`] can accept certificate-bound tokens (RFC 8705).
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub Vec<u8>);
 
 /// A tower layer that lets a request through only with a valid writ token,
-/// and puts the [`Verified`] token in its extensions.
+/// and puts the [`Verified`] token in its extensions. Key-bound tokens need
+/// their proof: a `DPoP` header for this request, or the
+/// [`ClientCertificate`] they are bound to.
 #[derive(Clone, Debug)]
 pub struct RequireToken {
     verifier: Verifier,
+    origin: Option<Arc<str>>,
 }
 
 impl RequireToken {
     /// Guards with `verifier`.
     pub fn new(verifier: Verifier) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            origin: None,
+        }
+    }
+
+    /// The scheme and authority clients address this server by, e.g.
+    /// `https://orders.internal:8443`: DPoP proofs must name it in `htu`.
+    /// Without it, the request's own absolute URI is used, or else
+    /// `https://` and its `Host` header.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into().trim_end_matches('/').into());
+        self
     }
 }
 
@@ -44,6 +66,7 @@ impl<S> tower::Layer<S> for RequireToken {
         RequireTokenService {
             inner,
             verifier: self.verifier.clone(),
+            origin: self.origin.clone(),
         }
     }
 }
@@ -53,6 +76,7 @@ impl<S> tower::Layer<S> for RequireToken {
 pub struct RequireTokenService<S> {
     inner: S,
     verifier: Verifier,
+    origin: Option<Arc<str>>,
 }
 
 /// 401 with an RFC 6750 `WWW-Authenticate` header saying why.
@@ -65,10 +89,21 @@ fn unauthorized(reason: &str) -> Response {
     resp
 }
 
-fn bearer<B>(req: &Request<B>) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// The URL the client addressed (the DPoP `htu`), without the query.
+fn addressed_url<B>(req: &Request<B>, origin: Option<&str>) -> String {
+    let path = req.uri().path();
+    if let Some(origin) = origin {
+        return format!("{origin}{path}");
+    }
+    if let (Some(scheme), Some(authority)) = (req.uri().scheme_str(), req.uri().authority()) {
+        return format!("{scheme}://{authority}{path}");
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    format!("https://{host}{path}")
 }
 
 impl<S, B> tower::Service<Request<B>> for RequireTokenService<S>
@@ -90,11 +125,21 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        let url = addressed_url(&req, self.origin.as_deref());
         Box::pin(async move {
-            let Some(token) = bearer(&req).map(str::to_owned) else {
-                return Ok(unauthorized("a bearer token is required"));
+            let method = req.method().as_str().to_owned();
+            let certificate = req.extensions().get::<ClientCertificate>().cloned();
+            let outcome = match Presented::from_headers(req.headers(), &method, &url) {
+                Ok(presented) => {
+                    let presented = match &certificate {
+                        Some(der) => presented.with_client_certificate(&der.0),
+                        None => presented,
+                    };
+                    verifier.verify_presented(&presented).await
+                }
+                Err(e) => Err(e),
             };
-            match verifier.verify(&token).await {
+            match outcome {
                 Ok(verified) => {
                     req.extensions_mut().insert(verified);
                     inner.call(req).await
@@ -109,10 +154,22 @@ where
 }
 
 /// RFC 6750: a missing scope is 403 `insufficient_scope`; a stale
-/// revocation feed is the server's problem (503), not the token's;
+/// revocation feed is the server's problem (503), not the token's; a bad
+/// DPoP proof is 401 `invalid_dpop_proof` (RFC 9449 section 7.1);
 /// everything else is 401 `invalid_token`. Reasons never include the token.
 fn refusal(e: &VerifyError) -> Response {
     match e {
+        VerifyError::Missing => unauthorized("a bearer token is required"),
+        VerifyError::DpopProof(_) => {
+            let challenge = format!(
+                "DPoP error=\"invalid_dpop_proof\", error_description=\"{e}\", algs=\"ES256 ES384 EdDSA RS256 PS256\""
+            );
+            let mut resp = (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            resp
+        }
         VerifyError::MissingScope(scope) => {
             let mut resp = (StatusCode::FORBIDDEN, e.to_string()).into_response();
             let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");

@@ -27,7 +27,9 @@
 //! ```
 
 mod attestation;
+mod binding;
 mod broker;
+pub mod dpop;
 mod error;
 mod feed;
 mod revocations;
@@ -38,7 +40,9 @@ mod verifier;
 pub mod layer;
 
 pub use attestation::{Attestation, AttestationSource, FileAttestation, StaticAttestation};
+pub use binding::{Presented, Scheme};
 pub use broker::{Broker, Metadata};
+pub use dpop::DpopKey;
 pub use error::{Error, VerifyError};
-pub use source::{Token, TokenSource, TokenSourceBuilder};
+pub use source::{Authorization, Token, TokenSource, TokenSourceBuilder};
 pub use verifier::{FeedAuth, Verified, Verifier, VerifierBuilder};

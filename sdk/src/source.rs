@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::attestation::AttestationSource;
-use crate::{Broker, Error};
+use crate::{Broker, DpopKey, Error};
 
 /// Refresh once this share of a token's life has passed.
 const REFRESH_AT: f64 = 0.8;
@@ -41,6 +41,45 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// The headers that present a token on one request: `Authorization`, and
+/// for a DPoP-bound token a fresh `DPoP` proof made for exactly this method
+/// and URL.
+#[derive(Clone)]
+pub struct Authorization {
+    /// The `Authorization` header value: `Bearer <token>` or `DPoP <token>`.
+    pub authorization: String,
+    /// The `DPoP` header value, for a DPoP-bound token.
+    pub dpop: Option<String>,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Both are secrets for as long as they are valid.
+        f.debug_struct("Authorization")
+            .field("dpop", &self.dpop.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorization {
+    /// Adds the headers to a request.
+    pub fn apply(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header(http::header::AUTHORIZATION, self.authorization);
+        match self.dpop {
+            Some(proof) => request.header("DPoP", proof),
+            None => request,
+        }
+    }
+}
+
+/// How the source proves what the workload is.
+enum Grant {
+    /// RFC 8693 exchange of an attestation token.
+    Exchange(Arc<dyn AttestationSource>),
+    /// `client_credentials`: the broker attests the TLS client certificate.
+    ClientCredentials,
+}
+
 struct Cached {
     token: Token,
     refresh_at: Instant,
@@ -59,7 +98,8 @@ struct Inner {
     audience: String,
     scopes: String,
     requested_ttl: Option<Duration>,
-    attestation: Arc<dyn AttestationSource>,
+    grant: Grant,
+    dpop: Option<DpopKey>,
     current: RwLock<Option<Arc<Cached>>>,
     /// Held while exchanging: one exchange in flight however many callers wait.
     refresh: tokio::sync::Mutex<Backoff>,
@@ -90,6 +130,8 @@ pub struct TokenSourceBuilder {
     scopes: Vec<String>,
     requested_ttl: Option<Duration>,
     attestation: Option<Arc<dyn AttestationSource>>,
+    client_credentials: bool,
+    dpop: Option<DpopKey>,
 }
 
 impl TokenSourceBuilder {
@@ -108,6 +150,23 @@ impl TokenSourceBuilder {
     /// How the workload proves what it is.
     pub fn attestation(mut self, source: impl AttestationSource) -> Self {
         self.attestation = Some(Arc::new(source));
+        self
+    }
+
+    /// Prove identity with the broker client's TLS certificate instead of an
+    /// attestation token (`grant_type=client_credentials`; build the broker
+    /// with [`Broker::with_mtls`]). The broker binds the token to the
+    /// certificate (RFC 8705), so it is useless to anyone without its key.
+    pub fn client_credentials(mut self) -> Self {
+        self.client_credentials = true;
+        self
+    }
+
+    /// Bind tokens to `key` with DPoP (RFC 9449): each exchange carries a
+    /// proof, the token gets `cnf.jkt` and type `DPoP`, and every use needs a
+    /// fresh proof from [`TokenSource::authorization`].
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
         self
     }
 
@@ -132,7 +191,12 @@ impl TokenSourceBuilder {
                 audience: self.audience,
                 scopes: self.scopes.join(" "),
                 requested_ttl: self.requested_ttl,
-                attestation: self.attestation.unwrap_or_else(|| Arc::new(Missing)),
+                grant: if self.client_credentials {
+                    Grant::ClientCredentials
+                } else {
+                    Grant::Exchange(self.attestation.unwrap_or_else(|| Arc::new(Missing)))
+                },
+                dpop: self.dpop,
                 current: RwLock::new(None),
                 refresh: tokio::sync::Mutex::new(Backoff::default()),
                 exchanges: AtomicU64::new(0),
@@ -158,6 +222,8 @@ impl TokenSource {
             scopes: Vec::new(),
             requested_ttl: None,
             attestation: None,
+            client_credentials: false,
+            dpop: None,
         }
     }
 
@@ -219,6 +285,22 @@ impl TokenSource {
         }
     }
 
+    /// The headers presenting a valid token on a `method` request to `url`:
+    /// for a DPoP-bound token, with a proof made for this request alone.
+    pub async fn authorization(&self, method: &str, url: &str) -> Result<Authorization, Error> {
+        let token = self.token().await?;
+        let dpop = match &self.inner.dpop {
+            Some(key) => Some(key.proof(method, url, Some(&token.access_token))?),
+            None => None,
+        };
+        // Only a source holding a key gets DPoP tokens (checked at exchange).
+        let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
+        Ok(Authorization {
+            authorization: format!("{scheme} {}", token.access_token),
+            dpop,
+        })
+    }
+
     /// Drops the cached token (e.g. after the kill switch revoked it), so
     /// the next [`TokenSource::token`] asks the broker again.
     pub fn invalidate(&self) {
@@ -250,33 +332,43 @@ impl TokenSource {
 
     async fn exchange(&self) -> Result<Cached, Error> {
         let metadata = self.inner.broker.metadata().await?;
-        let attestation = self.inner.attestation.attestation().await?;
+        let attestation = match &self.inner.grant {
+            Grant::Exchange(source) => Some(source.attestation().await?),
+            Grant::ClientCredentials => None,
+        };
         self.inner.exchanges.fetch_add(1, Ordering::Relaxed);
         let ttl = self
             .inner
             .requested_ttl
             .map(|t| t.as_secs().max(1).to_string());
-        let mut form = vec![
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", attestation.token.as_str()),
-            ("subject_token_type", attestation.token_type),
-            ("audience", self.inner.audience.as_str()),
-            ("scope", self.inner.scopes.as_str()),
-        ];
+        let mut form = match &attestation {
+            Some(attestation) => vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", attestation.token.as_str()),
+                ("subject_token_type", attestation.token_type),
+            ],
+            None => vec![("grant_type", "client_credentials")],
+        };
+        form.push(("audience", self.inner.audience.as_str()));
+        form.push(("scope", self.inner.scopes.as_str()));
         if let Some(t) = ttl.as_deref() {
             form.push(("requested_ttl", t));
         }
-        let started = Instant::now();
-        let resp = self
+        let mut request = self
             .inner
             .broker
             .client()
             .post(&metadata.token_endpoint)
             .form(&form)
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10));
+        if let Some(key) = &self.inner.dpop {
+            request = request.header("DPoP", key.proof("POST", &metadata.token_endpoint, None)?);
+        }
+        let started = Instant::now();
+        let resp = request
             .send()
             .await
             .map_err(|e| Error::Unavailable(format!("token endpoint: {e}")))?;
@@ -286,6 +378,14 @@ impl TokenSource {
                 .json()
                 .await
                 .map_err(|e| Error::Protocol(format!("token response: {e}")))?;
+            // Sending a proof and getting an unbound token back would leave
+            // a bearer secret where the caller asked for a bound one.
+            if self.inner.dpop.is_some() && !body.token_type.eq_ignore_ascii_case("DPoP") {
+                return Err(Error::Protocol(format!(
+                    "asked for a DPoP-bound token, got token_type {:?}",
+                    body.token_type
+                )));
+            }
             // A broker never grants days; cap what a hostile answer could claim.
             let life = Duration::from_secs(body.expires_in.min(86_400));
             return Ok(Cached {

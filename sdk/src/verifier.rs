@@ -9,6 +9,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use crate::binding::{self, Presented};
+use crate::dpop::ReplayCache;
 pub use crate::feed::FeedAuth;
 use crate::feed::{self, FeedState};
 use crate::revocations::TokenFacts;
@@ -16,6 +18,8 @@ use crate::{Broker, Error, VerifyError};
 
 /// An unknown `kid` refetches the JWKS at most this often.
 const JWKS_REFETCH_EVERY: Duration = Duration::from_secs(10);
+/// DPoP proof `jti`s remembered by default (each for about a minute).
+const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 
 /// A token that passed every check.
 #[derive(Debug, Clone)]
@@ -49,9 +53,19 @@ pub struct VerifierBuilder {
     leeway: Duration,
     feed: Option<FeedAuth>,
     max_feed_silence: Duration,
+    replay_capacity: u64,
 }
 
 impl VerifierBuilder {
+    /// How many DPoP proofs to remember against replay (default 100,000;
+    /// each is kept for the proof window, about a minute). Size it above the
+    /// DPoP requests this server takes per minute: a forgotten proof could
+    /// be replayed within its window.
+    pub fn dpop_replay_capacity(mut self, proofs: u64) -> Self {
+        self.replay_capacity = proofs;
+        self
+    }
+
     /// Scopes every accepted token must carry.
     pub fn require_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
         self.required_scopes = scopes.into_iter().map(Into::into).collect();
@@ -96,6 +110,7 @@ impl VerifierBuilder {
                 leeway: self.leeway,
                 feed: feed.as_ref().map(|(state, _)| state.clone()),
                 max_feed_silence: self.max_feed_silence,
+                replay: ReplayCache::new(self.replay_capacity),
                 last_refetch: tokio::sync::Mutex::new(None),
             }),
         };
@@ -125,6 +140,7 @@ struct Inner {
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     feed: Option<Arc<FeedState>>,
     max_feed_silence: Duration,
+    replay: ReplayCache,
 }
 
 /// Verifies writ access tokens for one audience. Cheap to clone.
@@ -152,6 +168,7 @@ impl Verifier {
             leeway: Duration::from_secs(30),
             feed: None,
             max_feed_silence: Duration::from_secs(60),
+            replay_capacity: DEFAULT_REPLAY_CAPACITY,
         }
     }
 
@@ -207,9 +224,23 @@ impl Verifier {
             .ok_or(VerifyError::UnknownKey)
     }
 
-    /// Verifies a token: signature, `typ`, `iss`, `aud`, time, required
-    /// scopes, and the kill switch.
+    /// Verifies a token on its own: signature, `typ`, `iss`, `aud`, time,
+    /// required scopes, and the kill switch. A token bound to a key (DPoP or
+    /// a client certificate) is refused here, since nothing proves the key:
+    /// use [`Verifier::verify_presented`] with the request.
     pub async fn verify(&self, token: &str) -> Result<Verified, VerifyError> {
+        self.verify_presented(&Presented::bearer(token)).await
+    }
+
+    /// Verifies a token as a request presented it: everything
+    /// [`Verifier::verify`] checks, and for a key-bound token that the
+    /// request proved the key, by a DPoP proof for this method, URL and
+    /// token, seen once (RFC 9449), or by its client certificate (RFC 8705).
+    pub async fn verify_presented(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<Verified, VerifyError> {
+        let token = presented.token;
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.typ.as_deref() != Some("at+jwt") {
             return Err(VerifyError::Malformed);
@@ -261,6 +292,12 @@ impl Verifier {
         {
             return Err(VerifyError::MissingScope(missing.clone()));
         }
+        binding::check(
+            &claims,
+            presented,
+            &self.inner.replay,
+            crate::dpop::unix_now(),
+        )?;
         if let Some(feed) = &self.inner.feed {
             if feed
                 .silence()

@@ -1,0 +1,419 @@
+//! DPoP (RFC 9449): a client proves possession of a key with a JWT it signs
+//! per request; a token bound to that key (`cnf.jkt`) is useless without it.
+//!
+//! - [`DpopKey`] is the client side: a key generated in memory, never
+//!   written anywhere, that signs one proof per request.
+//! - [`verify`] is the server side, shared by writ's own endpoints and the
+//!   [`Verifier`](crate::Verifier) of resource servers: a pure function of the
+//!   proof, the request and the clock, plus a [`ReplayCache`] of `jti`s.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Map, Value, json};
+
+/// A proof's `iat` may be this far in the past...
+pub const MAX_AGE_SECS: u64 = 60;
+/// ...or this far in the future (clock skew).
+pub const MAX_SKEW_SECS: u64 = 5;
+/// Proofs longer than this are refused before parsing.
+pub const MAX_PROOF_BYTES: usize = 8 * 1024;
+
+/// Why a DPoP proof was refused (`invalid_dpop_proof`, RFC 9449 section 7.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// Not a compact JWS with JSON parts, or over the size limit.
+    #[error("DPoP proof is malformed")]
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    #[error("DPoP proof typ must be dpop+jwt")]
+    Type,
+    /// `alg` is not an asymmetric algorithm writ accepts.
+    #[error("DPoP proof algorithm is not allowed")]
+    Algorithm,
+    /// `jwk` is missing, not a public key, or carries private members.
+    #[error("DPoP proof jwk must be a public key without private parts")]
+    Key,
+    /// The signature does not verify with the embedded key.
+    #[error("DPoP proof signature is invalid")]
+    Signature,
+    /// `htm` is not this request's method.
+    #[error("DPoP proof htm does not match the request")]
+    Method,
+    /// `htu` is not this endpoint.
+    #[error("DPoP proof htu does not match the request")]
+    Uri,
+    /// `iat` is outside the accepted window.
+    #[error("DPoP proof is too old or from the future")]
+    Time,
+    /// This `jti` was already used inside the window.
+    #[error("DPoP proof was replayed")]
+    Replay,
+    /// `ath` does not match the access token presented with it.
+    #[error("DPoP proof ath does not match the access token")]
+    AccessTokenHash,
+    /// The proof's key is not the one the token is bound to.
+    #[error("DPoP proof key does not match the token's binding")]
+    Binding,
+}
+
+/// Remembers `jti`s for the window, so a proof is accepted once.
+pub struct ReplayCache {
+    seen: moka::sync::Cache<String, ()>,
+}
+
+impl ReplayCache {
+    /// A cache holding at most `capacity` proofs.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(Duration::from_secs(MAX_AGE_SECS + MAX_SKEW_SECS + 1))
+                .build(),
+        }
+    }
+
+    /// True the first time `key` is seen.
+    fn first_use(&self, key: String) -> bool {
+        self.seen.entry(key).or_insert_with(|| ()).is_fresh()
+    }
+}
+
+/// What a proof must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// `htm`, e.g. `POST`.
+    pub method: &'a str,
+    /// `htu`: the endpoint URL without query or fragment.
+    pub uri: &'a str,
+    /// Seconds since the epoch.
+    pub now: u64,
+    /// The access token presented with the proof, if any (`ath`).
+    pub access_token: Option<&'a str>,
+}
+
+fn segment(s: &str) -> Result<Map<String, Value>, DpopError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| DpopError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| DpopError::Malformed)
+}
+
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
+/// RFC 7638 thumbprint of a public JWK, from its required members only.
+pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, DpopError> {
+    let s = |k: &str| jwk.get(k).and_then(Value::as_str).ok_or(DpopError::Key);
+    let canonical = match s("kty")? {
+        "EC" => json!({"crv": s("crv")?, "kty": "EC", "x": s("x")?, "y": s("y")?}),
+        "OKP" => json!({"crv": s("crv")?, "kty": "OKP", "x": s("x")?}),
+        "RSA" => json!({"e": s("e")?, "kty": "RSA", "n": s("n")?}),
+        _ => return Err(DpopError::Key),
+    };
+    Ok(URL_SAFE_NO_PAD.encode(sha256(canonical.to_string().as_bytes())))
+}
+
+/// Checks a proof; returns the thumbprint of its key.
+pub fn verify(
+    proof: &str,
+    expected: &Expected<'_>,
+    replay: &ReplayCache,
+) -> Result<String, DpopError> {
+    if proof.len() > MAX_PROOF_BYTES {
+        return Err(DpopError::Malformed);
+    }
+    let mut parts = proof.split('.');
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(DpopError::Malformed);
+    };
+    let header = segment(h)?;
+    if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
+        return Err(DpopError::Type);
+    }
+    let alg = match header.get("alg").and_then(Value::as_str) {
+        Some("ES256") => Algorithm::ES256,
+        Some("ES384") => Algorithm::ES384,
+        Some("EdDSA") => Algorithm::EdDSA,
+        Some("RS256") => Algorithm::RS256,
+        Some("PS256") => Algorithm::PS256,
+        _ => return Err(DpopError::Algorithm),
+    };
+    let jwk = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .ok_or(DpopError::Key)?;
+    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        return Err(DpopError::Key);
+    }
+    let jkt = thumbprint(jwk)?;
+    let parsed: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| DpopError::Key)?;
+    let key = DecodingKey::from_jwk(&parsed).map_err(|_| DpopError::Key)?;
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(proof, &key, &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => DpopError::Signature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+            | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => DpopError::Key,
+            _ => DpopError::Malformed,
+        })?
+        .claims;
+    // Structural check on the payload too (jsonwebtoken already parsed it).
+    let _ = segment(p)?;
+    let text = |k: &str| claims.get(k).and_then(Value::as_str);
+    if text("htm") != Some(expected.method) {
+        return Err(DpopError::Method);
+    }
+    if text("htu").map(|u| u.split(['?', '#']).next().unwrap_or(u)) != Some(expected.uri) {
+        return Err(DpopError::Uri);
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or(DpopError::Time)?;
+    if iat + MAX_AGE_SECS < expected.now || iat > expected.now + MAX_SKEW_SECS {
+        return Err(DpopError::Time);
+    }
+    if let Some(token) = expected.access_token
+        && text("ath") != Some(access_token_hash(token).as_str())
+    {
+        return Err(DpopError::AccessTokenHash);
+    }
+    let jti = text("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or(DpopError::Malformed)?;
+    // Replay is checked last, so a proof refused for another reason does not
+    // burn its jti.
+    if !replay.first_use(format!("{jkt}:{jti}")) {
+        return Err(DpopError::Replay);
+    }
+    Ok(jkt)
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// SHA-256 of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// `ath`: the base64url SHA-256 of an access token (RFC 9449 section 4.2).
+pub fn access_token_hash(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(access_token.as_bytes()))
+}
+
+/// A DPoP key: an ES256 key pair generated in memory for this process. The
+/// private half never leaves it; tokens bound to it die with the process,
+/// which is what a thief holding only the token file finds.
+pub struct DpopKey {
+    pair: EcdsaKeyPair,
+    rng: SystemRandom,
+    /// The public JWK, serialized once: it goes into every proof's header.
+    header_prefix: String,
+    thumbprint: String,
+}
+
+impl std::fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopKey")
+            .field("jkt", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DpopKey {
+    /// A fresh P-256 key.
+    pub fn generate() -> Result<Self, crate::Error> {
+        let rng = SystemRandom::new();
+        let failed = |what: &str| crate::Error::Config(format!("DPoP key: {what}"));
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| failed("generation failed"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| failed("rejected by ring"))?;
+        // An uncompressed point: 0x04, x (32 bytes), y (32 bytes).
+        let point = pair.public_key().as_ref();
+        let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
+            return Err(failed("unexpected public key encoding"));
+        };
+        let jwk = json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
+        });
+        let thumbprint = jwk
+            .as_object()
+            .map(thumbprint)
+            .transpose()
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed("thumbprint"))?;
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        Ok(Self {
+            pair,
+            rng,
+            header_prefix: URL_SAFE_NO_PAD.encode(header.to_string()),
+            thumbprint,
+        })
+    }
+
+    /// The RFC 7638 thumbprint of the public key: the `cnf.jkt` of tokens
+    /// bound to it.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// A proof for one request: `method` and `uri` as the server will see
+    /// them (query and fragment are dropped), and, when presenting an access
+    /// token, that token (its hash goes into `ath`).
+    pub fn proof(
+        &self,
+        method: &str,
+        uri: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, crate::Error> {
+        let mut jti = [0u8; 16];
+        self.rng
+            .fill(&mut jti)
+            .map_err(|_| crate::Error::Config("DPoP proof: no randomness".into()))?;
+        let iat = unix_now();
+        let htu = uri.split(['?', '#']).next().unwrap_or(uri);
+        let mut claims = json!({
+            "htm": method,
+            "htu": htu,
+            "iat": iat,
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+        });
+        if let (Some(token), Some(map)) = (access_token, claims.as_object_mut()) {
+            map.insert("ath".into(), Value::String(access_token_hash(token)));
+        }
+        let input = format!(
+            "{}.{}",
+            self.header_prefix,
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&self.rng, input.as_bytes())
+            .map_err(|_| crate::Error::Config("DPoP proof: signing failed".into()))?;
+        Ok(format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_matches_rfc_7638_example() {
+        // RFC 7638 section 3.1.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            thumbprint(jwk.as_object().unwrap()).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    fn replay() -> ReplayCache {
+        ReplayCache::new(100)
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn a_key_signs_proofs_the_verifier_accepts_once() {
+        let key = DpopKey::generate().unwrap();
+        let proof = key
+            .proof("GET", "https://rs.example/orders?page=2", Some("tok"))
+            .unwrap();
+        let expected = Expected {
+            method: "GET",
+            uri: "https://rs.example/orders",
+            now: now(),
+            access_token: Some("tok"),
+        };
+        let cache = replay();
+        assert_eq!(verify(&proof, &expected, &cache).unwrap(), key.thumbprint());
+        assert_eq!(verify(&proof, &expected, &cache), Err(DpopError::Replay));
+    }
+
+    #[test]
+    fn a_proof_for_another_token_or_request_is_refused() {
+        let key = DpopKey::generate().unwrap();
+        let proof = key
+            .proof("GET", "https://rs.example/a", Some("tok"))
+            .unwrap();
+        let base = Expected {
+            method: "GET",
+            uri: "https://rs.example/a",
+            now: now(),
+            access_token: Some("tok"),
+        };
+        let cases = [
+            (
+                Expected {
+                    access_token: Some("other"),
+                    ..base
+                },
+                DpopError::AccessTokenHash,
+            ),
+            (
+                Expected {
+                    method: "POST",
+                    ..base
+                },
+                DpopError::Method,
+            ),
+            (
+                Expected {
+                    uri: "https://rs.example/b",
+                    ..base
+                },
+                DpopError::Uri,
+            ),
+            (
+                Expected {
+                    now: now() + MAX_AGE_SECS + 10,
+                    ..base
+                },
+                DpopError::Time,
+            ),
+        ];
+        for (expected, error) in cases {
+            assert_eq!(verify(&proof, &expected, &replay()), Err(error));
+        }
+    }
+}
