@@ -28,6 +28,15 @@ pub const DEV_ISSUER_KEY: &str = "dev-issuer-key.pem";
 pub const DEV_ISSUER_JWKS: &str = "dev-issuer.jwks.json";
 /// The dev admin bearer token (for `WRIT_ADMIN_TOKEN`).
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+/// A dev client certificate naming the `payments/api` workload, for mTLS.
+pub const DEV_CLIENT_CERT: &str = "dev-client.pem";
+/// Its private key.
+pub const DEV_CLIENT_KEY: &str = "dev-client-key.pem";
+/// The SPIFFE ID in the dev client certificate.
+pub const DEV_CLIENT_SPIFFE_ID: &str = "spiffe://cluster.local/ns/payments/sa/api";
+/// How long a dev client certificate lives: short lifetimes, not
+/// revocation lists, are how mTLS identities are retired.
+pub const DEV_CLIENT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Why dev material could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +151,34 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
         written.push(admin_path);
     }
     Ok(written)
+}
+
+/// Issues a fresh dev client certificate under `dir`, signed by the dev CA
+/// and valid for [`DEV_CLIENT_LIFETIME`] from `now`, replacing the previous
+/// one: each dev start hands out a new short-lived identity.
+pub fn issue_dev_client(dir: &Path, now: u64) -> Result<[PathBuf; 2], CertsError> {
+    let ca_key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?)?;
+    let ca_cert =
+        CertificateParams::from_ca_cert_pem(&read(&dir.join(CA_CERT))?)?.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "writ dev client");
+    params.subject_alt_names = vec![rcgen::SanType::URI(DEV_CLIENT_SPIFFE_ID.try_into()?)];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    // A minute of slack for clocks that disagree a little.
+    params.not_before = epoch + std::time::Duration::from_secs(now.saturating_sub(60));
+    params.not_after = epoch + std::time::Duration::from_secs(now) + DEV_CLIENT_LIFETIME;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    let (cert_path, key_path) = (dir.join(DEV_CLIENT_CERT), dir.join(DEV_CLIENT_KEY));
+    for p in [&cert_path, &key_path] {
+        let _ = std::fs::remove_file(p);
+    }
+    write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    Ok([cert_path, key_path])
 }
 
 /// The SHA-256 (hex) of the dev admin token in `dir`, for `admin.token_sha256`.

@@ -68,7 +68,16 @@ async fn walk(dir: &std::path::Path, base: &str) -> Result<(), CliError> {
         2,
         "mint: exchange it for a token for payments-db, scope read, asking for 15 minutes",
     );
-    let token = exchange(&client, base, &sa_token, "payments-db", "read", Some(900)).await?;
+    let token = exchange(
+        &client,
+        base,
+        &sa_token,
+        "payments-db",
+        "read",
+        Some(900),
+        None,
+    )
+    .await?;
     let claims = decode_claims(&token).unwrap_or_default();
     println!(
         "{}",
@@ -89,13 +98,13 @@ async fn walk(dir: &std::path::Path, base: &str) -> Result<(), CliError> {
     let legacy = issuer
         .service_account_token("payments", "legacy", now, 600)
         .map_err(CliError::new)?;
-    match exchange(&client, base, &legacy, "payments-db", "read", None).await {
+    match exchange(&client, base, &legacy, "payments-db", "read", None, None).await {
         Ok(_) => return Err(CliError::new("expected a denial for payments/legacy")),
         Err(e) => println!("refused: {e}"),
     }
 
     step(4, "deny: an unknown target");
-    match exchange(&client, base, &sa_token, "no-such-db", "read", None).await {
+    match exchange(&client, base, &sa_token, "no-such-db", "read", None, None).await {
         Ok(_) => return Err(CliError::new("expected invalid_target")),
         Err(e) => println!("refused: {e}"),
     }

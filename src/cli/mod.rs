@@ -101,6 +101,11 @@ struct TokenArgs {
     /// Print the token's claims as JSON instead of the token.
     #[arg(long)]
     decode: bool,
+    /// Bind the token to a fresh in-memory key with DPoP (RFC 9449). The key
+    /// dies with this command, so the printed token is only good for showing
+    /// the binding (`--decode`).
+    #[arg(long)]
+    dpop: bool,
 }
 
 /// Where a running broker is, and which CA to trust for it.
@@ -298,6 +303,9 @@ async fn serve(
     Ok(())
 }
 
+/// Where dev mode serves the API for Unix peer-credential attestation.
+const DEV_UNIX_SOCKET: &str = "writ.sock";
+
 /// Dev mode: generate certificates and the dev issuer, write the example
 /// policies if absent, and say loudly what is trusted.
 fn prepare_dev(config: &mut Config) -> Result<(), CliError> {
@@ -309,6 +317,18 @@ fn prepare_dev(config: &mut Config) -> Result<(), CliError> {
         .admin
         .token_sha256
         .push(certs::dev_admin_token_sha256(dir).map_err(CliError::new)?);
+    // mTLS and Unix-socket attestation work out of the box too: the dev CA
+    // signs a short-lived client certificate for payments/api, and the API
+    // is also served on ./writ.sock.
+    certs::issue_dev_client(dir, SystemClock.unix_now()).map_err(CliError::new)?;
+    config
+        .tls
+        .client_ca
+        .get_or_insert_with(|| dir.join(certs::CA_CERT));
+    config
+        .server
+        .unix_socket
+        .get_or_insert_with(|| PathBuf::from(DEV_UNIX_SOCKET));
     if !config.policy.dir.exists() {
         crate::policy::write_examples(&config.policy.dir).map_err(CliError::new)?;
         tracing::info!(dir = %config.policy.dir.display(), "wrote the example policies");
@@ -340,6 +360,11 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
     }
     let audience = args.audience.as_deref().unwrap_or_default();
     let (server, client) = args.broker.connect(&config, &args.certs)?;
+    let dpop = if args.dpop {
+        Some(writ_sdk::DpopKey::generate().map_err(CliError::new)?)
+    } else {
+        None
+    };
     let access_token = exchange(
         &client,
         &server,
@@ -347,6 +372,7 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
         audience,
         &args.scope.join(" "),
         args.ttl,
+        dpop.as_ref(),
     )
     .await?;
     if args.decode {
@@ -374,7 +400,8 @@ pub(crate) fn https_client(ca: &Path) -> Result<reqwest::Client, CliError> {
         .map_err(CliError::new)
 }
 
-/// Exchanges a subject token; returns the access token or the RFC 6749 error as text.
+/// Exchanges a subject token, with a DPoP proof by `dpop` if given; returns
+/// the access token or the RFC 6749 error as text.
 pub(crate) async fn exchange(
     client: &reqwest::Client,
     server: &str,
@@ -382,6 +409,7 @@ pub(crate) async fn exchange(
     audience: &str,
     scope: &str,
     ttl: Option<u64>,
+    dpop: Option<&writ_sdk::DpopKey>,
 ) -> Result<String, CliError> {
     let ttl = ttl.map(|t| t.to_string());
     let mut form = vec![
@@ -398,9 +426,14 @@ pub(crate) async fn exchange(
         form.push(("requested_ttl", t));
     }
     let url = format!("{}/oauth2/token", server.trim_end_matches('/'));
-    let resp = client
-        .post(&url)
-        .form(&form)
+    let mut request = client.post(&url).form(&form);
+    if let Some(key) = dpop {
+        request = request.header(
+            "DPoP",
+            key.proof("POST", &url, None).map_err(CliError::new)?,
+        );
+    }
+    let resp = request
         .send()
         .await
         .map_err(|e| CliError::new(format!("POST {url}: {e}")))?;

@@ -28,6 +28,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "binding.cedar",
         include_str!("../../policies/binding.cedar"),
     ),
+    ("local.cedar", include_str!("../../policies/local.cedar")),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

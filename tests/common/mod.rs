@@ -23,6 +23,7 @@ mod policies;
 mod revocation;
 mod server;
 mod time;
+mod unix;
 mod wait;
 
 pub use cli::{CliOutput, run_python, run_writ, run_writ_with_env};
@@ -44,6 +45,7 @@ pub use revocation::{
 };
 pub use server::Server;
 pub use time::{Utc, cedar_datetime, now, parse_rfc3339, rfc3339};
+pub use unix::post_unix;
 pub use wait::{POLL, WAIT, eventually, eventually_within};
 
 /// The namespace of the workload most tests attest as.
