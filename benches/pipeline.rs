@@ -70,6 +70,7 @@ fn benches(c: &mut Criterion) {
                         source_ip: IpAddr::from([127, 0, 0, 1]),
                         sender_constrained: false,
                         delegation_depth: 0,
+                        actor: None,
                     })
                     .unwrap();
                 assert!(!d.granted().is_empty());

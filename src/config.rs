@@ -161,6 +161,9 @@ pub struct TokensConfig {
     pub max_ttl: Duration,
     /// How many DPoP proof `jti`s are remembered to refuse replays.
     pub dpop_replay_cache: u64,
+    /// How many agents may stand between a token's subject and its holder
+    /// (the length of the `act` chain).
+    pub max_delegation_depth: u32,
 }
 
 impl Default for TokensConfig {
@@ -170,6 +173,7 @@ impl Default for TokensConfig {
             default_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(900),
             dpop_replay_cache: 100_000,
+            max_delegation_depth: 3,
         }
     }
 }

@@ -241,14 +241,21 @@ pub enum EntityType {
     Workload,
     /// An AI agent.
     Agent,
+    /// A person (e.g. from the company's identity provider), for whom an
+    /// agent may act.
+    User,
 }
 
 impl EntityType {
+    /// Every type a principal can have.
+    pub const ALL: [Self; 3] = [Self::Workload, Self::Agent, Self::User];
+
     /// The Cedar type name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Workload => "Workload",
             Self::Agent => "Agent",
+            Self::User => "User",
         }
     }
 
@@ -257,6 +264,7 @@ impl EntityType {
         match s {
             "Workload" => Some(Self::Workload),
             "Agent" => Some(Self::Agent),
+            "User" => Some(Self::User),
             _ => None,
         }
     }

@@ -98,6 +98,7 @@ impl Pipeline {
                 source_ip: IpAddr::from([127, 0, 0, 1]),
                 sender_constrained: false,
                 delegation_depth: 0,
+                actor: None,
             })
             .unwrap();
         let granted = decision.granted();

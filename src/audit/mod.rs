@@ -60,6 +60,10 @@ pub struct AuditRecord {
     /// The kill-switch entry this record made, lifted or was refused by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<String>,
+    /// Who acts for the principal: the delegation chain, newest actor first
+    /// (the minted token's `act`, flattened).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub act: Vec<String>,
 }
 
 impl AuditRecord {
@@ -82,6 +86,7 @@ impl AuditRecord {
             error: None,
             reason: None,
             revocation: None,
+            act: Vec::new(),
         }
     }
 }

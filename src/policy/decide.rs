@@ -34,6 +34,9 @@ pub struct DecisionRequest<'a> {
     pub sender_constrained: bool,
     /// Hops of delegation (0 when the subject acts for itself).
     pub delegation_depth: u32,
+    /// The agent acting for the principal, when delegated: Cedar sees it as
+    /// `context.actor`, an entity with its attributes and parents.
+    pub actor: Option<&'a Attested>,
 }
 
 /// Cedar's verdict on one scope.
@@ -86,13 +89,26 @@ impl PolicySnapshot {
             .targets
             .get(req.target.as_str())
             .ok_or(PolicyError::UnknownTarget)?;
-        let (principal_uid, entities) = self.request_entities(req.principal, &slice.entities)?;
+        let mut builder = EntitiesBuilder::default();
+        let principal_uid = self.add_attested(req.principal, &mut builder)?;
+        let actor_uid = req
+            .actor
+            .map(|actor| self.add_attested(actor, &mut builder))
+            .transpose()?;
+        for e in &slice.entities {
+            builder.add(e.clone());
+        }
+        let entities = Entities::from_entities(builder.all, None)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
         let resource = slice
             .entities
             .first()
             .map(Entity::uid)
             .ok_or(PolicyError::UnknownTarget)?;
-        let base_context = base_context(req);
+        let mut base_context = base_context(req);
+        if let Some(uid) = actor_uid {
+            base_context.push(("actor".into(), RestrictedExpression::new_entity_uid(uid)));
+        }
         let authorizer = Authorizer::new();
         let mut scopes = Vec::with_capacity(req.scopes.len());
         let mut max_ttl: Option<u64> = None;
@@ -141,14 +157,14 @@ impl PolicySnapshot {
         Ok(Decision { scopes, max_ttl })
     }
 
-    /// The principal entity (attested attributes the schema declares, plus
-    /// parents and attributes from `entities.json`), its ancestors, and the
-    /// target slice's entities.
-    fn request_entities(
+    /// Adds the entity for an attested party (attested attributes the
+    /// schema declares, plus parents and attributes from `entities.json`)
+    /// and its parents; returns its uid.
+    fn add_attested(
         &self,
         who: &Attested,
-        target_entities: &[Entity],
-    ) -> Result<(EntityUid, Entities), PolicyError> {
+        builder: &mut EntitiesBuilder,
+    ) -> Result<EntityUid, PolicyError> {
         let type_name = self
             .type_names
             .get(&who.entity_type)
@@ -174,8 +190,6 @@ impl PolicySnapshot {
             })
             .collect();
         let mut parents = HashSet::new();
-        let mut all: Vec<Entity> = Vec::with_capacity(target_entities.len() + 4);
-        let mut seen: HashSet<EntityUid> = HashSet::new();
         if let Some(known) = self.entities.get(&uid) {
             let (_, known_attrs, known_parents) = known.clone().into_inner();
             for (k, v) in known_attrs {
@@ -183,26 +197,31 @@ impl PolicySnapshot {
                 attrs.entry(k).or_insert(v);
             }
             for parent in &known_parents {
-                if let Some(e) = self.entities.get(parent)
-                    && seen.insert(parent.clone())
-                {
-                    all.push(e.clone());
+                if let Some(e) = self.entities.get(parent) {
+                    builder.add(e.clone());
                 }
             }
             parents = known_parents;
         }
-        let principal = Entity::new(uid.clone(), attrs, parents)
+        let entity = Entity::new(uid.clone(), attrs, parents)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        seen.insert(uid.clone());
-        all.push(principal);
-        for e in target_entities {
-            if seen.insert(e.uid()) {
-                all.push(e.clone());
-            }
+        builder.add(entity);
+        Ok(uid)
+    }
+}
+
+/// The entities of one request, each once (the first one added wins).
+#[derive(Default)]
+struct EntitiesBuilder {
+    all: Vec<Entity>,
+    seen: HashSet<EntityUid>,
+}
+
+impl EntitiesBuilder {
+    fn add(&mut self, entity: Entity) {
+        if self.seen.insert(entity.uid()) {
+            self.all.push(entity);
         }
-        let entities =
-            Entities::from_entities(all, None).map_err(|e| PolicyError::Request(e.to_string()))?;
-        Ok((uid, entities))
     }
 }
 

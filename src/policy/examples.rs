@@ -29,6 +29,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../policies/binding.cedar"),
     ),
     ("local.cedar", include_str!("../../policies/local.cedar")),
+    ("agents.cedar", include_str!("../../policies/agents.cedar")),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

@@ -206,7 +206,7 @@ impl PolicySnapshot {
             );
         }
 
-        let type_names = [EntityType::Workload, EntityType::Agent]
+        let type_names = EntityType::ALL
             .into_iter()
             .map(|t| {
                 (
@@ -329,7 +329,7 @@ fn declared_attributes(
         if !ns.is_empty() {
             continue; // writ's entity types live in the empty namespace
         }
-        for ty in [EntityType::Workload, EntityType::Agent] {
+        for ty in EntityType::ALL {
             let attrs = body
                 .pointer(&format!("/entityTypes/{}/shape/attributes", ty.as_str()))
                 .and_then(Value::as_object);

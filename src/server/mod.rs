@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod delegation;
 mod error;
 mod feed;
 mod form;

@@ -14,6 +14,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
 
 use super::AppState;
+use super::delegation::Delegation;
 use super::error::Refusal;
 use super::form::Form;
 use super::listener::Peer;
@@ -28,9 +29,12 @@ use crate::token::{AccessClaims, MintRequest};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
-const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-const TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
-const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// RFC 8693 token type of a JWT attestation.
+pub(super) const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 8693 token type of an OIDC ID token.
+pub(super) const TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// RFC 8693 token type of an access token (a writ token).
+pub(super) const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// A fresh id for one decision (128 random bits, hex).
 pub fn new_decision_id() -> String {
@@ -121,9 +125,15 @@ async fn exchange(
                 )
             })?,
     };
-    if form.optional("actor_token").is_some() {
+    let actor_token = form.optional("actor_token");
+    if actor_token.is_some() && grant == CLIENT_CREDENTIALS {
         return Err(Refusal::InvalidRequest(
-            "actor_token (delegation) is not supported yet".into(),
+            "actor_token needs the token-exchange grant".into(),
+        ));
+    }
+    if actor_token.is_none() && form.optional("actor_token_type").is_some() {
+        return Err(Refusal::InvalidRequest(
+            "actor_token_type without actor_token".into(),
         ));
     }
 
@@ -169,17 +179,47 @@ async fn exchange(
             }
         }
     };
+    let delegation = match (actor_token, parent.as_ref()) {
+        (None, Some(p)) => p
+            .act
+            .as_ref()
+            .map(|act| Delegation::inherited(act, p.exp))
+            .transpose()?,
+        (None, None) => None,
+        (Some(token), _) => Some(
+            Delegation::attest(
+                app,
+                peer,
+                dpop_jkt.as_deref(),
+                token,
+                form.required("actor_token_type")?,
+                &subject,
+                parent.as_ref().and_then(|p| p.act.as_ref()),
+                &mut trail.record.revocation,
+            )
+            .await?,
+        ),
+    };
     // A token minted over mTLS is bound to the certificate (RFC 8705); a
-    // narrowed token keeps its parent's binding.
+    // narrowed token keeps its parent's binding (proven by this request); a
+    // delegated one the binding of the agent's own token.
     let cnf = match (&dpop_jkt, &parent, grant == CLIENT_CREDENTIALS) {
         (Some(jkt), _, _) => Some(serde_json::json!({ "jkt": jkt })),
-        (None, Some(p), _) => p.cnf.clone(),
+        (None, Some(p), _) if p.cnf.is_some() => p.cnf.clone(),
+        _ if delegation.as_ref().is_some_and(|d| d.actor_cnf.is_some()) => {
+            delegation.as_ref().and_then(|d| d.actor_cnf.clone())
+        }
         (None, None, true) => peer.client.as_ref().map(|c| c.confirmation()),
-        (None, None, false) => None,
+        _ => None,
     };
     let token_type = if dpop_jkt.is_some() { "DPoP" } else { "Bearer" };
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
+    let actors: Vec<&str> = delegation
+        .as_ref()
+        .map(|d| d.actors.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    trail.record.act = actors.iter().map(|a| (*a).to_owned()).collect();
 
     let attestation_issuer = match subject.attributes.get("issuer") {
         Some(AttrValue::String(s)) => Some(s.as_str()),
@@ -189,7 +229,7 @@ async fn exchange(
         subject: subject.principal.as_str(),
         audience: audience.as_str(),
         attestation_issuer,
-        actors: &[],
+        actors: &actors,
     };
     refuse_if_blocked(app, &facts, now, trail)?;
 
@@ -201,7 +241,8 @@ async fn exchange(
         now,
         source_ip: peer.addr.ip(),
         sender_constrained: cnf.is_some(),
-        delegation_depth: 0,
+        delegation_depth: delegation.as_ref().map_or(0, |d| d.depth),
+        actor: delegation.as_ref().map(|d| d.actor.as_ref()),
     })?;
     let granted = decision.granted();
     trail.record.policies = decision.policies();
@@ -223,6 +264,10 @@ async fn exchange(
     if let Some(parent) = &parent {
         ttl = ttl.min(parent.exp.saturating_sub(now));
     }
+    // Nor may a delegated token outlive the agent's own credential.
+    if let Some(d) = &delegation {
+        ttl = ttl.min(d.actor.expires_at.saturating_sub(now));
+    }
     let ttl = Ttl::from_secs(ttl)
         .map_err(|_| Refusal::InvalidGrant("subject_token has no lifetime left".into()))?;
     let minted = app.minter.mint(MintRequest {
@@ -234,7 +279,7 @@ async fn exchange(
         scopes: &granted,
         ttl,
         now,
-        act: None,
+        act: delegation.as_ref().map(|d| d.act.clone()),
         cnf,
     })?;
     // A block acknowledged while this request was deciding must still win:
@@ -321,22 +366,31 @@ fn narrowing(
             "scope is wider than the subject token's".into(),
         ));
     }
+    let attested = writ_token_principal(app, &claims)?;
+    Ok((Arc::new(attested), Some(claims)))
+}
+
+/// The principal a verified writ token speaks for, attested by the token
+/// itself (`attestation: writ`).
+pub(super) fn writ_token_principal(
+    app: &AppState,
+    claims: &AccessClaims,
+) -> Result<Attested, Refusal> {
     let principal = Principal::new(claims.sub.clone())
-        .map_err(|_| Refusal::InvalidGrant("subject_token sub is malformed".into()))?;
+        .map_err(|_| Refusal::InvalidGrant("a writ token's sub is malformed".into()))?;
     // The attestation issuer travels with the token, so blocks by issuer
-    // still apply to what is narrowed from it.
+    // still apply to what is narrowed or delegated from it.
     let mut attributes = std::collections::BTreeMap::new();
     let issuer = claims
         .attestation_issuer
         .clone()
         .unwrap_or_else(|| app.issuer.clone());
     attributes.insert("issuer".to_owned(), AttrValue::String(issuer));
-    let attested = Attested {
+    Ok(Attested {
         principal,
         entity_type: EntityType::parse(&claims.principal_type).unwrap_or_default(),
         kind: AttestationKind::Writ,
         attributes,
         expires_at: claims.exp,
-    };
-    Ok((Arc::new(attested), Some(claims)))
+    })
 }

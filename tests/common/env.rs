@@ -61,6 +61,12 @@ pub struct TestEnv {
     pub k8s: Issuer,
     /// A CI system (`kind = "oidc"`, issuer `https://ci.test`).
     pub ci: Issuer,
+    /// An agent platform (`kind = "oidc"`, `entity_type = "Agent"`, issuer
+    /// `https://agents.test`): its tokens attest AI agents by `sub`.
+    pub agents: Issuer,
+    /// The company's identity provider (`entity_type = "User"`, issuer
+    /// `https://people.test`): its tokens attest people by `sub`.
+    pub people: Issuer,
     pub config: Config,
     /// A bearer token whose SHA-256 is in `admin.token_sha256`.
     pub admin_token: String,
@@ -88,6 +94,8 @@ impl TestEnv {
         let env = Self {
             k8s: Issuer::kubernetes(alg),
             ci: Issuer::ci(Alg::Es256),
+            agents: Issuer::oidc("agents", "https://agents.test", "Agent"),
+            people: Issuer::oidc("people", "https://people.test", "User"),
             config: Config::default(),
             admin_token: format!("admin-{}", random_hex(16)),
             client_pki: Pki::new(),
@@ -215,7 +223,7 @@ principals = [{principals}]
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        for issuer in [&self.k8s, &self.ci] {
+        for issuer in self.issuers() {
             toml += &issuer.toml("ca.pem");
             toml += "\n";
         }
@@ -224,7 +232,7 @@ principals = [{principals}]
 
     /// Writes writ.toml and the issuers' JWKS files as they stand now.
     pub fn write_config(&self) {
-        for issuer in [&self.k8s, &self.ci] {
+        for issuer in self.issuers() {
             self.write(&issuer.jwks_file_name(), &issuer.jwks().to_string());
         }
         self.write("writ.toml", &self.config_toml());
@@ -273,6 +281,15 @@ principals = [{principals}]
     pub fn service_account_token(&self, namespace: &str, service_account: &str) -> String {
         self.k8s
             .sign(&self.k8s.service_account_claims(namespace, service_account))
+    }
+
+    fn issuers(&self) -> [&Issuer; 4] {
+        [&self.k8s, &self.ci, &self.agents, &self.people]
+    }
+
+    /// An OIDC token attesting the agent `name` for ten minutes.
+    pub fn agent_token(&self, name: &str) -> String {
+        self.agents.oidc_token(name, 600)
     }
 
     /// An OIDC token of the CI job for acme/app on main.

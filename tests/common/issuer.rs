@@ -250,6 +250,37 @@ impl Issuer {
         }
     }
 
+    /// An OIDC identity provider at `iss` whose subjects are `entity_type`
+    /// principals named by their `sub`.
+    pub fn oidc(name: &str, iss: &str, entity_type: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: "oidc",
+            iss: iss.to_string(),
+            audience: "writ".to_string(),
+            trust_domain: None,
+            entity_type: Some(entity_type.to_string()),
+            subject: None,
+            jwks_uri: None,
+            jwks_refresh: None,
+            key: SigningKey::generate(Alg::Es256),
+        }
+    }
+
+    /// An OIDC token naming `sub`, valid for `lifetime` seconds from now
+    /// (negative: already expired).
+    pub fn oidc_token(&self, sub: &str, lifetime: i64) -> String {
+        let now = now();
+        self.sign(&json!({
+            "iss": self.iss,
+            "aud": self.audience,
+            "sub": sub,
+            "iat": now.min(now + lifetime),
+            "nbf": now.min(now + lifetime),
+            "exp": now + lifetime,
+        }))
+    }
+
     pub fn jwks_file_name(&self) -> String {
         format!("{}-jwks.json", self.name)
     }

@@ -31,6 +31,11 @@ entity Agent in [Team] {
   "environment"?: String
 };
 
+entity User in [Team] {
+  "issuer"?: String,
+  "email"?: String
+};
+
 entity Target {
   "owner"?: String
 };
@@ -38,7 +43,7 @@ entity Target {
 entity Admin;
 
 action "mint" appliesTo {
-  principal: [Workload, Agent],
+  principal: [Workload, Agent, User],
   resource: [Target],
   context: {
     "scope": String,
@@ -50,7 +55,7 @@ action "mint" appliesTo {
     "attestation": String,
     "sender_constrained": Bool,
     "delegation_depth": Long,
-    "actor"?: { "id": String }
+    "actor"?: Agent
   }
 };
 

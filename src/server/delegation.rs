@@ -1,0 +1,188 @@
+//! RFC 8693 delegation: an agent, proven by `actor_token`, acting for the
+//! subject. The agent must attest as an `Agent`; the new token's `act`
+//! nests the subject token's chain inside this actor (newest outermost), and
+//! the chain may not grow past `tokens.max_delegation_depth`.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::Refusal;
+use super::listener::Peer;
+use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
+use crate::attest::Attested;
+use crate::model::{AttestationKind, EntityType, Principal};
+
+/// An agent acting for the subject of a token request.
+pub(super) struct Delegation {
+    /// The attested agent (Cedar's `context.actor`).
+    pub actor: Arc<Attested>,
+    /// The minted token's `act` claim.
+    pub act: Value,
+    /// Every actor in that chain, newest first.
+    pub actors: Vec<String>,
+    /// The chain's length (Cedar's `context.delegation_depth`).
+    pub depth: u32,
+    /// The binding of an actor writ token: the delegated token keeps it, so
+    /// it is as useless without the agent's key as the agent's own token.
+    pub actor_cnf: Option<Value>,
+}
+
+impl Delegation {
+    /// Attests `token` (of RFC 8693 type `token_type`) as an agent acting for
+    /// `subject`, whose own token carried the chain `prior` (when the
+    /// subject token is itself delegated).
+    #[allow(clippy::too_many_arguments)] // the request's parts, each checked here
+    pub(super) async fn attest(
+        app: &AppState,
+        peer: &Peer,
+        dpop_jkt: Option<&str>,
+        token: &str,
+        token_type: &str,
+        subject: &Attested,
+        prior: Option<&Value>,
+        revocation: &mut Option<String>,
+    ) -> Result<Self, Refusal> {
+        let (actor, actor_cnf) = match token_type {
+            TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(token).await {
+                Ok(attested) => (attested, None),
+                Err(e) => {
+                    app.metrics.attestation_failure(e.reason());
+                    return Err(Refusal::InvalidGrant(format!("actor_token: {e}")));
+                }
+            },
+            TYPE_ACCESS_TOKEN => {
+                let (attested, cnf) = writ_actor(app, peer, dpop_jkt, token, revocation)?;
+                (Arc::new(attested), cnf)
+            }
+            _ => {
+                return Err(Refusal::InvalidRequest(
+                    "actor_token_type is not supported".into(),
+                ));
+            }
+        };
+        if actor.entity_type != EntityType::Agent {
+            return Err(Refusal::InvalidGrant(format!(
+                "actor_token must attest an agent; it attests a {}",
+                actor.entity_type.as_str()
+            )));
+        }
+        if actor.principal == subject.principal {
+            return Err(Refusal::InvalidRequest(
+                "an agent cannot act for itself; drop actor_token".into(),
+            ));
+        }
+        let mut actors = vec![actor.principal.to_string()];
+        actors.extend(chain(prior));
+        let depth = u32::try_from(actors.len()).unwrap_or(u32::MAX);
+        let max = app.config.tokens.max_delegation_depth;
+        if depth > max {
+            return Err(Refusal::InvalidRequest(format!(
+                "delegation depth {depth} exceeds tokens.max_delegation_depth ({max})"
+            )));
+        }
+        let mut act = json!({ "sub": actor.principal.as_str() });
+        if let (Some(prior), Some(map)) = (prior, act.as_object_mut()) {
+            map.insert("act".into(), prior.clone());
+        }
+        Ok(Self {
+            actor,
+            act,
+            actors,
+            depth,
+            actor_cnf,
+        })
+    }
+}
+
+impl Delegation {
+    /// The chain of a delegated token being narrowed without a new actor:
+    /// the narrowed token keeps it, so it still names (and the kill switch
+    /// still reaches) every agent in it, and Cedar still sees the newest.
+    pub(super) fn inherited(act: &Value, expires_at: u64) -> Result<Self, Refusal> {
+        let actors = chain(Some(act));
+        let newest = actors
+            .first()
+            .and_then(|sub| Principal::new(sub.clone()).ok())
+            .ok_or_else(|| Refusal::InvalidGrant("subject_token act is malformed".into()))?;
+        Ok(Self {
+            actor: Arc::new(Attested {
+                principal: newest,
+                entity_type: EntityType::Agent,
+                kind: AttestationKind::Writ,
+                attributes: Default::default(),
+                expires_at,
+            }),
+            act: act.clone(),
+            depth: u32::try_from(actors.len()).unwrap_or(u32::MAX),
+            actors,
+            actor_cnf: None,
+        })
+    }
+}
+
+/// The `sub` of every actor in an `act` chain, newest first.
+fn chain(act: Option<&Value>) -> Vec<String> {
+    let mut actors = Vec::new();
+    let mut next = act;
+    while let Some(a) = next {
+        if let Some(sub) = a.get("sub").and_then(Value::as_str) {
+            actors.push(sub.to_owned());
+        }
+        next = a.get("act");
+    }
+    actors
+}
+
+/// An agent's own writ token as its attestation: issued by this broker for
+/// this broker (`aud` is its issuer), not itself delegated, not revoked, and
+/// presented by its holder when bound.
+fn writ_actor(
+    app: &AppState,
+    peer: &Peer,
+    dpop_jkt: Option<&str>,
+    token: &str,
+    revocation: &mut Option<String>,
+) -> Result<(Attested, Option<Value>), Refusal> {
+    let claims = app
+        .verifier
+        .verify(token)
+        .map_err(|e| Refusal::InvalidGrant(format!("actor_token: {e}")))?;
+    if claims.aud != app.issuer {
+        return Err(Refusal::InvalidGrant(
+            "actor_token must be a writ token for this broker's own audience".into(),
+        ));
+    }
+    if claims.act.is_some() {
+        return Err(Refusal::InvalidGrant(
+            "actor_token is itself delegated; present the agent's own token".into(),
+        ));
+    }
+    if !super::auth::held_by(claims.cnf.as_ref(), peer, || dpop_jkt.map(str::to_owned)) {
+        return Err(Refusal::InvalidGrant(
+            "actor_token is bound to a key this request does not prove".into(),
+        ));
+    }
+    if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+        *revocation = Some(entry.id.clone());
+        return Err(Refusal::InvalidGrant(format!(
+            "actor_token was revoked by the kill switch (entry {})",
+            entry.id
+        )));
+    }
+    let attested = writ_token_principal(app, &claims)?;
+    Ok((attested, claims.cnf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_lists_actors_newest_first() {
+        let act = json!({"sub": "b", "act": {"sub": "a"}});
+        assert_eq!(chain(Some(&act)), ["b", "a"]);
+        assert!(chain(None).is_empty());
+    }
+}

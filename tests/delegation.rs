@@ -1,0 +1,444 @@
+//! Delegation (issue 7; RFC 8693 `actor_token`): an AI agent acting for a
+//! workload or a person. The minted token keeps the subject as `sub`, names
+//! the agent in `act` (newest actor outermost) and `client_id`; Cedar sees
+//! `context.actor` with its parents and `delegation_depth`; a delegated token
+//! never widens what it came from; the chain is bounded; and the kill switch
+//! by actor stops an agent everywhere while its principals' own tokens live.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests panic on unexpected results"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Agents of the assistants team may read orders for others; no agent
+/// writes for anyone, and agents outside the team act for no one.
+const DELEGATION_POLICY: &str = r#"
+@id("assistants-read-orders")
+permit (principal, action == Action::"mint", resource == Target::"orders")
+when { context has actor && context.actor in Team::"assistants" && context.scope == "orders.read" };
+
+@id("only-assistants-act")
+forbid (principal, action == Action::"mint", resource)
+when { context has actor && !(context.actor in Team::"assistants") };
+
+@id("no-delegated-writes")
+forbid (principal, action == Action::"mint", resource)
+when { context.delegation_depth > 0 && context.scope != "orders.read" };
+"#;
+
+/// The standard entities plus the assistants team and its agents; `rogue`
+/// belongs to no team.
+const ENTITIES_WITH_AGENTS: &str = r#"[
+  {"uid": {"type": "Target", "id": "orders"}, "attrs": {"owner": "payments"}, "parents": []},
+  {"uid": {"type": "Target", "id": "ledger"}, "attrs": {"owner": "finance"}, "parents": []},
+  {"uid": {"type": "Target", "id": "https://writ.test"}, "attrs": {"owner": "platform"}, "parents": []},
+  {"uid": {"type": "Team", "id": "payments"}, "attrs": {}, "parents": []},
+  {"uid": {"type": "Team", "id": "assistants"}, "attrs": {}, "parents": []},
+  {
+    "uid": {"type": "Workload", "id": "spiffe://cluster.local/ns/payments/sa/api"},
+    "attrs": {},
+    "parents": [{"type": "Team", "id": "payments"}]
+  },
+  {"uid": {"type": "Agent", "id": "planner"}, "attrs": {}, "parents": [{"type": "Team", "id": "assistants"}]},
+  {"uid": {"type": "Agent", "id": "helper"}, "attrs": {}, "parents": [{"type": "Team", "id": "assistants"}]},
+  {"uid": {"type": "Agent", "id": "checker"}, "attrs": {}, "parents": [{"type": "Team", "id": "assistants"}]},
+  {"uid": {"type": "Agent", "id": "auditor"}, "attrs": {}, "parents": [{"type": "Team", "id": "assistants"}]},
+  {"uid": {"type": "Agent", "id": "rogue"}, "attrs": {}, "parents": []},
+  {"uid": {"type": "User", "id": "alice"}, "attrs": {}, "parents": [{"type": "Team", "id": "payments"}]}
+]
+"#;
+
+async fn start() -> (TestEnv, Server) {
+    let mut env = TestEnv::new();
+    env.config.issuer = Some(SELF_ISSUER.into());
+    env.write("policies/entities.json", ENTITIES_WITH_AGENTS);
+    env.write_policy("delegation.cedar", DELEGATION_POLICY);
+    env.write_policy("narrowing.cedar", NARROWING_POLICY);
+    let server = env.start().await;
+    (env, server)
+}
+
+/// `subject_token` (of `subject_type`) exchanged by the agent holding
+/// `actor_token` (an OIDC agent token unless `actor_type` says otherwise).
+fn delegate(
+    subject_token: &str,
+    subject_type: &str,
+    actor_token: &str,
+    actor_type: &str,
+    scope: &str,
+) -> TokenRequest {
+    TokenRequest::exchange(subject_token, ORDERS, scope)
+        .set("subject_token_type", subject_type)
+        .with("actor_token", actor_token)
+        .with("actor_token_type", actor_type)
+}
+
+/// The agent `agent` acting for the workload `payments/api`.
+fn agent_for_workload(env: &TestEnv, agent: &str, scope: &str) -> TokenRequest {
+    delegate(&env.k8s_token(), JWT, &env.agent_token(agent), JWT, scope)
+}
+
+/// The agent `agent` extending the chain of the writ token `token`.
+fn agent_for_token(env: &TestEnv, token: &str, agent: &str) -> TokenRequest {
+    delegate(
+        token,
+        ACCESS_TOKEN,
+        &env.agent_token(agent),
+        JWT,
+        "orders.read",
+    )
+}
+
+#[tokio::test]
+async fn delegated_token_keeps_the_subject_and_names_the_agent() {
+    let (env, server) = start().await;
+
+    let minted = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read"))
+            .await,
+    );
+
+    assert_eq!(minted.claims["sub"], WORKLOAD);
+    assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
+    assert_eq!(minted.claims["client_id"], "planner");
+    assert_eq!(minted.claims["scope"], "orders.read");
+    let introspected = server.introspect_as_admin(&minted.access_token).await;
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["act"], json!({"sub": "planner"}));
+    let jti = minted.claims["jti"].as_str().unwrap().to_owned();
+    let record = env
+        .audit_record_where("the delegated mint", |r| r["jti"] == jti.as_str())
+        .await;
+    assert_eq!(record["principal"], WORKLOAD);
+    assert_eq!(record["act"], json!(["planner"]));
+    let policies = record["policies"].as_array().unwrap();
+    assert!(
+        policies.contains(&json!("assistants-read-orders")),
+        "{policies:?}"
+    );
+}
+
+#[tokio::test]
+async fn agent_may_act_for_a_person_from_the_identity_provider() {
+    let (env, server) = start().await;
+    let alice = env.people.oidc_token("alice", 600);
+
+    let minted = assert_granted(
+        &server
+            .token(&delegate(
+                &alice,
+                JWT,
+                &env.agent_token("helper"),
+                JWT,
+                "orders.read",
+            ))
+            .await,
+    );
+
+    assert_eq!(minted.claims["sub"], "alice");
+    assert_eq!(minted.claims["principal_type"], "User");
+    assert_eq!(minted.claims["act"]["sub"], "helper");
+}
+
+#[tokio::test]
+async fn policy_refuses_an_agent_outside_the_team_and_delegated_writes() {
+    let (env, server) = start().await;
+
+    let rogue = server
+        .token(&agent_for_workload(&env, "rogue", "orders.read"))
+        .await;
+    assert_refused_because(&rogue, 403, "access_denied", "only-assistants-act");
+
+    let write = server
+        .token(&agent_for_workload(&env, "planner", "orders.write"))
+        .await;
+    assert_refused_because(&write, 403, "access_denied", "no-delegated-writes");
+
+    // The workload itself may still write: the forbid is about agents.
+    let own = server
+        .token(&TokenRequest::exchange(
+            &env.k8s_token(),
+            ORDERS,
+            "orders.write",
+        ))
+        .await;
+    assert_granted(&own);
+}
+
+#[tokio::test]
+async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
+    let (env, server) = start().await;
+    let first = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read"))
+            .await,
+    );
+
+    let second = assert_granted(
+        &server
+            .token(&agent_for_token(&env, &first.access_token, "helper"))
+            .await,
+    );
+    assert_eq!(second.claims["sub"], WORKLOAD);
+    assert_eq!(
+        second.claims["act"],
+        json!({"sub": "helper", "act": {"sub": "planner"}})
+    );
+    assert_eq!(second.claims["client_id"], "helper");
+
+    let third = assert_granted(
+        &server
+            .token(&agent_for_token(&env, &second.access_token, "checker"))
+            .await,
+    );
+    assert_eq!(
+        third.claims["act"],
+        json!({"sub": "checker", "act": {"sub": "helper", "act": {"sub": "planner"}}})
+    );
+
+    // A fourth hop passes tokens.max_delegation_depth (3 by default).
+    let fourth = server
+        .token(&agent_for_token(&env, &third.access_token, "auditor"))
+        .await;
+    assert_refused_because(
+        &fourth,
+        400,
+        "invalid_request",
+        "delegation depth 4 exceeds tokens.max_delegation_depth (3)",
+    );
+}
+
+#[tokio::test]
+async fn a_delegated_token_never_widens_what_it_came_from() {
+    let (env, server) = start().await;
+    let first = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read").requested_ttl(120))
+            .await,
+    );
+
+    let wider_scope = delegate(
+        &first.access_token,
+        ACCESS_TOKEN,
+        &env.agent_token("helper"),
+        JWT,
+        "orders.read orders.write",
+    );
+    assert_refused(&server.token(&wider_scope).await, 400, "invalid_scope");
+
+    let other_audience =
+        agent_for_token(&env, &first.access_token, "helper").set("audience", "ledger");
+    assert_refused(&server.token(&other_audience).await, 400, "invalid_target");
+
+    let longer = agent_for_token(&env, &first.access_token, "helper").requested_ttl(900);
+    let second = assert_granted(&server.token(&longer).await);
+    assert!(
+        second.claims["exp"].as_u64().unwrap() <= first.claims["exp"].as_u64().unwrap(),
+        "a delegated token outlived its subject token: {} > {}",
+        second.claims["exp"],
+        first.claims["exp"]
+    );
+}
+
+#[tokio::test]
+async fn narrowing_a_delegated_token_keeps_its_chain() {
+    let (env, server) = start().await;
+    let delegated = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read"))
+            .await,
+    );
+
+    let narrowed = assert_granted(
+        &server
+            .token(&TokenRequest::narrow(
+                &delegated.access_token,
+                ORDERS,
+                "orders.read",
+            ))
+            .await,
+    );
+
+    assert_eq!(narrowed.claims["act"], json!({"sub": "planner"}));
+    assert_eq!(narrowed.claims["client_id"], "planner");
+}
+
+#[tokio::test]
+async fn the_actor_kill_switch_stops_the_agent_for_everyone_and_only_the_agent() {
+    let (env, server) = start().await;
+    let for_workload = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read"))
+            .await,
+    );
+    let alice = env.people.oidc_token("alice", 600);
+    let for_alice = assert_granted(
+        &server
+            .token(&delegate(
+                &alice,
+                JWT,
+                &env.agent_token("planner"),
+                JWT,
+                "orders.read",
+            ))
+            .await,
+    );
+    let hop_two = assert_granted(
+        &server
+            .token(&agent_for_token(&env, &for_workload.access_token, "helper"))
+            .await,
+    );
+    let by_another_agent = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "helper", "orders.read"))
+            .await,
+    );
+    let own = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+
+    server.revoke(json!({"actor": "planner"}), true, None).await;
+
+    for (what, token) in [
+        ("planner for the workload", &for_workload),
+        ("planner for alice", &for_alice),
+        ("helper after planner", &hop_two),
+    ] {
+        let answer = server.introspect_as_admin(&token.access_token).await;
+        assert_eq!(answer["active"], false, "{what}: {answer}");
+    }
+    for (what, token) in [
+        ("helper alone", &by_another_agent),
+        ("the workload's own", &own),
+    ] {
+        let answer = server.introspect_as_admin(&token.access_token).await;
+        assert_eq!(answer["active"], true, "{what}: {answer}");
+    }
+    let blocked = server
+        .token(&agent_for_workload(&env, "planner", "orders.read"))
+        .await;
+    assert_refused_because(&blocked, 403, "access_denied", "blocked by the kill switch");
+    assert_granted(
+        &server
+            .token(&TokenRequest::exchange(
+                &env.k8s_token(),
+                ORDERS,
+                "orders.read",
+            ))
+            .await,
+    );
+    assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "helper", "orders.read"))
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn an_expired_or_revoked_actor_token_is_refused() {
+    let (env, server) = start().await;
+    let expired = env.agents.oidc_token("planner", -600);
+    let reply = server
+        .token(&delegate(
+            &env.k8s_token(),
+            JWT,
+            &expired,
+            JWT,
+            "orders.read",
+        ))
+        .await;
+    assert_refused(&reply, 400, "invalid_grant");
+    assert!(reply.text.contains("actor_token"), "{}", reply.text);
+
+    // The agent's own writ token for the broker works as its attestation...
+    let own = server
+        .mint(&env.agent_token("planner"), SELF_ISSUER, "introspect")
+        .await;
+    let as_writ_token = delegate(
+        &env.k8s_token(),
+        JWT,
+        &own.access_token,
+        ACCESS_TOKEN,
+        "orders.read",
+    );
+    let minted = assert_granted(&server.token(&as_writ_token).await);
+    assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
+
+    // ...until it is revoked.
+    let jti = own.claims["jti"].as_str().unwrap();
+    server.revoke(json!({"jti": jti}), false, None).await;
+    let refused = server.token(&as_writ_token).await;
+    assert_refused_because(&refused, 400, "invalid_grant", "actor_token was revoked");
+}
+
+#[tokio::test]
+async fn an_actor_token_that_is_not_an_agent_is_refused() {
+    let (env, server) = start().await;
+
+    let ci_job = delegate(&env.k8s_token(), JWT, &env.ci_token(), JWT, "orders.read");
+    assert_refused_because(
+        &server.token(&ci_job).await,
+        400,
+        "invalid_grant",
+        "actor_token must attest an agent",
+    );
+    let workload_writ_token = server
+        .mint(&env.k8s_token(), SELF_ISSUER, "introspect")
+        .await;
+    let as_writ = delegate(
+        &env.ci_token(),
+        JWT,
+        &workload_writ_token.access_token,
+        ACCESS_TOKEN,
+        "orders.read",
+    );
+    assert_refused_because(
+        &server.token(&as_writ).await,
+        400,
+        "invalid_grant",
+        "actor_token must attest an agent",
+    );
+}
+
+#[tokio::test]
+async fn malformed_delegation_requests_are_invalid_request() {
+    let (env, server) = start().await;
+    let cases: [(&str, TokenRequest); 3] = [
+        (
+            "actor_token without its type",
+            TokenRequest::exchange(&env.k8s_token(), ORDERS, "orders.read")
+                .with("actor_token", &env.agent_token("planner")),
+        ),
+        (
+            "actor_token_type without actor_token",
+            TokenRequest::exchange(&env.k8s_token(), ORDERS, "orders.read")
+                .with("actor_token_type", JWT),
+        ),
+        (
+            "an unknown actor_token_type",
+            agent_for_workload(&env, "planner", "orders.read")
+                .set("actor_token_type", "urn:example:saml"),
+        ),
+    ];
+    for (what, request) in cases {
+        let reply = server.token(&request).await;
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text);
+        assert_eq!(
+            reply.json["error"], "invalid_request",
+            "{what}: {}",
+            reply.text
+        );
+    }
+    let self_acting = delegate(
+        &env.agent_token("planner"),
+        JWT,
+        &env.agent_token("planner"),
+        JWT,
+        "orders.read",
+    );
+    assert_refused(&server.token(&self_acting).await, 400, "invalid_request");
+}
