@@ -53,14 +53,22 @@ const ENTITIES_WITH_AGENTS: &str = r#"[
 ]
 "#;
 
+/// The broker with agents and the delegation policy. Its `issuer` is
+/// pinned to [`SELF_ISSUER`], a target, so agents can hold writ tokens for
+/// the broker itself.
 async fn start() -> (TestEnv, Server) {
-    let mut env = TestEnv::new();
+    let mut env = env_with_agents();
     env.config.issuer = Some(SELF_ISSUER.into());
+    let server = env.start().await;
+    (env, server)
+}
+
+fn env_with_agents() -> TestEnv {
+    let env = TestEnv::new();
     env.write("policies/entities.json", ENTITIES_WITH_AGENTS);
     env.write_policy("delegation.cedar", DELEGATION_POLICY);
     env.write_policy("narrowing.cedar", NARROWING_POLICY);
-    let server = env.start().await;
-    (env, server)
+    env
 }
 
 /// `subject_token` (of `subject_type`) exchanged by the agent holding
@@ -441,4 +449,47 @@ async fn malformed_delegation_requests_are_invalid_request() {
         "orders.read",
     );
     assert_refused(&server.token(&self_acting).await, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn an_sdk_verifier_refuses_delegated_tokens_once_the_agent_is_killed() {
+    // The issuer stays the bound address, which the SDK can reach.
+    let env = env_with_agents();
+    let server = env.start().await;
+    let broker =
+        writ_sdk::Broker::with_ca_pem(server.url.as_str(), server.ca_pem().as_bytes()).unwrap();
+    let verifier = writ_sdk::Verifier::builder(broker, ORDERS)
+        .follow_revocations(
+            writ_sdk::FeedAuth::Bearer(server.admin_token().to_owned()),
+            std::time::Duration::from_secs(60),
+        )
+        .build()
+        .await
+        .unwrap();
+    let first = assert_granted(
+        &server
+            .token(&agent_for_workload(&env, "planner", "orders.read"))
+            .await,
+    );
+    let second = assert_granted(
+        &server
+            .token(&agent_for_token(&env, &first.access_token, "helper"))
+            .await,
+    );
+    let own = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+    assert!(verifier.verify(&second.access_token).await.is_ok());
+
+    server
+        .revoke(json!({"actor": "planner"}), false, None)
+        .await;
+
+    eventually(
+        "the verifier to refuse a token planner is in the chain of",
+        async || match verifier.verify(&second.access_token).await {
+            Err(writ_sdk::VerifyError::Revoked(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(verifier.verify(&own.access_token).await.is_ok());
 }
