@@ -69,13 +69,13 @@ TOML
 step "2. writ and the tool start"
 "$writ_bin" serve --config writ.toml >writ.out 2>writ.log &
 pids+=($!)
-for _ in $(seq 100); do grep -q "listening" writ.out 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "listening" writ.out 2>/dev/null && break; sleep 0.1; done
 grep -q "listening" writ.out || { cat writ.log; exit 1; }
 export WRIT_ADMIN_TOKEN="$(cat certs/dev-admin-token)"
 WRIT_BROKER="https://127.0.0.1:$writ_port" WRIT_CA=certs/ca.pem LISTEN="127.0.0.1:$tool_port" \
     "$tool_bin" >tool.log 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$tool_port/balance" && break; sleep 0.1; done
+for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$tool_port/balance" && break; sleep 0.1; done
 echo "writ on https://127.0.0.1:$writ_port, the tool on http://127.0.0.1:$tool_port/balance"
 
 step "3. the agent acts for alice"
@@ -85,7 +85,7 @@ agent=(python3 "$here/agent.py" --broker "https://127.0.0.1:$writ_port" --ca cer
        --tool "http://127.0.0.1:$tool_port/balance" --user-token-file alice.jwt --agent-token-file agent.jwt)
 "${agent[@]}" --calls 60 >agent.log 2>&1 &
 agent_pid=$!
-for _ in $(seq 100); do grep -q "tool answered 200" agent.log && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "tool answered 200" agent.log && break; sleep 0.1; done
 cat agent.log
 
 step "4. the operator kills the agent: writ revoke --actor assistant --block"
