@@ -93,7 +93,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_examples(dir.path()).unwrap();
         let snapshot = PolicySnapshot::load(dir.path()).unwrap();
-        assert_eq!(snapshot.policy_count(), 9);
+        assert_eq!(snapshot.policy_count(), 13);
         assert!(snapshot.has_target("payments-db"));
     }
 
