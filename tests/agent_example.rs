@@ -22,17 +22,21 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn the_agent_example_runs_and_the_kill_switch_stops_the_agent() {
     let writ = PathBuf::from(env!("CARGO_BIN_EXE_writ"));
-    // cargo builds the examples beside the binaries for `cargo test`.
+    // `cargo test --all-targets` builds examples as test harnesses, so the
+    // tool's own binary is built here (incrementally: its dependencies are
+    // already compiled for the tests).
+    let built = tokio::process::Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", "resource_server"])
+        .status()
+        .await
+        .unwrap();
+    assert!(built.success(), "cargo build --example resource_server");
     let tool = writ
         .parent()
         .unwrap()
         .join("examples")
         .join("resource_server");
-    assert!(
-        tool.exists(),
-        "{} is missing: run with --all-targets (the README's test command), which builds the examples",
-        tool.display()
-    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/agent/run.sh");
 
     let output = tokio::time::timeout(
