@@ -102,11 +102,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
         written.extend([ca_cert_path.clone(), ca_key_path.clone()]);
         (key, cert)
     } else {
-        let key = KeyPair::from_pem(&read(&ca_key_path)?)?;
-        // Re-signing the stored parameters yields an issuer with the same
-        // name and key, which is all signing a leaf needs.
-        let cert = CertificateParams::from_ca_cert_pem(&read(&ca_cert_path)?)?.self_signed(&key)?;
-        (key, cert)
+        load_ca(dir)?
     };
 
     let (server_cert_path, server_key_path) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
@@ -157,9 +153,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, CertsError> {
 /// and valid for [`DEV_CLIENT_LIFETIME`] from `now`, replacing the previous
 /// one: each dev start hands out a new short-lived identity.
 pub fn issue_dev_client(dir: &Path, now: u64) -> Result<[PathBuf; 2], CertsError> {
-    let ca_key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?)?;
-    let ca_cert =
-        CertificateParams::from_ca_cert_pem(&read(&dir.join(CA_CERT))?)?.self_signed(&ca_key)?;
+    let (ca_key, ca_cert) = load_ca(dir)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
@@ -179,6 +173,16 @@ pub fn issue_dev_client(dir: &Path, now: u64) -> Result<[PathBuf; 2], CertsError
     write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     write_file(&cert_path, cert.pem().as_bytes(), 0o644)?;
     Ok([cert_path, key_path])
+}
+
+/// The dev CA in `dir`, ready to sign leaves. Re-signing the stored
+/// parameters yields an issuer with the same name and key, which is all
+/// signing a leaf needs.
+fn load_ca(dir: &Path) -> Result<(KeyPair, rcgen::Certificate), CertsError> {
+    let key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?)?;
+    let cert =
+        CertificateParams::from_ca_cert_pem(&read(&dir.join(CA_CERT))?)?.self_signed(&key)?;
+    Ok((key, cert))
 }
 
 /// The SHA-256 (hex) of the dev admin token in `dir`, for `admin.token_sha256`.

@@ -86,6 +86,11 @@ fn delegate(
         .with("actor_token_type", actor_type)
 }
 
+/// Sends `request` and asserts a token was granted.
+async fn granted(server: &Server, request: &TokenRequest) -> Minted {
+    assert_granted(&server.token(request).await)
+}
+
 /// The agent `agent` acting for the workload `payments/api`.
 fn agent_for_workload(env: &TestEnv, agent: &str, scope: &str) -> TokenRequest {
     delegate(&env.k8s_token(), JWT, &env.agent_token(agent), JWT, scope)
@@ -106,11 +111,7 @@ fn agent_for_token(env: &TestEnv, token: &str, agent: &str) -> TokenRequest {
 async fn delegated_token_keeps_the_subject_and_names_the_agent() {
     let (env, server) = start().await;
 
-    let minted = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read"))
-            .await,
-    );
+    let minted = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
 
     assert_eq!(minted.claims["sub"], WORKLOAD);
     assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
@@ -137,17 +138,11 @@ async fn agent_may_act_for_a_person_from_the_identity_provider() {
     let (env, server) = start().await;
     let alice = env.people.oidc_token("alice", 600);
 
-    let minted = assert_granted(
-        &server
-            .token(&delegate(
-                &alice,
-                JWT,
-                &env.agent_token("helper"),
-                JWT,
-                "orders.read",
-            ))
-            .await,
-    );
+    let minted = granted(
+        &server,
+        &delegate(&alice, JWT, &env.agent_token("helper"), JWT, "orders.read"),
+    )
+    .await;
 
     assert_eq!(minted.claims["sub"], "alice");
     assert_eq!(minted.claims["principal_type"], "User");
@@ -182,17 +177,13 @@ async fn policy_refuses_an_agent_outside_the_team_and_delegated_writes() {
 #[tokio::test]
 async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
     let (env, server) = start().await;
-    let first = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read"))
-            .await,
-    );
+    let first = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
 
-    let second = assert_granted(
-        &server
-            .token(&agent_for_token(&env, &first.access_token, "helper"))
-            .await,
-    );
+    let second = granted(
+        &server,
+        &agent_for_token(&env, &first.access_token, "helper"),
+    )
+    .await;
     assert_eq!(second.claims["sub"], WORKLOAD);
     assert_eq!(
         second.claims["act"],
@@ -200,11 +191,11 @@ async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
     );
     assert_eq!(second.claims["client_id"], "helper");
 
-    let third = assert_granted(
-        &server
-            .token(&agent_for_token(&env, &second.access_token, "checker"))
-            .await,
-    );
+    let third = granted(
+        &server,
+        &agent_for_token(&env, &second.access_token, "checker"),
+    )
+    .await;
     assert_eq!(
         third.claims["act"],
         json!({"sub": "checker", "act": {"sub": "helper", "act": {"sub": "planner"}}})
@@ -225,11 +216,11 @@ async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
 #[tokio::test]
 async fn a_delegated_token_never_widens_what_it_came_from() {
     let (env, server) = start().await;
-    let first = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read").requested_ttl(120))
-            .await,
-    );
+    let first = granted(
+        &server,
+        &agent_for_workload(&env, "planner", "orders.read").requested_ttl(120),
+    )
+    .await;
 
     let wider_scope = delegate(
         &first.access_token,
@@ -245,7 +236,7 @@ async fn a_delegated_token_never_widens_what_it_came_from() {
     assert_refused(&server.token(&other_audience).await, 400, "invalid_target");
 
     let longer = agent_for_token(&env, &first.access_token, "helper").requested_ttl(900);
-    let second = assert_granted(&server.token(&longer).await);
+    let second = granted(&server, &longer).await;
     assert!(
         second.claims["exp"].as_u64().unwrap() <= first.claims["exp"].as_u64().unwrap(),
         "a delegated token outlived its subject token: {} > {}",
@@ -257,21 +248,13 @@ async fn a_delegated_token_never_widens_what_it_came_from() {
 #[tokio::test]
 async fn narrowing_a_delegated_token_keeps_its_chain() {
     let (env, server) = start().await;
-    let delegated = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read"))
-            .await,
-    );
+    let delegated = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
 
-    let narrowed = assert_granted(
-        &server
-            .token(&TokenRequest::narrow(
-                &delegated.access_token,
-                ORDERS,
-                "orders.read",
-            ))
-            .await,
-    );
+    let narrowed = granted(
+        &server,
+        &TokenRequest::narrow(&delegated.access_token, ORDERS, "orders.read"),
+    )
+    .await;
 
     assert_eq!(narrowed.claims["act"], json!({"sub": "planner"}));
     assert_eq!(narrowed.claims["client_id"], "planner");
@@ -280,33 +263,20 @@ async fn narrowing_a_delegated_token_keeps_its_chain() {
 #[tokio::test]
 async fn the_actor_kill_switch_stops_the_agent_for_everyone_and_only_the_agent() {
     let (env, server) = start().await;
-    let for_workload = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read"))
-            .await,
-    );
+    let for_workload = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
     let alice = env.people.oidc_token("alice", 600);
-    let for_alice = assert_granted(
-        &server
-            .token(&delegate(
-                &alice,
-                JWT,
-                &env.agent_token("planner"),
-                JWT,
-                "orders.read",
-            ))
-            .await,
-    );
-    let hop_two = assert_granted(
-        &server
-            .token(&agent_for_token(&env, &for_workload.access_token, "helper"))
-            .await,
-    );
-    let by_another_agent = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "helper", "orders.read"))
-            .await,
-    );
+    let for_alice = granted(
+        &server,
+        &delegate(&alice, JWT, &env.agent_token("planner"), JWT, "orders.read"),
+    )
+    .await;
+    let hop_two = granted(
+        &server,
+        &agent_for_token(&env, &for_workload.access_token, "helper"),
+    )
+    .await;
+    let by_another_agent =
+        granted(&server, &agent_for_workload(&env, "helper", "orders.read")).await;
     let own = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
 
     server.revoke(json!({"actor": "planner"}), true, None).await;
@@ -330,20 +300,12 @@ async fn the_actor_kill_switch_stops_the_agent_for_everyone_and_only_the_agent()
         .token(&agent_for_workload(&env, "planner", "orders.read"))
         .await;
     assert_refused_because(&blocked, 403, "access_denied", "blocked by the kill switch");
-    assert_granted(
-        &server
-            .token(&TokenRequest::exchange(
-                &env.k8s_token(),
-                ORDERS,
-                "orders.read",
-            ))
-            .await,
-    );
-    assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "helper", "orders.read"))
-            .await,
-    );
+    granted(
+        &server,
+        &TokenRequest::exchange(&env.k8s_token(), ORDERS, "orders.read"),
+    )
+    .await;
+    granted(&server, &agent_for_workload(&env, "helper", "orders.read")).await;
 }
 
 #[tokio::test]
@@ -373,7 +335,7 @@ async fn an_expired_or_revoked_actor_token_is_refused() {
         ACCESS_TOKEN,
         "orders.read",
     );
-    let minted = assert_granted(&server.token(&as_writ_token).await);
+    let minted = granted(&server, &as_writ_token).await;
     assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
 
     // ...until it is revoked.
@@ -466,16 +428,12 @@ async fn an_sdk_verifier_refuses_delegated_tokens_once_the_agent_is_killed() {
         .build()
         .await
         .unwrap();
-    let first = assert_granted(
-        &server
-            .token(&agent_for_workload(&env, "planner", "orders.read"))
-            .await,
-    );
-    let second = assert_granted(
-        &server
-            .token(&agent_for_token(&env, &first.access_token, "helper"))
-            .await,
-    );
+    let first = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
+    let second = granted(
+        &server,
+        &agent_for_token(&env, &first.access_token, "helper"),
+    )
+    .await;
     let own = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
     assert!(verifier.verify(&second.access_token).await.is_ok());
 

@@ -13,6 +13,7 @@ use super::listener::Peer;
 use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
 use crate::attest::Attested;
 use crate::model::{AttestationKind, EntityType, Principal};
+use crate::token::act_chain;
 
 /// An agent acting for the subject of a token request.
 pub(super) struct Delegation {
@@ -74,7 +75,7 @@ impl Delegation {
             ));
         }
         let mut actors = vec![actor.principal.to_string()];
-        actors.extend(chain(prior));
+        actors.extend(act_chain(prior).into_iter().map(str::to_owned));
         let depth = u32::try_from(actors.len()).unwrap_or(u32::MAX);
         let max = app.config.tokens.max_delegation_depth;
         if depth > max {
@@ -101,7 +102,10 @@ impl Delegation {
     /// the narrowed token keeps it, so it still names (and the kill switch
     /// still reaches) every agent in it, and Cedar still sees the newest.
     pub(super) fn inherited(act: &Value, expires_at: u64) -> Result<Self, Refusal> {
-        let actors = chain(Some(act));
+        let actors: Vec<String> = act_chain(Some(act))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let newest = actors
             .first()
             .and_then(|sub| Principal::new(sub.clone()).ok())
@@ -120,19 +124,6 @@ impl Delegation {
             actor_cnf: None,
         })
     }
-}
-
-/// The `sub` of every actor in an `act` chain, newest first.
-fn chain(act: Option<&Value>) -> Vec<String> {
-    let mut actors = Vec::new();
-    let mut next = act;
-    while let Some(a) = next {
-        if let Some(sub) = a.get("sub").and_then(Value::as_str) {
-            actors.push(sub.to_owned());
-        }
-        next = a.get("act");
-    }
-    actors
 }
 
 /// An agent's own writ token as its attestation: issued by this broker for
@@ -173,16 +164,4 @@ fn writ_actor(
     }
     let attested = writ_token_principal(app, &claims)?;
     Ok((attested, claims.cnf))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_lists_actors_newest_first() {
-        let act = json!({"sub": "b", "act": {"sub": "a"}});
-        assert_eq!(chain(Some(&act)), ["b", "a"]);
-        assert!(chain(None).is_empty());
-    }
 }

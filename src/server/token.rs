@@ -203,15 +203,16 @@ async fn exchange(
     // A token minted over mTLS is bound to the certificate (RFC 8705); a
     // narrowed token keeps its parent's binding (proven by this request); a
     // delegated one the binding of the agent's own token.
-    let cnf = match (&dpop_jkt, &parent, grant == CLIENT_CREDENTIALS) {
-        (Some(jkt), _, _) => Some(serde_json::json!({ "jkt": jkt })),
-        (None, Some(p), _) if p.cnf.is_some() => p.cnf.clone(),
-        _ if delegation.as_ref().is_some_and(|d| d.actor_cnf.is_some()) => {
-            delegation.as_ref().and_then(|d| d.actor_cnf.clone())
-        }
-        (None, None, true) => peer.client.as_ref().map(|c| c.confirmation()),
-        _ => None,
-    };
+    let cnf = dpop_jkt
+        .as_ref()
+        .map(|jkt| serde_json::json!({ "jkt": jkt }))
+        .or_else(|| parent.as_ref().and_then(|p| p.cnf.clone()))
+        .or_else(|| delegation.as_ref().and_then(|d| d.actor_cnf.clone()))
+        .or_else(|| {
+            (grant == CLIENT_CREDENTIALS)
+                .then(|| peer.client.as_ref().map(|c| c.confirmation()))
+                .flatten()
+        });
     let token_type = if dpop_jkt.is_some() { "DPoP" } else { "Bearer" };
     trail.record.principal = Some(subject.principal.to_string());
     trail.record.attestation = Some(subject.kind.as_str().to_owned());
@@ -219,7 +220,10 @@ async fn exchange(
         .as_ref()
         .map(|d| d.actors.iter().map(String::as_str).collect())
         .unwrap_or_default();
-    trail.record.act = actors.iter().map(|a| (*a).to_owned()).collect();
+    trail.record.act = delegation
+        .as_ref()
+        .map(|d| d.actors.clone())
+        .unwrap_or_default();
 
     let attestation_issuer = match subject.attributes.get("issuer") {
         Some(AttrValue::String(s)) => Some(s.as_str()),

@@ -58,14 +58,31 @@ impl AccessClaims {
 
     /// Every `sub` in the `act` chain, newest actor first.
     pub fn actors(&self) -> Vec<&str> {
-        let mut out = Vec::new();
-        let mut act = self.act.as_ref();
-        while let Some(a) = act {
-            if let Some(sub) = a.get("sub").and_then(Value::as_str) {
-                out.push(sub);
-            }
-            act = a.get("act");
+        act_chain(self.act.as_ref())
+    }
+}
+
+/// Every `sub` in an RFC 8693 `act` chain, newest actor (outermost) first.
+pub fn act_chain(act: Option<&Value>) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut next = act;
+    while let Some(a) = next {
+        if let Some(sub) = a.get("sub").and_then(Value::as_str) {
+            out.push(sub);
         }
-        out
+        next = a.get("act");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn act_chain_lists_actors_newest_first() {
+        let act = serde_json::json!({"sub": "b", "act": {"sub": "a"}});
+        assert_eq!(act_chain(Some(&act)), ["b", "a"]);
+        assert!(act_chain(None).is_empty());
     }
 }

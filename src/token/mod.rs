@@ -10,7 +10,7 @@ mod keys;
 mod mint;
 mod verify;
 
-pub use claims::AccessClaims;
+pub use claims::{AccessClaims, act_chain};
 pub use keys::{KeyRing, KeyRingError, SigningKey};
 pub use mint::{MintRequest, Minted, Minter};
 pub use verify::TokenVerifier;
