@@ -92,6 +92,7 @@ fn benches(c: &mut Criterion) {
                     now: SystemClock.unix_now(),
                     act: None,
                     cnf: None,
+                    ancestry: Vec::new(),
                 })
                 .unwrap()
         })

@@ -43,10 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => eprintln!("WRIT_ADMIN_TOKEN is not set: revocations are NOT followed"),
     }
     let verifier = verifier.build().await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // The origin clients address this server by: DPoP proofs must name it.
+    let origin = std::env::var("ORIGIN").unwrap_or_else(|_| format!("http://{listen}"));
     let app = Router::new()
         .route("/balance", get(balance))
-        .layer(RequireToken::new(verifier));
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+        .layer(RequireToken::new(verifier, &origin)?);
     println!(
         "resource server listening on http://{}",
         listener.local_addr()?

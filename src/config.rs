@@ -369,6 +369,10 @@ impl Config {
             dev_mode: true,
             ..Self::default()
         };
+        // The dev cluster's trust domain: the dev client certificate (an
+        // X.509-SVID of payments/api) and the dev service-account token
+        // prove the same principal.
+        config.server.trust_domain = "cluster.local".into();
         config.issuers.push(IssuerConfig {
             name: "dev".into(),
             kind: IssuerKind::Kubernetes,
@@ -438,9 +442,16 @@ impl Config {
             ));
         }
         // Each issuer owns its SPIFFE trust domain, so two issuers can never
-        // produce the same principal id.
-        let mut owners: Vec<(&str, &str)> =
-            vec![(self.server.trust_domain.as_str(), "server.trust_domain")];
+        // produce the same principal id. The one exception is deliberate: a
+        // Kubernetes cluster may share server.trust_domain, so a workload's
+        // X.509-SVID and its service-account token are one principal.
+        let mut owners: Vec<(&str, &str)> = Vec::new();
+        if !self.issuers.iter().any(|i| {
+            i.kind == IssuerKind::Kubernetes
+                && i.spiffe_trust_domain() == Some(self.server.trust_domain.as_str())
+        }) {
+            owners.push((self.server.trust_domain.as_str(), "server.trust_domain"));
+        }
         for issuer in &self.issuers {
             if let Some(td) = issuer.spiffe_trust_domain() {
                 if let Some((_, other)) = owners.iter().find(|(t, _)| *t == td) {
@@ -511,6 +522,19 @@ mod tests {
         .unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("cluster.local"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_may_share_the_servers_trust_domain_but_an_oidc_issuer_may_not() {
+        let k8s = "[server]\ntrust_domain='cluster.local'\n[[issuers]]\nname='a'\nkind='kubernetes'\nissuer='https://a'\naudience='writ'\njwks_file='a'\n";
+        assert!(Config::parse(k8s).unwrap().validate().is_ok());
+        let oidc = "[server]\ntrust_domain='ci.example'\n[[issuers]]\nname='ci'\nkind='oidc'\nissuer='https://ci'\naudience='writ'\njwks_file='a'\ntrust_domain='ci.example'\n";
+        let err = Config::parse(oidc)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already used by server.trust_domain"), "{err}");
     }
 
     #[test]

@@ -144,14 +144,27 @@ impl Scopes {
     /// The most scopes one request may carry.
     pub const MAX: usize = 32;
 
-    /// Parses a space-separated scope parameter.
+    /// Parses a space-separated scope parameter: at most [`Scopes::MAX`]
+    /// distinct scopes, duplicates dropped. Linear in the input and stops at
+    /// the first scope past the limit, so a huge parameter costs little.
     pub fn parse(param: &str) -> Result<Self, ModelError> {
-        let tokens = param.split(' ').filter(|t| !t.is_empty());
-        let scopes = Self::from_granted(tokens.map(Scope::new).collect::<Result<Vec<_>, _>>()?);
-        if scopes.is_empty() || scopes.len() > Self::MAX {
+        let mut seen = std::collections::HashSet::new();
+        let mut scopes = Vec::new();
+        for token in param.split(' ').filter(|t| !t.is_empty()) {
+            if seen.contains(token) {
+                continue;
+            }
+            if scopes.len() == Self::MAX {
+                return Err(ModelError::ScopeCount { max: Self::MAX });
+            }
+            let scope = Scope::new(token)?;
+            seen.insert(token);
+            scopes.push(scope);
+        }
+        if scopes.is_empty() {
             return Err(ModelError::ScopeCount { max: Self::MAX });
         }
-        Ok(scopes)
+        Ok(Self(scopes))
     }
 
     /// Builds a set from scopes already checked, dropping duplicates.

@@ -300,6 +300,33 @@ async fn audit_verify_names_the_line_after_records_cut_from_the_end() {
 }
 
 #[tokio::test]
+async fn audit_verify_fails_when_the_tail_is_cut_and_the_head_file_deleted() {
+    let env = log_of_three_decisions().await;
+    rewrite_audit_log(&env, |lines| {
+        lines.pop();
+    });
+    let head = env.path("audit.jsonl.head");
+    assert!(head.exists(), "writ keeps a head file beside the log");
+    fs::remove_file(&head).unwrap();
+
+    let output = audit_verify(&env).await;
+
+    assert_eq!(output.code, Some(1), "{}", output.describe());
+    assert!(
+        output.stderr.contains("head file is missing"),
+        "{}",
+        output.describe()
+    );
+    let path = env.audit_path();
+    let waived = run_writ(
+        env.dir(),
+        &["audit", "verify", "--no-head", path.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(waived.code, Some(0), "{}", waived.describe());
+}
+
+#[tokio::test]
 async fn audit_log_never_holds_a_token() {
     let (env, server) = start_standard().await;
     let subject_token = env.k8s_token();

@@ -15,6 +15,9 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// The agent platform's issuer: each `act` level names it as the agent's `iss`.
+const AGENTS_IDP: &str = "https://agents.test";
+
 /// Agents of the assistants team may read orders for others; no agent
 /// writes for anyone, and agents outside the team act for no one.
 const DELEGATION_POLICY: &str = r#"
@@ -114,12 +117,18 @@ async fn delegated_token_keeps_the_subject_and_names_the_agent() {
     let minted = granted(&server, &agent_for_workload(&env, "planner", "orders.read")).await;
 
     assert_eq!(minted.claims["sub"], WORKLOAD);
-    assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
+    assert_eq!(
+        minted.claims["act"],
+        json!({"sub": "planner", "iss": AGENTS_IDP})
+    );
     assert_eq!(minted.claims["client_id"], "planner");
     assert_eq!(minted.claims["scope"], "orders.read");
     let introspected = server.introspect_as_admin(&minted.access_token).await;
     assert_eq!(introspected["active"], true);
-    assert_eq!(introspected["act"], json!({"sub": "planner"}));
+    assert_eq!(
+        introspected["act"],
+        json!({"sub": "planner", "iss": AGENTS_IDP})
+    );
     let jti = minted.claims["jti"].as_str().unwrap().to_owned();
     let record = env
         .audit_record_where("the delegated mint", |r| r["jti"] == jti.as_str())
@@ -187,7 +196,7 @@ async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
     assert_eq!(second.claims["sub"], WORKLOAD);
     assert_eq!(
         second.claims["act"],
-        json!({"sub": "helper", "act": {"sub": "planner"}})
+        json!({"sub": "helper", "iss": AGENTS_IDP, "act": {"sub": "planner", "iss": AGENTS_IDP}})
     );
     assert_eq!(second.claims["client_id"], "helper");
 
@@ -198,7 +207,7 @@ async fn chains_of_two_and_three_hops_nest_the_newest_actor_outermost() {
     .await;
     assert_eq!(
         third.claims["act"],
-        json!({"sub": "checker", "act": {"sub": "helper", "act": {"sub": "planner"}}})
+        json!({"sub": "checker", "iss": AGENTS_IDP, "act": {"sub": "helper", "iss": AGENTS_IDP, "act": {"sub": "planner", "iss": AGENTS_IDP}}})
     );
 
     // A fourth hop passes tokens.max_delegation_depth (3 by default).
@@ -256,7 +265,10 @@ async fn narrowing_a_delegated_token_keeps_its_chain() {
     )
     .await;
 
-    assert_eq!(narrowed.claims["act"], json!({"sub": "planner"}));
+    assert_eq!(
+        narrowed.claims["act"],
+        json!({"sub": "planner", "iss": AGENTS_IDP})
+    );
     assert_eq!(narrowed.claims["client_id"], "planner");
 }
 
@@ -336,7 +348,10 @@ async fn an_expired_or_revoked_actor_token_is_refused() {
         "orders.read",
     );
     let minted = granted(&server, &as_writ_token).await;
-    assert_eq!(minted.claims["act"], json!({"sub": "planner"}));
+    assert_eq!(
+        minted.claims["act"],
+        json!({"sub": "planner", "iss": AGENTS_IDP})
+    );
 
     // ...until it is revoked.
     let jti = own.claims["jti"].as_str().unwrap();

@@ -119,7 +119,7 @@ async fn curl_on_the_unix_socket_is_attested_by_its_peer_credentials() {
         claims["sub"]
             .as_str()
             .unwrap()
-            .starts_with("spiffe://writ.local/unix/uid/"),
+            .starts_with("spiffe://cluster.local/unix/uid/"),
         "{claims}"
     );
     assert!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap() <= 300);

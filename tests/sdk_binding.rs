@@ -84,7 +84,7 @@ async fn resource_server(server: &Server) -> String {
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(RequireToken::new(verifier(server).await).origin(origin.clone()));
+        .layer(RequireToken::new(verifier(server).await, &origin).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("{origin}/whoami")
 }

@@ -37,11 +37,12 @@ async fn resource_server_requiring(server: &Server, scope: &str) -> String {
         .build()
         .await
         .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(RequireToken::new(verifier));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/whoami", listener.local_addr().unwrap());
+        .layer(RequireToken::new(verifier, &origin).unwrap());
+    let url = format!("{origin}/whoami");
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }

@@ -111,3 +111,16 @@ async fn client_credentials_over_tls_without_a_certificate_is_still_invalid_clie
 
     assert_refused(&reply, 401, "invalid_client");
 }
+
+#[tokio::test]
+async fn metadata_lists_client_credentials_when_the_socket_serves_it() {
+    let (_env, server) = start_with_policy(&uid_policy(my_uid())).await;
+
+    let metadata = server.metadata().await;
+
+    let grants = metadata["grant_types_supported"].as_array().unwrap();
+    assert!(
+        grants.iter().any(|g| g == "client_credentials"),
+        "{metadata}"
+    );
+}

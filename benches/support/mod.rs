@@ -83,6 +83,7 @@ impl Pipeline {
             audience: self.target.as_str(),
             attestation_issuer: Some(writ::config::DEV_ISSUER),
             actors: &[],
+            actor_issuers: &[],
         };
         if let Some(index) = index {
             assert!(index.blocked(&facts, now).is_none());
@@ -116,6 +117,7 @@ impl Pipeline {
                 now,
                 act: None,
                 cnf: None,
+                ancestry: Vec::new(),
             })
             .unwrap()
             .token;

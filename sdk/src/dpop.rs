@@ -7,8 +7,6 @@
 //!   [`Verifier`](crate::Verifier) of resource servers: a pure function of the
 //!   proof, the request and the clock, plus a [`ReplayCache`] of `jti`s.
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -60,28 +58,141 @@ pub enum DpopError {
     /// The proof's key is not the one the token is bound to.
     #[error("DPoP proof key does not match the token's binding")]
     Binding,
+    /// The replay cache is full: the proof may be fine, but it cannot be
+    /// remembered, so it is not accepted now (503, `Retry-After`).
+    #[error("too many DPoP proofs in flight; retry in {retry_after} s")]
+    Busy {
+        /// Seconds until room is made.
+        retry_after: u64,
+    },
 }
 
-/// Remembers `jti`s for the window, so a proof is accepted once.
+impl From<ReplayError> for DpopError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Replay => Self::Replay,
+            ReplayError::Full { retry_after } => Self::Busy { retry_after },
+        }
+    }
+}
+
+/// Proof `iat`s are grouped into generations this many seconds wide; a
+/// generation is dropped whole once every proof in it is too old to verify.
+const GENERATION_SECS: u64 = 8;
+
+/// Why a proof could not be remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// This proof was already used inside its window.
+    #[error("DPoP proof was replayed")]
+    Replay,
+    /// The cache holds as many live proofs as it may; forgetting one would
+    /// let it be replayed, so new proofs are refused until old ones expire.
+    #[error("too many DPoP proofs in flight; retry in {retry_after} s")]
+    Full {
+        /// Seconds until the oldest generation expires.
+        retry_after: u64,
+    },
+}
+
+/// Remembers every accepted proof until it is too old to verify, so each is
+/// accepted once.
+///
+/// It never forgets a live proof: proofs are kept in generations by `iat`,
+/// and a generation is dropped only when all of its proofs have left the
+/// acceptance window. When `capacity` live proofs are held, new ones are
+/// refused ([`ReplayError::Full`]) rather than an old one being evicted.
 pub struct ReplayCache {
-    seen: moka::sync::Cache<String, ()>,
+    capacity: usize,
+    generations: std::sync::Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    /// Generation number (`iat / GENERATION_SECS`) to the keys seen in it.
+    by_iat: std::collections::BTreeMap<u64, std::collections::HashSet<String>>,
+    len: usize,
+}
+
+impl Generations {
+    /// Drops every generation whose newest possible `iat` is too old at `now`.
+    fn expire(&mut self, now: u64) {
+        while let Some(entry) = self.by_iat.first_entry() {
+            let newest_iat = entry.key().saturating_mul(GENERATION_SECS) + GENERATION_SECS - 1;
+            if newest_iat.saturating_add(MAX_AGE_SECS) >= now {
+                break;
+            }
+            self.len -= entry.remove().len();
+        }
+    }
 }
 
 impl ReplayCache {
-    /// A cache holding at most `capacity` proofs.
+    /// A cache holding at most `capacity` live proofs.
     pub fn new(capacity: u64) -> Self {
         Self {
-            seen: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(Duration::from_secs(MAX_AGE_SECS + MAX_SKEW_SECS + 1))
-                .build(),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            generations: std::sync::Mutex::new(Generations::default()),
         }
     }
 
-    /// True the first time `key` is seen.
-    fn first_use(&self, key: String) -> bool {
-        self.seen.entry(key).or_insert_with(|| ()).is_fresh()
+    /// How many live proofs are held.
+    pub fn len(&self) -> usize {
+        self.lock().len
     }
+
+    /// Whether no proof is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // The sets stay consistent across a panic elsewhere (each update is
+        // one insert and one counter step), so a poisoned lock is usable.
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a checked proof; refuses it if it was seen before or if the
+    /// cache is full.
+    pub fn remember(&self, proof: &CheckedProof, now: u64) -> Result<(), ReplayError> {
+        let mut g = self.lock();
+        g.expire(now);
+        let generation = proof.iat / GENERATION_SECS;
+        if g.by_iat
+            .get(&generation)
+            .is_some_and(|keys| keys.contains(&proof.replay_key))
+        {
+            return Err(ReplayError::Replay);
+        }
+        if g.len >= self.capacity {
+            let oldest = g.by_iat.keys().next().copied().unwrap_or(generation);
+            let expires = oldest.saturating_mul(GENERATION_SECS) + GENERATION_SECS + MAX_AGE_SECS;
+            return Err(ReplayError::Full {
+                retry_after: expires.saturating_sub(now).max(1),
+            });
+        }
+        g.by_iat
+            .entry(generation)
+            .or_default()
+            .insert(proof.replay_key.clone());
+        g.len += 1;
+        Ok(())
+    }
+}
+
+/// A proof whose signature, key, request and time checked out, not yet
+/// remembered against replay: the caller remembers it with
+/// [`ReplayCache::remember`] once the request's credential has checked out
+/// too, so unauthenticated requests cannot fill the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The RFC 7638 thumbprint of the proof's key.
+    pub jkt: String,
+    iat: u64,
+    replay_key: String,
 }
 
 /// What a proof must match.
@@ -118,12 +229,24 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, DpopError> {
     Ok(URL_SAFE_NO_PAD.encode(sha256(canonical.to_string().as_bytes())))
 }
 
-/// Checks a proof; returns the thumbprint of its key.
+/// Checks a proof and remembers it: [`check`], then
+/// [`ReplayCache::remember`]. Returns the thumbprint of its key. Use it where
+/// the credential the proof comes with was verified first.
 pub fn verify(
     proof: &str,
     expected: &Expected<'_>,
     replay: &ReplayCache,
 ) -> Result<String, DpopError> {
+    let checked = check(proof, expected)?;
+    replay
+        .remember(&checked, expected.now)
+        .map_err(DpopError::from)?;
+    Ok(checked.jkt)
+}
+
+/// Checks everything about a proof but replay: form, `typ`, `alg`, a public
+/// `jwk`, the signature, `htm`, `htu`, the `iat` window and `ath`.
+pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::Malformed);
     }
@@ -193,12 +316,11 @@ pub fn verify(
     let jti = text("jti")
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError::Malformed)?;
-    // Replay is checked last, so a proof refused for another reason does not
-    // burn its jti.
-    if !replay.first_use(format!("{jkt}:{jti}")) {
-        return Err(DpopError::Replay);
-    }
-    Ok(jkt)
+    Ok(CheckedProof {
+        replay_key: format!("{jkt}:{jti}"),
+        jkt,
+        iat,
+    })
 }
 
 /// Seconds since the epoch.
@@ -368,6 +490,34 @@ mod tests {
         let cache = replay();
         assert_eq!(verify(&proof, &expected, &cache).unwrap(), key.thumbprint());
         assert_eq!(verify(&proof, &expected, &cache), Err(DpopError::Replay));
+    }
+
+    fn checked(iat: u64, jti: &str) -> CheckedProof {
+        CheckedProof {
+            jkt: "k".into(),
+            iat,
+            replay_key: format!("k:{jti}"),
+        }
+    }
+
+    #[test]
+    fn a_full_cache_refuses_new_proofs_and_never_forgets_a_live_one() {
+        let cache = ReplayCache::new(3);
+        for jti in ["a", "b", "c"] {
+            assert_eq!(cache.remember(&checked(1_000, jti), 1_000), Ok(()));
+        }
+        assert!(matches!(
+            cache.remember(&checked(1_000, "d"), 1_000),
+            Err(ReplayError::Full { retry_after }) if retry_after > 0
+        ));
+        assert_eq!(
+            cache.remember(&checked(1_000, "a"), 1_030),
+            Err(ReplayError::Replay)
+        );
+        // Once every proof is too old to verify, room is made again.
+        let later = 1_000 + GENERATION_SECS + MAX_AGE_SECS;
+        assert_eq!(cache.remember(&checked(later, "d"), later), Ok(()));
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

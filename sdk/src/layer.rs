@@ -9,7 +9,7 @@
 //! }
 //! let app: Router = Router::new()
 //!     .route("/orders", get(orders))
-//!     .layer(RequireToken::new(verifier));
+//!     .layer(RequireToken::new(verifier, "https://orders.internal:8443").unwrap());
 //! # }
 //! ```
 
@@ -37,25 +37,30 @@ pub struct ClientCertificate(pub Vec<u8>);
 #[derive(Clone, Debug)]
 pub struct RequireToken {
     verifier: Verifier,
-    origin: Option<Arc<str>>,
+    origin: Arc<str>,
 }
 
 impl RequireToken {
-    /// Guards with `verifier`.
-    pub fn new(verifier: Verifier) -> Self {
-        Self {
-            verifier,
-            origin: None,
+    /// Guards with `verifier` a server that clients address at `origin`,
+    /// its scheme and authority (e.g. `https://orders.internal:8443`): DPoP
+    /// proofs must name it in `htu`. It is required because the request's
+    /// own `Host` header is the client's to choose: a proof made for another
+    /// server would pass if the server believed it.
+    pub fn new(verifier: Verifier, origin: &str) -> Result<Self, crate::Error> {
+        let origin = origin.trim_end_matches('/');
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or_default();
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+            return Err(crate::Error::Config(format!(
+                "RequireToken origin {origin:?} must be scheme://host[:port], without a path"
+            )));
         }
-    }
-
-    /// The scheme and authority clients address this server by, e.g.
-    /// `https://orders.internal:8443`: DPoP proofs must name it in `htu`.
-    /// Without it, the request's own absolute URI is used, or else
-    /// `https://` and its `Host` header.
-    pub fn origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into().trim_end_matches('/').into());
-        self
+        Ok(Self {
+            verifier,
+            origin: origin.into(),
+        })
     }
 }
 
@@ -76,7 +81,7 @@ impl<S> tower::Layer<S> for RequireToken {
 pub struct RequireTokenService<S> {
     inner: S,
     verifier: Verifier,
-    origin: Option<Arc<str>>,
+    origin: Arc<str>,
 }
 
 /// 401 with an RFC 6750 `WWW-Authenticate` header saying why.
@@ -87,23 +92,6 @@ fn unauthorized(reason: &str) -> Response {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
-}
-
-/// The URL the client addressed (the DPoP `htu`), without the query.
-fn addressed_url<B>(req: &Request<B>, origin: Option<&str>) -> String {
-    let path = req.uri().path();
-    if let Some(origin) = origin {
-        return format!("{origin}{path}");
-    }
-    if let (Some(scheme), Some(authority)) = (req.uri().scheme_str(), req.uri().authority()) {
-        return format!("{scheme}://{authority}{path}");
-    }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    format!("https://{host}{path}")
 }
 
 impl<S, B> tower::Service<Request<B>> for RequireTokenService<S>
@@ -125,7 +113,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
-        let url = addressed_url(&req, self.origin.as_deref());
+        // The DPoP `htu`: this server's configured origin, never the Host header.
+        let url = format!("{}{}", self.origin, req.uri().path());
         Box::pin(async move {
             let method = req.method().as_str().to_owned();
             let certificate = req.extensions().get::<ClientCertificate>().cloned();
@@ -160,6 +149,12 @@ where
 fn refusal(e: &VerifyError) -> Response {
     match e {
         VerifyError::Missing => unauthorized("a bearer token is required"),
+        VerifyError::DpopProof(crate::dpop::DpopError::Busy { retry_after }) => {
+            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            resp
+        }
         VerifyError::DpopProof(_) => {
             let challenge = format!(
                 "DPoP error=\"invalid_dpop_proof\", error_description=\"{e}\", algs=\"ES256 ES384 EdDSA RS256 PS256\""

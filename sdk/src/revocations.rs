@@ -27,11 +27,44 @@ pub(crate) struct RevocationSet {
 /// What the set needs to know about a token.
 pub(crate) struct TokenFacts<'a> {
     pub(crate) jti: &'a str,
+    /// The `jti`s of the tokens it was narrowed or delegated from (`ancestry`).
+    pub(crate) ancestors: Vec<&'a str>,
     pub(crate) sub: &'a str,
     pub(crate) aud: &'a str,
-    pub(crate) issuers: [Option<&'a str>; 2],
+    /// `iss`, `attestation_issuer`, and the `iss` of every `act` level.
+    pub(crate) issuers: Vec<&'a str>,
     pub(crate) actors: Vec<&'a str>,
     pub(crate) iat: u64,
+}
+
+impl<'a> TokenFacts<'a> {
+    /// What a token's claims say (CONTRACT section 3).
+    pub(crate) fn of(claims: &'a Value) -> Self {
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default();
+        let mut issuers = vec![text("iss")];
+        issuers.extend(claims.get("attestation_issuer").and_then(Value::as_str));
+        let mut actors = Vec::new();
+        let mut act = claims.get("act");
+        while let Some(a) = act {
+            actors.extend(a.get("sub").and_then(Value::as_str));
+            issuers.extend(a.get("iss").and_then(Value::as_str));
+            act = a.get("act");
+        }
+        let ancestors = claims
+            .get("ancestry")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        Self {
+            jti: text("jti"),
+            ancestors,
+            sub: text("sub"),
+            aud: text("aud"),
+            issuers,
+            actors,
+            iat: claims.get("iat").and_then(Value::as_u64).unwrap_or(0),
+        }
+    }
 }
 
 fn newer(map: &mut Map, key: &str, at: u64, id: &str) {
@@ -100,9 +133,10 @@ impl RevocationSet {
                 .map(|(_, id)| id.clone())
         };
         hit(&self.jti, Some(t.jti))
+            .or_else(|| t.ancestors.iter().find_map(|j| hit(&self.jti, Some(j))))
             .or_else(|| hit(&self.subject, Some(t.sub)))
             .or_else(|| hit(&self.audience, Some(t.aud)))
-            .or_else(|| t.issuers.iter().find_map(|i| hit(&self.issuer, *i)))
+            .or_else(|| t.issuers.iter().find_map(|i| hit(&self.issuer, Some(i))))
             .or_else(|| t.actors.iter().find_map(|a| hit(&self.actor, Some(a))))
             .or_else(|| {
                 self.prefix
@@ -127,22 +161,45 @@ mod tests {
     fn facts(iat: u64) -> TokenFacts<'static> {
         TokenFacts {
             jti: "j",
+            ancestors: vec!["parent"],
             sub: "spiffe://c/ns/pay/sa/api",
             aud: "db",
-            issuers: [Some("https://writ"), Some("https://k8s")],
+            issuers: vec!["https://writ", "https://k8s", "https://agents"],
             actors: vec!["agent:bot"],
             iat,
         }
     }
 
     #[test]
+    fn facts_name_every_hop_and_ancestor() {
+        let claims = json!({"jti": "j", "iss": "https://writ", "attestation_issuer": "https://k8s",
+            "act": {"sub": "agent:b", "iss": "https://agents", "act": {"sub": "agent:a", "iss": "https://other"}},
+            "ancestry": ["p1", "p0"], "sub": "s", "aud": "db", "iat": 5});
+        let f = TokenFacts::of(&claims);
+        assert_eq!(
+            f.issuers,
+            [
+                "https://writ",
+                "https://k8s",
+                "https://agents",
+                "https://other"
+            ]
+        );
+        assert_eq!(f.actors, ["agent:b", "agent:a"]);
+        assert_eq!(f.ancestors, ["p1", "p0"]);
+        assert_eq!(f.iat, 5);
+    }
+
+    #[test]
     fn each_selector_revokes_tokens_issued_until_effective_at() {
         for (kind, value) in [
             ("jti", json!("j")),
+            ("jti", json!("parent")),
             ("subject", json!("spiffe://c/ns/pay/sa/api")),
             ("subject_prefix", json!("spiffe://c/ns/pay/")),
             ("audience", json!("db")),
             ("issuer", json!("https://k8s")),
+            ("issuer", json!("https://agents")),
             ("actor", json!("agent:bot")),
             ("all", json!(true)),
         ] {

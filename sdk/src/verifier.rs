@@ -305,27 +305,7 @@ impl Verifier {
             {
                 return Err(VerifyError::FeedStale);
             }
-            let jti = text("jti");
-            let sub = text("sub");
-            let aud = text("aud");
-            let iss = text("iss");
-            let att_iss = claims.get("attestation_issuer").and_then(Value::as_str);
-            let mut actors = Vec::new();
-            let mut act = claims.get("act");
-            while let Some(a) = act {
-                if let Some(s) = a.get("sub").and_then(Value::as_str) {
-                    actors.push(s);
-                }
-                act = a.get("act");
-            }
-            let facts = TokenFacts {
-                jti: &jti,
-                sub: &sub,
-                aud: &aud,
-                issuers: [Some(iss.as_str()), att_iss],
-                actors,
-                iat: claims.get("iat").and_then(Value::as_u64).unwrap_or(0),
-            };
+            let facts = TokenFacts::of(&claims);
             let revoked = match feed.set.read() {
                 Ok(set) => set.revoked(&facts),
                 // A poisoned lock: the set cannot be trusted; fail closed.

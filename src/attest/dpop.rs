@@ -2,4 +2,6 @@
 //! ([`writ_sdk::dpop`]), so writ's endpoints and the resource servers using
 //! the SDK's verifier refuse exactly the same proofs.
 
-pub use writ_sdk::dpop::{DpopError, Expected, ReplayCache, thumbprint, verify};
+pub use writ_sdk::dpop::{
+    CheckedProof, DpopError, Expected, ReplayCache, ReplayError, check, thumbprint, verify,
+};

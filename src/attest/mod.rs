@@ -122,6 +122,10 @@ pub enum AttestError {
     /// A claim has the wrong type or form.
     #[error("claim {0} is invalid")]
     InvalidClaim(&'static str),
+    /// A client certificate names an identity writ does not let a
+    /// certificate prove: outside `server.trust_domain`, or a Unix principal.
+    #[error("{0}")]
+    ForeignIdentity(String),
 }
 
 impl AttestError {
@@ -141,6 +145,7 @@ impl AttestError {
             Self::IssuedInFuture => "issued_in_future",
             Self::MissingClaim(_) => "missing_claim",
             Self::InvalidClaim(_) => "invalid_claim",
+            Self::ForeignIdentity(_) => "foreign_identity",
         }
     }
 }

@@ -56,10 +56,40 @@ impl CertIdentity {
 
 /// Attests a caller by its client certificate (CONTRACT section 1):
 /// principal = the SPIFFE ID, attributes `issuer`, `spiffe_id`, `cert_sha256`.
-#[derive(Debug, Default)]
-pub struct MtlsAttestor;
+/// Only SPIFFE IDs in `server.trust_domain` are principals, and never a
+/// `/unix/` path: those only the Unix socket's peer credentials prove. The
+/// client CA could otherwise mint any workload of any cluster.
+#[derive(Debug)]
+pub struct MtlsAttestor<'a> {
+    trust_domain: &'a str,
+}
 
-impl Attestor for MtlsAttestor {
+impl<'a> MtlsAttestor<'a> {
+    /// An attestor of principals in `trust_domain`.
+    pub fn new(trust_domain: &'a str) -> Self {
+        Self { trust_domain }
+    }
+
+    /// Whether a certificate's identity may be a principal here.
+    pub fn check(&self, id: &CertIdentity) -> Result<(), AttestError> {
+        let rest = id.spiffe_id.strip_prefix("spiffe://").unwrap_or_default();
+        let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if domain != self.trust_domain {
+            return Err(AttestError::ForeignIdentity(format!(
+                "client certificate names a SPIFFE ID outside trust domain {}",
+                self.trust_domain
+            )));
+        }
+        if path == "unix" || path.starts_with("unix/") {
+            return Err(AttestError::ForeignIdentity(
+                "a client certificate cannot prove a Unix principal".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Attestor for MtlsAttestor<'_> {
     fn kind(&self) -> AttestationKind {
         AttestationKind::Mtls
     }
@@ -68,6 +98,7 @@ impl Attestor for MtlsAttestor {
         let Evidence::ClientCertificate(id) = evidence else {
             return Err(AttestError::Malformed);
         };
+        self.check(id)?;
         let principal = Principal::new(id.spiffe_id.clone())
             .map_err(|_| AttestError::InvalidClaim("uri san"))?;
         let attributes = BTreeMap::from([

@@ -102,8 +102,10 @@ pub(crate) async fn write_head(log: &Path, head: &Head) -> std::io::Result<()> {
     tokio::fs::rename(&tmp, &path).await
 }
 
-/// Verifies a whole log (and its head file, when present); returns the number of records.
-pub fn verify_file(path: &Path) -> Result<usize, VerifyError> {
+/// Verifies a whole log and its head file; returns the number of records.
+/// A non-empty log without its head file fails unless `require_head` is
+/// false: deleting the head is how a cut tail would otherwise go unseen.
+pub fn verify_file(path: &Path, require_head: bool) -> Result<usize, VerifyError> {
     let bytes = std::fs::read(path).map_err(VerifyError::Read)?;
     let mut prev = GENESIS.to_owned();
     let mut hashes = Vec::new();
@@ -123,7 +125,18 @@ pub fn verify_file(path: &Path) -> Result<usize, VerifyError> {
         prev = check_line(line, &prev).map_err(broken)?;
         hashes.push(prev.clone());
     }
-    if let Ok(text) = std::fs::read(head_path(path)) {
+    let head_text = match std::fs::read(head_path(path)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(VerifyError::Read(e)),
+    };
+    if head_text.is_none() && require_head && !hashes.is_empty() {
+        return Err(VerifyError::Chain(ChainError {
+            line: hashes.len(),
+            problem: "the head file is missing, so a cut tail would go unseen (--no-head checks the chain alone)",
+        }));
+    }
+    if let Some(text) = head_text {
         let head: Head = serde_json::from_slice(&text).map_err(|_| {
             VerifyError::Chain(ChainError {
                 line: hashes.len(),
@@ -203,7 +216,8 @@ mod tests {
         if let Some(head) = head {
             std::fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
         }
-        verify_file(&path).map_err(|e| match e {
+        // The unit tests look at the chain; the head file's absence has its own test.
+        verify_file(&path, false).map_err(|e| match e {
             VerifyError::Chain(c) => c,
             VerifyError::Read(e) => panic!("{e}"),
         })
@@ -241,6 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_head_file_fails_unless_waived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, format!("{}\n", log(2).join("\n"))).unwrap();
+        assert!(matches!(
+            verify_file(&path, true),
+            Err(VerifyError::Chain(ChainError { line: 2, .. }))
+        ));
+        assert_eq!(verify_file(&path, false).unwrap(), 2);
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(
+            verify_file(&path, true).unwrap(),
+            0,
+            "an empty log needs no head"
+        );
+    }
+
+    #[test]
     fn hostile_bytes_name_the_line_instead_of_panicking() {
         let mut lines = log(3);
         // A multi-byte character where the hash suffix would start.
@@ -251,7 +283,7 @@ mod tests {
         let path = dir.path().join("a.jsonl");
         std::fs::write(&path, b"\xff\xfe\n").unwrap();
         assert!(matches!(
-            verify_file(&path),
+            verify_file(&path, false),
             Err(VerifyError::Chain(ChainError { line: 1, .. }))
         ));
     }

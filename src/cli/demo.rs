@@ -43,7 +43,7 @@ pub async fn run() -> Result<(), CliError> {
     running.shutdown().await;
     if result.is_ok() {
         step(6, "audit");
-        let n = crate::audit::verify_file(&dir.join("audit.jsonl")).map_err(CliError::new)?;
+        let n = crate::audit::verify_file(&dir.join("audit.jsonl"), true).map_err(CliError::new)?;
         println!("{n} decisions were logged, hash chain intact (writ audit verify)");
     }
     result

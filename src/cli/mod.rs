@@ -157,6 +157,10 @@ enum AuditCommand {
     Verify {
         /// The log (default: audit.path of the configuration).
         path: Option<PathBuf>,
+        /// Check the chain even though the head file beside the log is gone
+        /// (records cut from the end then go unseen).
+        #[arg(long)]
+        no_head: bool,
     },
 }
 
@@ -262,7 +266,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { path },
+            command: AuditCommand::Verify { path, no_head },
         } => {
             let path = match path {
                 Some(p) => p,
@@ -273,7 +277,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         .path
                 }
             };
-            let n = crate::audit::verify_file(&path)
+            let n = crate::audit::verify_file(&path, !no_head)
                 .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
             println!("ok: {n} records, chain intact");
             Ok(())

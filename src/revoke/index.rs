@@ -23,6 +23,9 @@ type Bucket = DashMap<String, Vec<Arc<Entry>>>;
 pub struct TokenFacts<'a> {
     /// `jti`.
     pub jti: &'a str,
+    /// The `jti`s of the tokens it was narrowed or delegated from: revoking
+    /// one of them revokes it too.
+    pub ancestors: &'a [String],
     /// `sub`.
     pub subject: &'a str,
     /// `aud`.
@@ -33,6 +36,8 @@ pub struct TokenFacts<'a> {
     pub attestation_issuer: Option<&'a str>,
     /// Every `sub` in its `act` chain.
     pub actors: Vec<&'a str>,
+    /// The attestation issuer of every agent in its `act` chain.
+    pub actor_issuers: Vec<&'a str>,
     /// `iat`.
     pub issued_at: u64,
 }
@@ -48,6 +53,8 @@ pub struct MintFacts<'a> {
     pub attestation_issuer: Option<&'a str>,
     /// Every agent acting in it.
     pub actors: &'a [&'a str],
+    /// The attestation issuer of every agent acting in it.
+    pub actor_issuers: &'a [&'a str],
 }
 
 /// Live kill-switch entries, indexed by what they select.
@@ -211,10 +218,20 @@ impl RevocationIndex {
         }
         let hit = |e: &Entry| e.revokes_issued_at(t.issued_at);
         Self::first(&self.jti, Some(t.jti), hit)
+            .or_else(|| {
+                t.ancestors
+                    .iter()
+                    .find_map(|j| Self::first(&self.jti, Some(j), hit))
+            })
             .or_else(|| Self::first(&self.subject, Some(t.subject), hit))
             .or_else(|| Self::first(&self.audience, Some(t.audience), hit))
             .or_else(|| Self::first(&self.issuer, Some(t.issuer), hit))
             .or_else(|| Self::first(&self.issuer, t.attestation_issuer, hit))
+            .or_else(|| {
+                t.actor_issuers
+                    .iter()
+                    .find_map(|i| Self::first(&self.issuer, Some(i), hit))
+            })
             .or_else(|| {
                 t.actors
                     .iter()
@@ -233,6 +250,11 @@ impl RevocationIndex {
         Self::first(&self.subject, Some(m.subject), hit)
             .or_else(|| Self::first(&self.audience, Some(m.audience), hit))
             .or_else(|| Self::first(&self.issuer, m.attestation_issuer, hit))
+            .or_else(|| {
+                m.actor_issuers
+                    .iter()
+                    .find_map(|i| Self::first(&self.issuer, Some(i), hit))
+            })
             .or_else(|| {
                 m.actors
                     .iter()
@@ -302,14 +324,18 @@ mod tests {
         })
     }
 
+    const ANCESTORS: &[String] = &[];
+
     fn token<'a>(sub: &'a str, iat: u64) -> TokenFacts<'a> {
         TokenFacts {
             jti: "j1",
+            ancestors: ANCESTORS,
             subject: sub,
             audience: "db",
             issuer: "https://writ",
             attestation_issuer: Some("https://k8s"),
             actors: vec!["agent:bot"],
+            actor_issuers: vec!["https://agents"],
             issued_at: iat,
         }
     }
@@ -320,7 +346,41 @@ mod tests {
             audience: "x",
             attestation_issuer: None,
             actors: &[],
+            actor_issuers: &[],
         }
+    }
+
+    #[test]
+    fn a_jti_entry_reaches_descendants_and_an_issuer_entry_every_hop() {
+        let idx = RevocationIndex::new();
+        idx.upsert(entry("p", Selector::Jti("parent".into()), 100, false));
+        idx.upsert(entry(
+            "i",
+            Selector::Issuer("https://agents".into()),
+            100,
+            true,
+        ));
+        let ancestors = ["parent".to_owned()];
+        let child = TokenFacts {
+            ancestors: &ancestors,
+            actor_issuers: vec![],
+            ..token("s", 100)
+        };
+        assert_eq!(
+            idx.revoked(&child).map(|e| e.id.clone()).as_deref(),
+            Some("p")
+        );
+        let agent = token("s", 100);
+        assert_eq!(
+            idx.revoked(&agent).map(|e| e.id.clone()).as_deref(),
+            Some("i")
+        );
+        let delegating = MintFacts {
+            actors: &["agent:bot"],
+            actor_issuers: &["https://agents"],
+            ..mint("user")
+        };
+        assert!(idx.blocked(&delegating, 200).is_some());
     }
 
     #[test]

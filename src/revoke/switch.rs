@@ -282,6 +282,9 @@ mod tests {
         async fn put_signing_key(&self, _: &StoredKey) -> Result<(), StoreError> {
             Err(StoreError::Io(std::io::Error::other("disk gone")))
         }
+        async fn record_token_lifetime(&self, _: u64, _: u64) -> Result<u64, StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
         }

@@ -131,6 +131,20 @@ pub fn binding_holds(
     })
 }
 
+/// The refusal for a proof the replay cache did not take: a replay is an
+/// invalid proof; a full cache is writ's problem, so the client retries.
+pub fn replay_refusal(e: crate::attest::dpop::ReplayError) -> Refusal {
+    use crate::attest::dpop::ReplayError;
+    match e {
+        ReplayError::Replay => Refusal::InvalidDpopProof(e.to_string()),
+        ReplayError::Full { .. } => {
+            tracing::warn!("DPoP replay cache is full; refusing new proofs until old ones expire");
+            Refusal::Unavailable(e.to_string())
+        }
+        _ => Refusal::Unavailable(e.to_string()),
+    }
+}
+
 /// An admin only.
 pub fn admin(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<String, Refusal> {
     admin_id(app, headers, peer)
@@ -159,7 +173,12 @@ pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Cal
         };
     }
     match &peer.client {
-        Some(client) => Ok(Caller::Mtls(client.spiffe_id.clone())),
+        Some(client) => {
+            crate::attest::mtls::MtlsAttestor::new(&app.config.server.trust_domain)
+                .check(client)
+                .map_err(|e| Refusal::InvalidClient(e.to_string()))?;
+            Ok(Caller::Mtls(client.spiffe_id.clone()))
+        }
         None => Err(Refusal::InvalidClient("authentication is required".into())),
     }
 }

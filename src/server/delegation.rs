@@ -11,9 +11,9 @@ use super::AppState;
 use super::error::Refusal;
 use super::listener::Peer;
 use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
-use crate::attest::Attested;
+use crate::attest::{Attested, AttrValue};
 use crate::model::{AttestationKind, EntityType, Principal};
-use crate::token::act_chain;
+use crate::token::{AccessClaims, act_chain};
 
 /// An agent acting for the subject of a token request.
 pub(super) struct Delegation {
@@ -28,6 +28,9 @@ pub(super) struct Delegation {
     /// The binding of an actor writ token: the delegated token keeps it, so
     /// it is as useless without the agent's key as the agent's own token.
     pub actor_cnf: Option<Value>,
+    /// An actor writ token's `jti` and ancestry (revoking the agent's token
+    /// revokes what it delegated).
+    pub lineage: Vec<String>,
 }
 
 impl Delegation {
@@ -45,17 +48,18 @@ impl Delegation {
         prior: Option<&Value>,
         revocation: &mut Option<String>,
     ) -> Result<Self, Refusal> {
-        let (actor, actor_cnf) = match token_type {
+        let (actor, actor_cnf, lineage) = match token_type {
             TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(token).await {
-                Ok(attested) => (attested, None),
+                Ok(attested) => (attested, None, Vec::new()),
                 Err(e) => {
                     app.metrics.attestation_failure(e.reason());
                     return Err(Refusal::InvalidGrant(format!("actor_token: {e}")));
                 }
             },
             TYPE_ACCESS_TOKEN => {
-                let (attested, cnf) = writ_actor(app, peer, dpop_jkt, token, revocation)?;
-                (Arc::new(attested), cnf)
+                let (attested, claims) = writ_actor(app, peer, dpop_jkt, token, revocation)?;
+                let lineage = claims.lineage().map(str::to_owned).collect();
+                (Arc::new(attested), claims.cnf, lineage)
             }
             _ => {
                 return Err(Refusal::InvalidRequest(
@@ -83,7 +87,15 @@ impl Delegation {
                 "delegation depth {depth} exceeds tokens.max_delegation_depth ({max})"
             )));
         }
+        // Each level names the issuer that attested its agent, so a kill
+        // switch entry for an agent identity provider reaches every token an
+        // agent it attested acts in.
         let mut act = json!({ "sub": actor.principal.as_str() });
+        if let (Some(AttrValue::String(iss)), Some(map)) =
+            (actor.attributes.get("issuer"), act.as_object_mut())
+        {
+            map.insert("iss".into(), Value::String(iss.clone()));
+        }
         if let (Some(prior), Some(map)) = (prior, act.as_object_mut()) {
             map.insert("act".into(), prior.clone());
         }
@@ -93,6 +105,7 @@ impl Delegation {
             actors,
             depth,
             actor_cnf,
+            lineage,
         })
     }
 }
@@ -122,6 +135,7 @@ impl Delegation {
             depth: u32::try_from(actors.len()).unwrap_or(u32::MAX),
             actors,
             actor_cnf: None,
+            lineage: Vec::new(),
         })
     }
 }
@@ -135,7 +149,7 @@ fn writ_actor(
     dpop_jkt: Option<&str>,
     token: &str,
     revocation: &mut Option<String>,
-) -> Result<(Attested, Option<Value>), Refusal> {
+) -> Result<(Attested, AccessClaims), Refusal> {
     let claims = app
         .verifier
         .verify(token)
@@ -163,5 +177,5 @@ fn writ_actor(
         )));
     }
     let attested = writ_token_principal(app, &claims)?;
-    Ok((attested, claims.cnf))
+    Ok((attested, claims))
 }

@@ -11,6 +11,26 @@ use crate::attest::AttestError;
 use crate::policy::PolicyError;
 use crate::token::TokenError;
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`...), for log
+/// lines: a value from a request can then never start a forged line or
+/// drive the operator's terminal.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {

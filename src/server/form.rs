@@ -54,9 +54,14 @@ impl Form {
         let mut map = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             if map.contains_key(&k) {
-                return Err(Refusal::InvalidRequest(format!(
-                    "parameter {k} is repeated"
-                )));
+                // The name is the client's text: named only when it is one
+                // of the plain names writ reads, never echoed otherwise.
+                let named = k.len() <= 32 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                return Err(Refusal::InvalidRequest(if named {
+                    format!("parameter {k} is repeated")
+                } else {
+                    "a parameter is repeated".into()
+                }));
             }
             map.insert(k, v);
         }
@@ -88,6 +93,18 @@ mod tests {
             Form::parse(b"a=1&a=2"),
             Err(Refusal::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_hostile_parameter_name_is_not_echoed() {
+        let Err(Refusal::InvalidRequest(why)) = Form::parse(b"a%0Ab=1&a%0Ab=2") else {
+            panic!("a repeated parameter must be refused");
+        };
+        assert!(!why.contains('\n') && !why.contains("a\nb"), "{why}");
+        let Err(Refusal::InvalidRequest(why)) = Form::parse(b"scope=a&scope=b") else {
+            panic!("a repeated parameter must be refused");
+        };
+        assert!(why.contains("scope"), "{why}");
     }
 
     #[test]

@@ -147,8 +147,13 @@ impl Server {
             )
             .await?,
         );
-        // Entries older than the longest token lifetime (plus leeway) revoke nothing alive.
-        let horizon = config.tokens.max_ttl.as_secs() + crate::attest::LEEWAY_SECS;
+        // The longest lifetime a live token can have: this run's max_ttl, or
+        // a longer one of an earlier run whose tokens may still be alive.
+        let longest_lifetime = store
+            .record_token_lifetime(config.tokens.max_ttl.as_secs(), clock.unix_now())
+            .await?;
+        // Entries older than that (plus leeway) revoke nothing alive.
+        let horizon = longest_lifetime + crate::attest::LEEWAY_SECS;
         let kill_switch = Arc::new(KillSwitch::load(store.clone(), clock.clone(), horizon).await?);
         kill_switch.spawn_compaction();
         let attest = Arc::new(Registry::from_config(&config, clock.clone()).await?);
@@ -177,7 +182,8 @@ impl Server {
             .collect();
         let state = Arc::new(AppState {
             minter: Minter::new(keys.active(), issuer.clone()),
-            verifier: TokenVerifier::new(keys.clone(), issuer.clone(), clock.clone()),
+            verifier: TokenVerifier::new(keys.clone(), issuer.clone(), clock.clone())
+                .max_lifetime(longest_lifetime),
             issuer: issuer.clone(),
             attest,
             policy: policy.clone(),
@@ -279,8 +285,8 @@ pub(crate) async fn respond(
                 action = record.action,
                 decision_id = %record.decision_id,
                 error = refusal.code(),
-                reason = %refusal.description(),
-                principal = record.principal.as_deref().unwrap_or("-"),
+                reason = %error::escape_controls(&refusal.description()),
+                principal = %error::escape_controls(record.principal.as_deref().unwrap_or("-")),
                 "request refused"
             );
             record.error = Some(refusal.code());

@@ -21,6 +21,11 @@ use crate::clock::rfc3339;
 
 /// The largest request body accepted (form posts).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How much of an oversized body is read and dropped before answering 413,
+/// so a client still sending reads the answer instead of a reset...
+const DRAIN_BYTES: usize = 1024 * 1024;
+/// ...and for how long at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
     let limits = state.config.limits.clone();
@@ -40,6 +45,10 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bounded_body,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(move |err: BoxError| {
@@ -69,6 +78,77 @@ async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
     response
 }
 
+/// Reads a request body up to [`MAX_BODY_BYTES`]. A larger one (declared or
+/// sent) is answered 413 with `Connection: close` once what is in flight has
+/// been drained (at most [`DRAIN_BYTES`] for [`DRAIN_TIME`]), so the client
+/// sees the answer rather than a connection reset.
+async fn bounded_body(
+    State(app): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::StreamExt as _;
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut oversized = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while !oversized {
+        match stream.next().await {
+            Some(Ok(chunk)) if read.len() + chunk.len() <= MAX_BODY_BYTES => {
+                read.extend_from_slice(&chunk);
+            }
+            Some(Ok(_)) => oversized = true,
+            // The client went away or broke framing: nothing to answer well.
+            Some(Err(_)) => return StatusCode::BAD_REQUEST.into_response(),
+            None => break,
+        }
+    }
+    if !oversized {
+        let body = axum::body::Body::from(read);
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut drained = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    tracing::info!(
+        path = parts.uri.path(),
+        ?declared,
+        "request body over the limit"
+    );
+    let refusal = Refusal::PayloadTooLarge;
+    let mut record = AuditRecord::new(
+        "request",
+        new_decision_id(),
+        rfc3339(app.clock.unix_now()),
+        "-".into(),
+    );
+    record.error = Some(refusal.code());
+    record.reason = Some(refusal.description());
+    let mut response = refusal.with_id(record.decision_id.clone()).into_response();
+    // HTTP/2 streams end without closing the connection (and forbid the header).
+    if parts.version < axum::http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    app.audit.record(record).await;
+    response
+}
+
 fn json_bytes(body: Bytes, cache: &'static str) -> Response {
     (
         [
@@ -87,19 +167,16 @@ fn json_bytes(body: Bytes, cache: &'static str) -> Response {
 async fn metadata(State(app): State<Arc<AppState>>) -> Response {
     let iss = &app.issuer;
     let mtls = app.config.tls.client_ca.is_some();
-    let (grant_types, auth_methods) = if mtls {
-        (
-            json!([
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-                "client_credentials"
-            ]),
-            json!(["none", "tls_client_auth"]),
-        )
+    // client_credentials is served whenever some caller can use it: one with
+    // a client certificate, or one on the Unix socket.
+    let mut grant_types = vec!["urn:ietf:params:oauth:grant-type:token-exchange"];
+    if mtls || app.config.server.unix_socket.is_some() {
+        grant_types.push("client_credentials");
+    }
+    let auth_methods = if mtls {
+        json!(["none", "tls_client_auth"])
     } else {
-        (
-            json!(["urn:ietf:params:oauth:grant-type:token-exchange"]),
-            json!(["none"]),
-        )
+        json!(["none"])
     };
     let doc = json!({
         "issuer": iss,

@@ -25,7 +25,7 @@ use crate::audit::AuditRecord;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
 use crate::revoke::{Entry, MintFacts};
-use crate::token::{AccessClaims, MintRequest};
+use crate::token::{AccessClaims, MAX_ANCESTRY, MintRequest, act_issuers};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -85,8 +85,11 @@ async fn exchange(
     trail: &mut Trail,
 ) -> Result<serde_json::Value, Refusal> {
     let form = Form::from_request(headers, body)?;
-    // RFC 9449: a proof of possession binds the new token to the proof's key.
-    let dpop_jkt = match super::auth::dpop_proof(headers)? {
+    // RFC 9449: a proof of possession binds the new token to the proof's
+    // key. It is checked now but remembered against replay only once the
+    // request's credential has checked out, so that requests without one
+    // cannot fill the replay cache.
+    let dpop = match super::auth::dpop_proof(headers)? {
         None => None,
         Some(proof) => {
             let uri = format!("{}/oauth2/token", app.issuer);
@@ -97,11 +100,12 @@ async fn exchange(
                 access_token: None,
             };
             Some(
-                crate::attest::dpop::verify(proof, &expected, &app.dpop_replay)
+                crate::attest::dpop::check(proof, &expected)
                     .map_err(|e| Refusal::InvalidDpopProof(e.to_string()))?,
             )
         }
     };
+    let dpop_jkt = dpop.as_ref().map(|p| p.jkt.clone());
     let grant = form.required("grant_type")?;
     if grant != TOKEN_EXCHANGE && grant != CLIENT_CREDENTIALS {
         return Err(Refusal::UnsupportedGrantType);
@@ -141,7 +145,8 @@ async fn exchange(
         // The caller is its own evidence: the client certificate the
         // handshake verified, or the Unix socket's peer credentials.
         let attested = match (&peer.client, &peer.unix) {
-            (Some(identity), _) => MtlsAttestor.attest(&Evidence::ClientCertificate(identity)),
+            (Some(identity), _) => MtlsAttestor::new(&app.config.server.trust_domain)
+                .attest(&Evidence::ClientCertificate(identity)),
             (None, Some(unix)) => UnixAttestor::new(&app.config.server.trust_domain).attest(&Evidence::UnixPeer(unix)),
             (None, None) => {
                 return Err(Refusal::InvalidClient(
@@ -200,6 +205,12 @@ async fn exchange(
             .await?,
         ),
     };
+    if let Some(proof) = &dpop {
+        app.dpop_replay
+            .remember(proof, now)
+            .map_err(super::auth::replay_refusal)?;
+    }
+    let ancestry = ancestry(parent.as_ref(), delegation.as_ref())?;
     // A token minted over mTLS is bound to the certificate (RFC 8705); a
     // narrowed token keeps its parent's binding (proven by this request); a
     // delegated one the binding of the agent's own token.
@@ -229,11 +240,16 @@ async fn exchange(
         Some(AttrValue::String(s)) => Some(s.as_str()),
         _ => None,
     };
+    let actor_issuers = delegation
+        .as_ref()
+        .map(|d| act_issuers(Some(&d.act)))
+        .unwrap_or_default();
     let facts = MintFacts {
         subject: subject.principal.as_str(),
         audience: audience.as_str(),
         attestation_issuer,
         actors: &actors,
+        actor_issuers: &actor_issuers,
     };
     refuse_if_blocked(app, &facts, now, trail)?;
 
@@ -285,6 +301,7 @@ async fn exchange(
         now,
         act: delegation.as_ref().map(|d| d.act.clone()),
         cnf,
+        ancestry,
     })?;
     // A block acknowledged while this request was deciding must still win:
     // the admin answers only after the entry is in the index, so checking
@@ -310,6 +327,32 @@ async fn exchange(
         "expires_in": ttl.as_secs(),
         "scope": granted.to_string(),
     }))
+}
+
+/// The `jti`s a new token derives from: the token it narrows and the agent's
+/// own writ token, each with its own ancestry. A `jti` entry for any of them
+/// then reaches the new token too.
+fn ancestry(
+    parent: Option<&AccessClaims>,
+    delegation: Option<&Delegation>,
+) -> Result<Vec<String>, Refusal> {
+    let mut ancestry: Vec<String> = parent
+        .into_iter()
+        .flat_map(AccessClaims::lineage)
+        .chain(
+            delegation
+                .into_iter()
+                .flat_map(|d| d.lineage.iter().map(String::as_str)),
+        )
+        .map(str::to_owned)
+        .collect();
+    ancestry.dedup();
+    if ancestry.len() > MAX_ANCESTRY {
+        return Err(Refusal::InvalidGrant(format!(
+            "subject_token derives from more than {MAX_ANCESTRY} tokens; ask for a fresh one"
+        )));
+    }
+    Ok(ancestry)
 }
 
 fn refuse_if_blocked(

@@ -33,6 +33,11 @@ const MIGRATIONS: &[&str] = &[
         lifted_at INTEGER,
         lifts TEXT
     )",
+    // One row per start: how long the tokens of that run may live.
+    "CREATE TABLE token_lifetimes (
+        started_at INTEGER NOT NULL,
+        max_ttl INTEGER NOT NULL
+    )",
 ];
 
 const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts";
@@ -111,11 +116,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
         let path = options.get_filename().to_path_buf();
+        if path.as_os_str() != ":memory:" {
+            owner_only_files(&path)?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
-        restrict_mode(&path)?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -146,11 +153,62 @@ impl SqliteStore {
     }
 }
 
-/// The database holds private keys: owner-only access.
-fn restrict_mode(path: &std::path::Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    if path.exists() {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+/// The database holds private keys, so no one but writ's user may reach it:
+/// its directory must not be writable by others (who could swap the file),
+/// and the database is created 0600 before SQLite opens it, so there is no
+/// moment at which another user can open it. SQLite creates the `-wal` and
+/// `-shm` files with the database's mode.
+fn owner_only_files(db: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let dir_mode = std::fs::metadata(dir)?.mode();
+    if dir_mode & 0o022 != 0 {
+        return Err(StoreError::Insecure(format!(
+            "{} is writable by group or others (mode {:o}); keep the store in a directory only writ's user can write",
+            dir.display(),
+            dir_mode & 0o7777
+        )));
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        // Never created through a symlink someone planted.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(db)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.file_type().is_file() {
+            return Err(StoreError::Insecure(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            // Left by an older writ or by hand: close it now, and say that
+            // what it held may have been read.
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", meta.mode() & 0o7777),
+                "store file was readable by other users; made 0600 (rotate the signing key if they could have read it)"
+            );
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
     }
     Ok(())
 }
@@ -182,6 +240,34 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn record_token_lifetime(&self, max_ttl: u64, now: u64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let runs: Vec<(u64, u64)> = sqlx::query(
+            "SELECT started_at, max_ttl FROM token_lifetimes ORDER BY started_at, rowid",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((uint(r.try_get(0)?), uint(r.try_get(1)?))))
+        .collect::<Result<_, StoreError>>()?;
+        let (longest, alive) = super::longest_live_lifetime(&runs, max_ttl, now);
+        // Only the oldest dead runs go: a dead run's start bounds the one before it.
+        let dead = alive.iter().take_while(|a| !**a).count();
+        if let Some(&(started_at, _)) = dead.checked_sub(1).and_then(|i| runs.get(i)) {
+            sqlx::query("DELETE FROM token_lifetimes WHERE started_at <= ?")
+                .bind(int(started_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO token_lifetimes (started_at, max_ttl) VALUES (?, ?)")
+            .bind(int(now))
+            .bind(int(max_ttl))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(longest)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -34,6 +34,8 @@ pub struct MintRequest<'a> {
     pub act: Option<Value>,
     /// Key confirmation.
     pub cnf: Option<Value>,
+    /// The `jti`s of the tokens it derives from, nearest first.
+    pub ancestry: Vec<String>,
 }
 
 /// A signed token and the facts audit records need.
@@ -106,6 +108,7 @@ impl Minter {
             principal_type: req.principal_type.as_str().to_owned(),
             attestation_issuer: req.attestation_issuer.map(str::to_owned),
             act: req.act,
+            ancestry: req.ancestry,
             cnf: req.cnf,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| TokenError::Signing)?;

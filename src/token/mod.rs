@@ -10,10 +10,14 @@ mod keys;
 mod mint;
 mod verify;
 
-pub use claims::{AccessClaims, act_chain};
+pub use claims::{AccessClaims, act_chain, act_issuers};
 pub use keys::{KeyRing, KeyRingError, SigningKey};
 pub use mint::{MintRequest, Minted, Minter};
 pub use verify::TokenVerifier;
+
+/// How many tokens a token may derive from (its `ancestry`): narrowing and
+/// delegation past this ask for a fresh token instead, so tokens stay small.
+pub const MAX_ANCESTRY: usize = 16;
 
 /// Why a token could not be minted or a writ token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +44,9 @@ pub enum TokenError {
     /// `nbf` is in the future.
     #[error("token is not yet valid")]
     NotYetValid,
+    /// `exp - iat` is longer than writ mints.
+    #[error("token lives longer than this broker issues tokens")]
+    Lifetime,
     /// Key generation or signing failed (an internal fault).
     #[error("signing failed")]
     Signing,

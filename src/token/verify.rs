@@ -14,6 +14,7 @@ pub struct TokenVerifier {
     keys: Arc<KeyRing>,
     issuer: String,
     clock: Arc<dyn Clock>,
+    max_lifetime: u64,
 }
 
 impl TokenVerifier {
@@ -23,7 +24,15 @@ impl TokenVerifier {
             keys,
             issuer: issuer.into(),
             clock,
+            max_lifetime: u64::MAX,
         }
+    }
+
+    /// Refuses tokens whose `exp - iat` exceeds `secs`: the longest lifetime
+    /// writ could have minted. A longer one was signed with a stolen key.
+    pub fn max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = secs;
+        self
     }
 
     /// Checks signature, `typ`, `iss` and validity window; returns the claims.
@@ -61,6 +70,14 @@ impl TokenVerifier {
         }
         if claims.nbf > now {
             return Err(TokenError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            tracing::warn!(
+                jti = %claims.jti,
+                lifetime = claims.exp.saturating_sub(claims.iat),
+                "a validly signed writ token lives longer than writ mints: the signing key may be stolen"
+            );
+            return Err(TokenError::Lifetime);
         }
         Ok(claims)
     }

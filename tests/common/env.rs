@@ -35,6 +35,10 @@ pub struct Config {
     pub client_ca: bool,
     /// `admin.principals`: mTLS identities that are admins.
     pub admin_principals: Vec<String>,
+    /// `server.trust_domain`; unset means `writ.local`.
+    pub trust_domain: Option<String>,
+    /// Raw lines appended to `[tokens]` (e.g. `dpop_replay_cache = 20`).
+    pub extra_tokens_lines: Vec<String>,
 }
 
 impl Default for Config {
@@ -49,6 +53,8 @@ impl Default for Config {
             extra_server_lines: Vec::new(),
             client_ca: false,
             admin_principals: Vec::new(),
+            extra_tokens_lines: Vec::new(),
+            trust_domain: None,
         }
     }
 }
@@ -175,7 +181,10 @@ impl TestEnv {
         if let Some(issuer) = &config.issuer {
             toml += &format!("issuer = {}\n", quote(issuer));
         }
-        toml += "trust_domain = \"writ.local\"\n";
+        toml += &format!(
+            "trust_domain = {}\n",
+            quote(config.trust_domain.as_deref().unwrap_or("writ.local"))
+        );
         for line in &config.extra_server_lines {
             toml += &format!("{line}\n");
         }
@@ -193,6 +202,7 @@ url = "sqlite://writ.db"
 algorithm = {algorithm}
 default_ttl = {default_ttl}
 max_ttl = {max_ttl}
+{extra_tokens}
 
 [policy]
 dir = "policies"
@@ -209,6 +219,7 @@ principals = [{principals}]
             algorithm = quote(&config.algorithm),
             default_ttl = quote(&config.default_ttl),
             max_ttl = quote(&config.max_ttl),
+            extra_tokens = config.extra_tokens_lines.join("\n"),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
             client_ca = if config.client_ca {

@@ -72,6 +72,22 @@ impl SigningKey {
         Self { alg, kid, pair }
     }
 
+    /// The P-256 key in `pkcs8` (DER) under `kid`: e.g. one read out of a
+    /// stolen store.
+    pub fn es256_from_pkcs8(pkcs8: &[u8], kid: &str) -> Self {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )
+        .expect("parse a P-256 PKCS#8 key");
+        Self {
+            alg: Alg::Es256,
+            kid: kid.to_string(),
+            pair: Pair::Ecdsa(pair),
+        }
+    }
+
     /// The public key as a JWK (RFC 7517), with `kid`, `alg` and `use`.
     pub fn jwk(&self) -> Value {
         let mut jwk = match &self.pair {
