@@ -208,6 +208,108 @@ async fn metrics_count_refreshes() {
     );
 }
 
+/// `GET path` on the sidecar over a bare connection, with exactly the
+/// `Host` header given (or none): HTTP clients insist on a correct one,
+/// and the point here is what a rebinding browser would send.
+async fn get_with_host(sidecar: &Sidecar, path: &str, host: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = sidecar.url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\n{host}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn endpoint_refuses_a_host_other_than_its_loopback_address() {
+    let (env, server) = start_standard().await;
+    let sidecar = start_sidecar(&env, &server, "5m").await;
+    let token = token_file_contents(&sidecar).await;
+    let port = sidecar.url.rsplit(':').next().unwrap().to_owned();
+    let path = format!("/token?audience={ORDERS}");
+
+    for host in [
+        Some(format!("evil.example:{port}")),
+        Some("attacker.com".to_owned()),
+        Some(format!("127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1)),
+        Some("127.0.0.1".to_owned()),
+        None,
+    ] {
+        let (status, body) = get_with_host(&sidecar, &path, host.as_deref()).await;
+        assert_eq!(status, 421, "Host {host:?}: {body}");
+        assert!(!body.contains(&token), "Host {host:?} got the token");
+        assert!(
+            body.contains("Host"),
+            "Host {host:?}: the reason is {body:?}"
+        );
+    }
+    let (status, _) = get_with_host(&sidecar, "/healthz", Some("attacker.com")).await;
+    assert_eq!(status, 421, "/healthz is checked too");
+
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let (status, body) = get_with_host(&sidecar, &path, Some(&host)).await;
+        assert_eq!((status, body), (200, token.clone()), "Host {host}");
+    }
+}
+
+/// The served token, if the endpoint serves one.
+async fn served_token(sidecar: &Sidecar) -> Result<String, String> {
+    let response = reqwest::get(format!("{}/token?audience={ORDERS}", sidecar.url))
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_replaced_within_seconds() {
+    let (env, server) = start_standard().await;
+    let sidecar = start_sidecar(&env, &server, "5m").await;
+    let first = eventually("a served token", async || served_token(&sidecar).await).await;
+    let first_jti = jwt_claims(&first)["jti"].clone();
+    // Revoke just after a second begins, so the sidecar's first attempt at a
+    // replacement is minted in the revocation's second and is revoked too:
+    // the case that left the workload without a token until the old
+    // token's refresh time.
+    tokio::time::sleep(until_next_second()).await;
+
+    server
+        .revoke(json!({"subject": WORKLOAD}), false, None)
+        .await;
+
+    let second = eventually_within(Duration::from_secs(3), "a replacement token", async || {
+        match served_token(&sidecar).await? {
+            t if jwt_claims(&t)["jti"] == first_jti => Err("still the revoked token".into()),
+            t => Ok(t),
+        }
+    })
+    .await;
+    assert_eq!(jwt_claims(&second)["sub"], WORKLOAD);
+    let file = token_file_contents(&sidecar).await;
+    assert_eq!(file, second, "the file holds the replacement too");
+}
+
 async fn sidecar_with_config(toml: &str) -> CliOutput {
     let env = TestEnv::new();
     std::fs::write(env.path("sa.jwt"), "x").unwrap();

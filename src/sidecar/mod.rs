@@ -4,6 +4,15 @@
 //! on a loopback endpoint. With `[revocations]` it follows the kill switch
 //! and removes a token within a second of a matching revocation (and writes
 //! a new one if the broker still grants it).
+//!
+//! Who can read a token: every process in the pod's network namespace can
+//! reach loopback, so `GET /token` is exactly as private as the pod (every
+//! container in it, not just the workload); the token files are 0600 for the
+//! sidecar's uid, so only processes running as that uid (or root) can read
+//! them. The endpoint takes no credential. It does refuse (421) any request
+//! whose `Host` is not its own loopback address and port, so a web page
+//! opened in a browser on the same machine cannot read it through DNS
+//! rebinding (the browser sends the attacker's host name).
 
 mod config;
 
@@ -16,8 +25,9 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +40,13 @@ pub use config::{SidecarConfig, TokenConfig};
 
 /// How often held tokens are checked against the revocation feed.
 const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+/// First wait before asking again while nothing is held. A whole second, so
+/// the retry after a refused token is minted in a later second than the
+/// revocation: an entry revokes tokens with `iat <= effective_at`, both in
+/// whole seconds, so a token minted in the same second is revoked too.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between attempts while nothing is held.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +74,9 @@ struct Slot {
     source: TokenSource,
     verifier: Option<Verifier>,
     current: RwLock<Option<Token>>,
+    /// Wakes the refresher when the held token was taken away (revoked), so
+    /// the workload is not left waiting for the old token's refresh time.
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -169,6 +189,7 @@ pub async fn start(config: SidecarConfig) -> Result<RunningSidecar, SidecarError
             source: builder.build(),
             verifier,
             current: RwLock::new(None),
+            wake: tokio::sync::Notify::new(),
         });
     }
     let sidecar = Arc::new(Sidecar {
@@ -191,10 +212,19 @@ pub async fn start(config: SidecarConfig) -> Result<RunningSidecar, SidecarError
         addr: config.serve.listen,
         source,
     })?;
+    // The Host check covers every route, /healthz too: nothing on loopback
+    // can be probed by the kubelet anyway (its HTTP probes go to the pod
+    // IP), local clients send the address they connected to, and /healthz
+    // and /metrics name the audiences, which a rebinding page should not
+    // learn either.
     let app = Router::new()
         .route("/token", get(token))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed_hosts(addr)),
+            check_host,
+        ))
         .with_state(sidecar);
     let serve = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -286,36 +316,77 @@ async fn install(sidecar: &Sidecar, slot: &Slot, token: Token) {
     }
 }
 
+/// `d` plus up to a quarter more, so sidecars refused together (a block
+/// lifted, a broker back) do not all ask again in the same instant. Only
+/// ever longer than `d`: [`RETRY_FIRST`] must stay at least a second.
+fn jittered(d: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte) {
+        Ok(()) => d + d / 4 * u32::from(byte[0]) / 255,
+        Err(_) => d,
+    }
+}
+
 /// Keeps one token fresh: fetch, install, sleep until it is due, again.
+/// While nothing is held (refused, revoked, broker away) it asks again
+/// after 1 s, doubling up to [`RETRY_MAX`]; a revocation of the held token
+/// wakes it at once.
 async fn keep_fresh(sidecar: Arc<Sidecar>, i: usize) {
     let slot = &sidecar.slots[i];
+    let mut retry = RETRY_FIRST;
     loop {
-        let wait = match slot.source.token().await {
-            Ok(token) => {
-                install(&sidecar, slot, token).await;
-                match slot.current.read().map(|c| c.is_some()) {
-                    Ok(true) => slot
-                        .source
-                        .refresh_due()
-                        .map(|due| due.saturating_duration_since(Instant::now()))
-                        .unwrap_or(Duration::from_secs(1)),
-                    _ => Duration::from_secs(1),
-                }
-            }
+        match slot.source.token().await {
+            Ok(token) => install(&sidecar, slot, token).await,
             Err(e) => {
                 sidecar.metrics.failed.get_or_create(&labels(slot)).inc();
                 tracing::warn!(audience = %slot.config.audience, error = %e, "no token");
                 // Nothing valid is held any more: no stale file either.
                 clear(slot);
-                Duration::from_secs(1)
             }
+        }
+        let held = slot.current.read().map(|c| c.is_some()).unwrap_or(false);
+        let wait = if held {
+            retry = RETRY_FIRST;
+            slot.source
+                .refresh_due()
+                .map(|due| due.saturating_duration_since(Instant::now()))
+                .unwrap_or(RETRY_FIRST)
+                .clamp(Duration::from_millis(100), RETRY_MAX)
+        } else {
+            let wait = jittered(retry);
+            retry = retry.saturating_mul(2).min(RETRY_MAX);
+            wait
         };
-        tokio::time::sleep(wait.clamp(Duration::from_millis(100), Duration::from_secs(30))).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = slot.wake.notified() => retry = RETRY_FIRST,
+        }
     }
 }
 
-/// Removes a held token as soon as the kill switch revokes it, and asks for
-/// a new one (refused while a block stands).
+/// Takes a revoked token away (memory and file) and has the refresher ask
+/// for a replacement now rather than at the old token's refresh time.
+/// Only if the slot still holds `token`: the watcher and a request can both
+/// find it revoked, and a replacement may have been installed meanwhile.
+fn drop_revoked(sidecar: &Sidecar, slot: &Slot, token: &Token, entry: &str) {
+    let still_held = slot.current.read().is_ok_and(|c| {
+        c.as_ref()
+            .is_some_and(|held| held.access_token == token.access_token)
+    });
+    if !still_held {
+        return;
+    }
+    tracing::warn!(audience = %slot.config.audience, entry = %entry, "token revoked by the kill switch; removed");
+    sidecar.metrics.revoked.get_or_create(&labels(slot)).inc();
+    clear(slot);
+    slot.source.invalidate();
+    // notify_one keeps a permit if the refresher is mid-fetch, so it still
+    // asks again right after.
+    slot.wake.notify_one();
+}
+
+/// Removes a held token as soon as the kill switch revokes it and wakes the
+/// refresher to ask for a new one (refused while a block stands).
 async fn watch_revocations(sidecar: Arc<Sidecar>, i: usize) {
     let slot = &sidecar.slots[i];
     let Some(verifier) = &slot.verifier else {
@@ -326,14 +397,22 @@ async fn watch_revocations(sidecar: Arc<Sidecar>, i: usize) {
         let held = slot.current.read().ok().and_then(|c| c.clone());
         let Some(token) = held else { continue };
         if let Err(VerifyError::Revoked(entry)) = verifier.verify(&token.access_token).await {
-            tracing::warn!(audience = %slot.config.audience, entry = %entry, "token revoked by the kill switch; removed");
-            sidecar.metrics.revoked.get_or_create(&labels(slot)).inc();
-            clear(slot);
-            slot.source.invalidate();
-            if let Ok(fresh) = slot.source.token().await {
-                install(&sidecar, slot, fresh).await;
-            }
+            drop_revoked(&sidecar, slot, &token, &entry);
         }
+    }
+}
+
+/// Whether the feed says `t` is revoked; if so, it is dropped at once.
+async fn revoked(s: &Sidecar, slot: &Slot, t: &Token) -> bool {
+    let Some(verifier) = &slot.verifier else {
+        return false;
+    };
+    match verifier.verify(&t.access_token).await {
+        Err(VerifyError::Revoked(entry)) => {
+            drop_revoked(s, slot, t, &entry);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -365,6 +444,11 @@ async fn token(State(s): State<Arc<Sidecar>>, Query(q): Query<TokenQuery>) -> Re
             .into_response();
     };
     match valid(slot) {
+        // The watcher looks every 250 ms; between two looks the feed may
+        // already know, and a revoked token is never served.
+        Some(t) if revoked(&s, slot, &t).await => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no valid token yet\n").into_response()
+        }
         Some(t) => {
             let mut resp = t.access_token.into_response();
             resp.headers_mut()
@@ -400,4 +484,48 @@ async fn metrics(State(s): State<Arc<Sidecar>>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     out.into_response()
+}
+
+/// The `Host` values that name this listener: its own address, and
+/// `127.0.0.1`, `localhost` and `[::1]`, each with the bound port.
+fn allowed_hosts(addr: std::net::SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    vec![
+        addr.to_string(),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
+}
+
+/// Refuses a request that does not name this listener: a missing `Host`,
+/// several, or one for another name or port. A browser on this machine
+/// tricked by DNS rebinding into sending a page's requests to loopback
+/// still sends the page's host name, so this keeps the token from it.
+/// An absolute-form target (or HTTP/2 `:authority`) must match as well.
+async fn check_host(State(allowed): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
+    let ok = |h: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(h));
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Some(h.to_str().is_ok_and(ok)),
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(false),
+    };
+    let authority = req.uri().authority().map(|a| ok(a.as_str()));
+    let fine = match (host, authority) {
+        (Some(h), Some(a)) => h && a,
+        (Some(h), None) => h,
+        // HTTP/2 has no Host header; its :authority says the same.
+        (None, Some(a)) => a && req.version() == axum::http::Version::HTTP_2,
+        (None, None) => false,
+    };
+    if fine {
+        return next.run(req).await;
+    }
+    tracing::debug!(host = ?req.headers().get(header::HOST), "request for another host refused");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "Host must be this sidecar's loopback address and port\n",
+    )
+        .into_response()
 }

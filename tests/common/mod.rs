@@ -44,7 +44,7 @@ pub use revocation::{
     entries_of, entry_id, entry_seq, is_entry_id, revocation_body,
 };
 pub use server::Server;
-pub use time::{Utc, cedar_datetime, now, parse_rfc3339, rfc3339};
+pub use time::{Utc, cedar_datetime, now, parse_rfc3339, rfc3339, until_next_second};
 pub use unix::post_unix;
 pub use wait::{POLL, WAIT, eventually, eventually_within};
 

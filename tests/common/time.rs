@@ -14,6 +14,20 @@ pub fn now() -> i64 {
     i64::try_from(elapsed.as_secs()).expect("time fits in i64")
 }
 
+/// How long until the next whole second of the OS clock, for a test that
+/// needs an action early in a second (writ's times are whole seconds).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test plays the outside world, whose clock is the OS clock"
+)]
+pub fn until_next_second() -> std::time::Duration {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("system clock is after 1970")
+        .subsec_nanos();
+    std::time::Duration::from_nanos(u64::from(1_000_000_000 - into))
+}
+
 /// A Unix time broken into its UTC calendar fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Utc {
