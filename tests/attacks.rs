@@ -486,3 +486,128 @@ async fn a_client_still_sending_a_huge_body_reads_the_413() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
 }
+
+// ---------------------------------------------------------------------------
+// 9. Revoking someone else's bound token; flooding the kill switch.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_thief_cannot_revoke_a_dpop_bound_token_without_its_key() {
+    let (env, server) = start_standard().await;
+    let key = SigningKey::generate(Alg::Es256);
+    let bound = assert_granted(
+        &token_with_proof(
+            &server,
+            &orders_read(&env.k8s_token()),
+            &dpop_proof(&key, &server, "mint"),
+        )
+        .await,
+    );
+    let token = bound.access_token.as_str();
+
+    let stolen = server.self_revoke(token).await;
+    assert_refused(&stolen, 401, "invalid_client");
+    assert_eq!(server.introspect_as_admin(token).await["active"], true);
+
+    // The holder revokes it with a proof over this request and token.
+    let ath = b64url(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    let proof = key.sign_with_header(
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk()}),
+        &json!({"htm": "POST", "htu": server.endpoint("/oauth2/revoke"), "iat": now(), "jti": "revoke", "ath": ath}),
+    );
+    let response = server
+        .client()
+        .post(server.endpoint("/oauth2/revoke"))
+        .header("DPoP", proof)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.introspect_as_admin(token).await["active"], false);
+}
+
+#[tokio::test]
+async fn a_workload_cannot_flood_the_kill_switch_by_minting_and_revoking() {
+    let (env, server) = start_standard().await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let minted = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+        let reply = server.self_revoke(&minted.access_token).await;
+        if reply.status == 429 {
+            assert!(
+                reply.header("retry-after").is_some(),
+                "{}",
+                reply.describe()
+            );
+        }
+        statuses.push(reply.status);
+    }
+
+    assert_eq!(&statuses[..10], &[200; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+    assert_eq!(server.feed_entries().await.len(), 10);
+}
+
+// ---------------------------------------------------------------------------
+// 14. Losing a revocation by lowering max_ttl and restarting.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn lowering_max_ttl_and_restarting_keeps_revocations_of_live_tokens() {
+    let mut env = TestEnv::new();
+    env.config.max_ttl = "3m".into();
+    let mut server = env.start().await;
+    // The same address after the restart keeps the tokens' issuer.
+    env.pin_listen_address(&server);
+    let minted = assert_granted(
+        &server
+            .token(&orders_read(&env.k8s_token()).requested_ttl(180))
+            .await,
+    );
+    let jti = minted.claims["jti"].as_str().unwrap().to_string();
+    let entry = server.revoke(json!({"jti": jti}), false, None).await;
+
+    server.take_down().await;
+    env.config.max_ttl = "1s".into();
+    env.config.default_ttl = "1s".into();
+    env.write_config();
+    // Past the new max_ttl and the 60 s leeway: an entry this old would be
+    // compacted if only the new max_ttl counted.
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    server.bring_back().await;
+
+    let introspected = server.introspect_as_admin(&minted.access_token).await;
+    assert_eq!(introspected["active"], false, "{introspected}");
+    let record = env
+        .audit_record_where("the introspection after restart", |r| {
+            r["action"] == "introspect" && r["jti"] == jti.as_str()
+        })
+        .await;
+    assert_eq!(record["revocation"], entry.id.as_str(), "{record}");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Keeping a cached attestation alive by reusing the withdrawn key's kid.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_key_replaced_under_the_same_kid_drops_cached_attestations() {
+    let mut env = TestEnv::new();
+    let identity_provider = JwksServer::start(&env.pki, env.k8s.jwks()).await;
+    env.k8s.jwks_uri = Some(identity_provider.url.clone());
+    env.k8s.jwks_refresh = Some("100ms".to_string());
+    let server = env.start().await;
+    let token = env.k8s_token();
+    server.mint(&token, ORDERS, "orders.read").await; // verified, and cached
+
+    // The compromised key is replaced by a new one published under its kid.
+    let mut replacement = SigningKey::generate(Alg::Es256).jwk();
+    replacement["kid"] = json!(env.k8s.key.kid);
+    identity_provider.publish(json!({"keys": [replacement]}));
+
+    let reply = server
+        .wait_for_token_status(&orders_read(&token), 400, "the cached token to be refused")
+        .await;
+    assert_refused(&reply, 400, "invalid_grant");
+}

@@ -80,6 +80,9 @@ fn alg_name(alg: Algorithm) -> Option<&'static str> {
 struct KeySet {
     by_kid: HashMap<String, Arc<VerifyKey>>,
     all: Vec<Arc<VerifyKey>>,
+    /// RFC 7638 thumbprints of every key: what a key *is*, whatever its
+    /// `kid` (an issuer may reuse a `kid` for a new key, or name none).
+    thumbprints: std::collections::HashSet<String>,
 }
 
 impl KeySet {
@@ -109,6 +112,13 @@ impl KeySet {
             let Ok(decoding) = DecodingKey::from_jwk(&parsed) else {
                 continue;
             };
+            let Some(thumbprint) = jwk
+                .as_object()
+                .and_then(|o| crate::attest::dpop::thumbprint(o).ok())
+            else {
+                continue;
+            };
+            set.thumbprints.insert(thumbprint);
             let key = Arc::new(VerifyKey {
                 decoding,
                 family,
@@ -122,11 +132,10 @@ impl KeySet {
         Ok(set)
     }
 
-    /// Whether every key of `self` is still in `newer` (compared by `kid`,
-    /// and by count for keys without one).
+    /// Whether every key of `self` is still in `newer`, compared by key
+    /// material: a key replaced under the same `kid` counts as withdrawn.
     fn is_covered_by(&self, newer: &KeySet) -> bool {
-        self.by_kid.keys().all(|k| newer.by_kid.contains_key(k))
-            && self.all.len() - self.by_kid.len() <= newer.all.len() - newer.by_kid.len()
+        self.thumbprints.is_subset(&newer.thumbprints)
     }
 
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifyKey>, AttestError> {

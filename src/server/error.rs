@@ -56,6 +56,13 @@ pub enum Refusal {
     NotFound(String),
     /// 409: the resource is not in a state that allows this (admin API).
     Conflict(String),
+    /// 429: the caller asked too often; `Retry-After` says when to come back.
+    RateLimited {
+        /// Why.
+        why: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 503: overload, timeout or a failing dependency.
     Unavailable(String),
 }
@@ -75,7 +82,7 @@ impl Refusal {
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::InvalidClient(_) => "invalid_client",
             Self::AccessDenied(_) => "access_denied",
-            Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Unavailable(_) | Self::RateLimited { .. } => "temporarily_unavailable",
         }
     }
 
@@ -88,6 +95,7 @@ impl Refusal {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -104,7 +112,8 @@ impl Refusal {
             | Self::AccessDenied(d)
             | Self::NotFound(d)
             | Self::Conflict(d)
-            | Self::Unavailable(d) => d.clone(),
+            | Self::Unavailable(d)
+            | Self::RateLimited { why: d, .. } => d.clone(),
             Self::UnsupportedGrantType => "grant_type is not supported".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
         }
@@ -175,8 +184,14 @@ impl IntoResponse for ApiError {
         if matches!(self.refusal, Refusal::InvalidClient(_)) {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self.refusal, Refusal::Unavailable(_)) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.refusal {
+            Refusal::Unavailable(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Refusal::RateLimited { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         resp
     }

@@ -199,10 +199,31 @@ pub(super) async fn self_revoke(
         };
         record.principal = Some(claims.sub.clone());
         record.jti = Some(claims.jti.clone());
+        // A bound token is given up only by its holder: whoever merely saw
+        // it must not be able to cut the workload off.
+        let request = auth::RequestFacts {
+            method: "POST",
+            uri: &format!("{}/oauth2/revoke", app.issuer),
+            headers: &headers,
+        };
+        if !auth::binding_holds(&app, &claims, token, &peer, &request) {
+            return Err(Refusal::InvalidClient(
+                "the token is bound to a key; revoke it with its DPoP proof or client certificate"
+                    .into(),
+            ));
+        }
         if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
             record.revocation = Some(entry.id.clone());
             return Ok(());
         }
+        // Each revocation is a durable entry every follower receives: one
+        // workload may not flood the kill switch by minting and giving up.
+        app.self_revocations
+            .admit(&claims.sub, app.clock.unix_now())
+            .map_err(|retry_after| Refusal::RateLimited {
+                why: "too many revocations by this principal; try again later".into(),
+                retry_after,
+            })?;
         let entry = app
             .kill_switch
             .revoke_token(claims.jti.clone(), claims.iat, claims.sub.clone())

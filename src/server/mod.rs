@@ -13,6 +13,7 @@ mod feed;
 mod form;
 mod introspect;
 mod listener;
+mod rate;
 mod routes;
 mod token;
 
@@ -93,7 +94,12 @@ pub struct AppState {
     pub admin_token_digests: Vec<[u8; 32]>,
     /// DPoP proof `jti`s seen inside the acceptance window.
     pub dpop_replay: crate::attest::dpop::ReplayCache,
+    /// RFC 7009 self-revocations per principal.
+    pub(crate) self_revocations: rate::RateLimit,
 }
+
+/// RFC 7009 self-revocations one principal may make per minute.
+pub const SELF_REVOCATIONS_PER_MINUTE: u32 = 10;
 
 /// A starting point: configuration and clock.
 pub struct Server {
@@ -195,6 +201,7 @@ impl Server {
             clock,
             admin_token_digests,
             dpop_replay: crate::attest::dpop::ReplayCache::new(config.tokens.dpop_replay_cache),
+            self_revocations: rate::RateLimit::new(SELF_REVOCATIONS_PER_MINUTE, 60),
             config,
         });
         tracing::info!(
