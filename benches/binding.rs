@@ -136,7 +136,7 @@ fn main() {
             .issuer
             .service_account_token("payments", "api", SystemClock.unix_now(), 3600)
             .unwrap();
-        let identity = live.client_identity_pem("spiffe://writ.local/bench/client");
+        let identity = live.client_identity_pem("spiffe://cluster.local/bench/client");
         let mut rates = Vec::new();
         for mode in [
             Mode::Bearer,
