@@ -161,22 +161,11 @@ async fn a_token_forged_with_a_stolen_key_to_live_a_day_is_refused() {
 // ---------------------------------------------------------------------------
 
 fn dpop_proof(key: &SigningKey, server: &Server, jti: &str) -> String {
-    key.sign_with_header(
-        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk()}),
-        &json!({"htm": "POST", "htu": server.endpoint("/oauth2/token"), "iat": now(), "jti": jti}),
-    )
+    key.dpop_proof("POST", &server.endpoint("/oauth2/token"), jti, None)
 }
 
 async fn token_with_proof(server: &Server, request: &TokenRequest, proof: &str) -> Reply {
-    let response = server
-        .client()
-        .post(server.endpoint("/oauth2/token"))
-        .header("DPoP", proof)
-        .form(request.params())
-        .send()
-        .await
-        .unwrap();
-    Reply::read(response).await
+    server.token_with_dpop(request, proof).await
 }
 
 #[tokio::test]
@@ -334,24 +323,12 @@ async fn narrowed_copies_die_with_the_token_they_came_from() {
     let parent = server
         .mint(&env.k8s_token(), ORDERS, "orders.read orders.write")
         .await;
-    let child = assert_granted(
-        &server
-            .token(&TokenRequest::narrow(
-                &parent.access_token,
-                ORDERS,
-                "orders.read",
-            ))
-            .await,
-    );
-    let grandchild = assert_granted(
-        &server
-            .token(&TokenRequest::narrow(
-                &child.access_token,
-                ORDERS,
-                "orders.read",
-            ))
-            .await,
-    );
+    let child = server
+        .narrow(&parent.access_token, ORDERS, "orders.read")
+        .await;
+    let grandchild = server
+        .narrow(&child.access_token, ORDERS, "orders.read")
+        .await;
     assert_eq!(
         grandchild.claims["ancestry"],
         json!([child.claims["jti"], parent.claims["jti"]])
@@ -406,10 +383,10 @@ async fn a_token_narrowed_past_the_ancestry_limit_is_refused() {
         .await
         .access_token;
     for _ in 0..16 {
-        let reply = server
-            .token(&TokenRequest::narrow(&token, ORDERS, "orders.read"))
-            .await;
-        token = assert_granted(&reply).access_token;
+        token = server
+            .narrow(&token, ORDERS, "orders.read")
+            .await
+            .access_token;
     }
     let reply = server
         .token(&TokenRequest::narrow(&token, ORDERS, "orders.read"))
@@ -511,9 +488,11 @@ async fn a_thief_cannot_revoke_a_dpop_bound_token_without_its_key() {
 
     // The holder revokes it with a proof over this request and token.
     let ath = b64url(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
-    let proof = key.sign_with_header(
-        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk()}),
-        &json!({"htm": "POST", "htu": server.endpoint("/oauth2/revoke"), "iat": now(), "jti": "revoke", "ath": ath}),
+    let proof = key.dpop_proof(
+        "POST",
+        &server.endpoint("/oauth2/revoke"),
+        "revoke",
+        Some(&ath),
     );
     let response = server
         .client()

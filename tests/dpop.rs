@@ -42,15 +42,7 @@ fn thumbprint(jwk: &Value) -> String {
 }
 
 async fn token_with_proof(server: &Server, request: &TokenRequest, proof: &str) -> Reply {
-    let response = server
-        .client()
-        .post(server.endpoint("/oauth2/token"))
-        .header("DPoP", proof)
-        .form(request.params())
-        .send()
-        .await
-        .unwrap();
-    Reply::read(response).await
+    server.token_with_dpop(request, proof).await
 }
 
 #[tokio::test]

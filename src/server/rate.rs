@@ -44,7 +44,8 @@ impl RateLimit {
             *slot = (now, 0);
         }
         if slot.1 >= self.per_window {
-            return Err((slot.0 + self.window_secs).saturating_sub(now).max(1));
+            let ends = slot.0.saturating_add(self.window_secs);
+            return Err(ends.saturating_sub(now).max(1));
         }
         slot.1 += 1;
         Ok(())

@@ -336,17 +336,18 @@ fn ancestry(
     parent: Option<&AccessClaims>,
     delegation: Option<&Delegation>,
 ) -> Result<Vec<String>, Refusal> {
-    let mut ancestry: Vec<String> = parent
-        .into_iter()
-        .flat_map(AccessClaims::lineage)
-        .chain(
-            delegation
-                .into_iter()
-                .flat_map(|d| d.lineage.iter().map(String::as_str)),
-        )
-        .map(str::to_owned)
-        .collect();
-    ancestry.dedup();
+    let mut ancestry: Vec<String> = Vec::new();
+    let lineages = parent.into_iter().flat_map(AccessClaims::lineage).chain(
+        delegation
+            .into_iter()
+            .flat_map(|d| d.lineage.iter().map(String::as_str)),
+    );
+    for jti in lineages {
+        // A token the subject and the agent both derive from is listed once.
+        if !ancestry.iter().any(|a| a == jti) {
+            ancestry.push(jti.to_owned());
+        }
+    }
     if ancestry.len() > MAX_ANCESTRY {
         return Err(Refusal::InvalidGrant(format!(
             "subject_token derives from more than {MAX_ANCESTRY} tokens; ask for a fresh one"

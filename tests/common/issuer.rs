@@ -72,6 +72,20 @@ impl SigningKey {
         Self { alg, kid, pair }
     }
 
+    /// An RFC 9449 proof by this key for `htm htu`, issued now, with `jti`
+    /// and, when presenting an access token, its hash `ath`.
+    pub fn dpop_proof(&self, htm: &str, htu: &str, jti: &str, ath: Option<&str>) -> String {
+        let mut claims =
+            serde_json::json!({"htm": htm, "htu": htu, "iat": super::now(), "jti": jti});
+        if let Some(ath) = ath {
+            claims["ath"] = Value::from(ath);
+        }
+        self.sign_with_header(
+            &serde_json::json!({"typ": "dpop+jwt", "alg": self.alg.name(), "jwk": self.jwk()}),
+            &claims,
+        )
+    }
+
     /// The P-256 key in `pkcs8` (DER) under `kid`: e.g. one read out of a
     /// stolen store.
     pub fn es256_from_pkcs8(pkcs8: &[u8], kid: &str) -> Self {

@@ -241,6 +241,29 @@ impl Server {
             .await
     }
 
+    /// `POST /oauth2/token` of `request` with a `DPoP` header carrying `proof`.
+    pub async fn token_with_dpop(&self, request: &TokenRequest, proof: &str) -> Reply {
+        let response = self
+            .client
+            .post(self.endpoint("/oauth2/token"))
+            .header("DPoP", proof)
+            .form(request.params())
+            .send()
+            .await
+            .unwrap();
+        Reply::read(response).await
+    }
+
+    /// Narrows the writ token `token` to `scope` on `audience` and asserts a
+    /// token was granted.
+    pub async fn narrow(&self, token: &str, audience: &str, scope: &str) -> Minted {
+        assert_granted(
+            &self
+                .token(&TokenRequest::narrow(token, audience, scope))
+                .await,
+        )
+    }
+
     /// Exchanges `subject_token` (an attestation JWT) and asserts a token was granted.
     pub async fn mint(&self, subject_token: &str, audience: &str, scope: &str) -> Minted {
         assert_granted(
