@@ -387,3 +387,50 @@ async fn verifier_fails_closed_when_the_feed_is_silent_beyond_max_silence() {
     )
     .await;
 }
+
+/// A stand-in broker at `server`: its one document is both the metadata
+/// (issuer, endpoints) and the JWKS (`keys`), since the server answers every
+/// path with it.
+fn stand_in_broker_document(base: &str, keys: &[&SigningKey]) -> Value {
+    json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "jwks_uri": format!("{base}/jwks.json"),
+        "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>(),
+    })
+}
+
+#[tokio::test]
+async fn a_key_the_broker_withdraws_stops_verifying_without_waiting_for_a_new_kid() {
+    let env = TestEnv::new();
+    let withdrawn = SigningKey::generate(Alg::Es256);
+    let kept = SigningKey::generate(Alg::Es256);
+    let stand_in = JwksServer::start(&env.pki, json!({})).await;
+    let base = stand_in.url.trim_end_matches("/jwks").to_string();
+    stand_in.publish(stand_in_broker_document(&base, &[&withdrawn, &kept]));
+    let broker = Broker::with_ca_pem(base.as_str(), env.pki.ca_pem().as_bytes()).unwrap();
+    let verifier = Verifier::builder(broker, ORDERS)
+        .jwks_refresh(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let iat = now();
+    let token = withdrawn.sign_with_header(
+        &json!({"alg": "ES256", "kid": withdrawn.kid, "typ": "at+jwt"}),
+        &json!({"iss": base, "sub": WORKLOAD, "aud": ORDERS, "client_id": WORKLOAD,
+                "scope": "orders.read", "iat": iat, "nbf": iat, "exp": iat + 300, "jti": "w"}),
+    );
+    verifier.verify(&token).await.unwrap();
+
+    // The broker withdraws the key (say, it leaked); its kid stays "known".
+    stand_in.publish(stand_in_broker_document(&base, &[&kept]));
+
+    eventually(
+        "the verifier to drop the withdrawn key",
+        async || match verifier.verify(&token).await {
+            Err(VerifyError::UnknownKey) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}

@@ -18,6 +18,13 @@ use crate::{Broker, Error, VerifyError};
 
 /// An unknown `kid` refetches the JWKS at most this often.
 const JWKS_REFETCH_EVERY: Duration = Duration::from_secs(10);
+/// The JWKS is refetched this often when the broker's answer names no
+/// `max-age` and the builder sets no cadence.
+const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(60);
+/// Cadences outside these bounds are clamped: never a busy loop, never a
+/// withdrawn key trusted for hours.
+const JWKS_REFRESH_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
 /// DPoP proof `jti`s remembered by default (each for about a minute).
 const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 
@@ -54,9 +61,18 @@ pub struct VerifierBuilder {
     feed: Option<FeedAuth>,
     max_feed_silence: Duration,
     replay_capacity: u64,
+    jwks_refresh: Option<Duration>,
 }
 
 impl VerifierBuilder {
+    /// How often the broker's JWKS is refetched, replacing the key set, so
+    /// that a key the broker withdraws stops verifying. Default: the
+    /// `max-age` the broker sends with its JWKS, else 60 s.
+    pub fn jwks_refresh(mut self, every: Duration) -> Self {
+        self.jwks_refresh = Some(every);
+        self
+    }
+
     /// How many DPoP proofs to remember against replay (default 100,000;
     /// each is kept for the proof window, about a minute). Size it above the
     /// DPoP requests this server takes per minute: a forgotten proof could
@@ -114,7 +130,12 @@ impl VerifierBuilder {
                 last_refetch: tokio::sync::Mutex::new(None),
             }),
         };
-        verifier.refetch_keys().await?;
+        let max_age = verifier.refetch_keys().await?;
+        tokio::spawn(refresh_keys(
+            Arc::downgrade(&verifier.inner),
+            self.jwks_refresh,
+            max_age,
+        ));
         // Follow only once the verifier exists; the task ends when it is dropped.
         if let Some((state, auth)) = feed {
             tokio::spawn(feed::follow(
@@ -169,10 +190,13 @@ impl Verifier {
             feed: None,
             max_feed_silence: Duration::from_secs(60),
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            jwks_refresh: None,
         }
     }
 
-    async fn refetch_keys(&self) -> Result<(), Error> {
+    /// Replaces the key set with the broker's current JWKS (keys it no
+    /// longer lists are dropped); returns the `max-age` it was sent with.
+    async fn refetch_keys(&self) -> Result<Option<Duration>, Error> {
         let resp = self
             .inner
             .broker
@@ -185,6 +209,11 @@ impl Verifier {
         if !resp.status().is_success() {
             return Err(Error::Unavailable(format!("JWKS: {}", resp.status())));
         }
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
         let set: JwkSet = resp
             .json()
             .await
@@ -199,7 +228,7 @@ impl Verifier {
             }
         }
         self.inner.keys.store(Arc::new(keys));
-        Ok(())
+        Ok(max_age)
     }
 
     /// The key for `kid`, refetching the JWKS (rate-limited) if it is unknown.
@@ -323,6 +352,44 @@ impl Verifier {
             expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
             claims,
         })
+    }
+}
+
+/// `max-age` of a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("max-age")
+            .then(|| value.trim().parse().ok().map(Duration::from_secs))
+            .flatten()
+    })
+}
+
+/// Refetches the JWKS on its cadence until the verifier is dropped. A failed
+/// fetch keeps the last key set (the broker may be restarting) and is tried
+/// again sooner.
+async fn refresh_keys(
+    inner: std::sync::Weak<Inner>,
+    every: Option<Duration>,
+    first: Option<Duration>,
+) {
+    let (low, high) = JWKS_REFRESH_BOUNDS;
+    let mut next = every
+        .or(first)
+        .unwrap_or(DEFAULT_JWKS_REFRESH)
+        .clamp(low, high);
+    loop {
+        tokio::time::sleep(next).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let verifier = Verifier { inner };
+        next = match verifier.refetch_keys().await {
+            Ok(max_age) => every.or(max_age).unwrap_or(DEFAULT_JWKS_REFRESH),
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the last key set");
+                every.unwrap_or(DEFAULT_JWKS_REFRESH) / 4
+            }
+        }
+        .clamp(low, high);
     }
 }
 
