@@ -47,6 +47,7 @@ fn entry(i: usize, selector: Selector, block: bool) -> Arc<Entry> {
         effective_at: SystemClock.unix_now(),
         block,
         until: None,
+        token_exp: None,
         lifted_at: None,
         lifts: None,
     })

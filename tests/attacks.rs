@@ -590,3 +590,26 @@ async fn a_key_replaced_under_the_same_kid_drops_cached_attestations() {
         .await;
     assert_refused(&reply, 400, "invalid_grant");
 }
+
+#[tokio::test]
+async fn a_self_revocation_is_kept_only_as_long_as_its_token_lives() {
+    let (env, mut server) = start_standard().await;
+    let short = assert_granted(
+        &server
+            .token(&orders_read(&env.k8s_token()).requested_ttl(1))
+            .await,
+    );
+    assert_eq!(server.self_revoke(&short.access_token).await.status, 200);
+    let by_admin = server
+        .revoke(json!({"jti": "some-other-token"}), false, None)
+        .await;
+    assert_eq!(server.feed_entries().await.len(), 2);
+
+    // Past the token's exp and the 60 s verifiers may allow after it.
+    tokio::time::sleep(Duration::from_secs(63)).await;
+    server.restart().await;
+
+    let left = server.feed_entries().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(entry_id(&left[0]), by_admin.id);
+}

@@ -6,6 +6,11 @@ use serde_json::{Map, Value};
 
 use crate::clock::rfc3339;
 
+/// How long after a token's `exp` a revocation of that one token is kept:
+/// verifiers accept an expired token for their clock leeway (the SDK's
+/// default is 30 s), and no longer than this.
+pub const EXPIRED_TOKEN_GRACE: u64 = 60;
+
 /// Longest selector value or reason accepted.
 pub const MAX_VALUE_BYTES: usize = 1024;
 
@@ -149,6 +154,10 @@ pub struct Entry {
     pub lifted_at: Option<u64>,
     /// For a lift: the entry lifted.
     pub lifts: Option<String>,
+    /// For the revocation of one known token (RFC 7009): that token's `exp`.
+    /// Past it (and the leeway verifiers allow) the entry can revoke
+    /// nothing alive, so it is forgotten, in memory and in the store.
+    pub token_exp: Option<u64>,
 }
 
 impl Entry {
@@ -158,6 +167,20 @@ impl Entry {
             && self.block
             && self.lifted_at.is_none()
             && self.until.is_none_or(|u| now < u)
+    }
+
+    /// Whether it can still matter at `now`: it blocks, or a token it
+    /// revokes may still be alive (`horizon` after it took effect, or
+    /// [`EXPIRED_TOKEN_GRACE`] after its one token's `exp`).
+    pub fn matters_at(&self, now: u64, horizon: u64) -> bool {
+        if self.blocks_at(now) {
+            return true;
+        }
+        let alive_until = match self.token_exp {
+            Some(exp) => exp.saturating_add(EXPIRED_TOKEN_GRACE),
+            None => self.effective_at.saturating_add(horizon),
+        };
+        now <= alive_until
     }
 
     /// Whether it revokes a token issued at `iat`.
@@ -321,8 +344,18 @@ mod tests {
             until: r.until,
             lifted_at: None,
             lifts: None,
+            token_exp: None,
         };
         assert!(e.blocks_at(1_999) && !e.blocks_at(2_000));
+        assert!(e.matters_at(1_999, 0), "a live block always matters");
+        let one_token = Entry {
+            block: false,
+            until: None,
+            token_exp: Some(1_100),
+            ..e.clone()
+        };
+        assert!(one_token.matters_at(1_100 + EXPIRED_TOKEN_GRACE, 900));
+        assert!(!one_token.matters_at(1_101 + EXPIRED_TOKEN_GRACE, 900));
         assert!(e.revokes_issued_at(1_000) && !e.revokes_issued_at(1_001));
     }
 }

@@ -290,14 +290,14 @@ impl RevocationIndex {
         out
     }
 
-    /// Drops entries that can no longer matter: not blocking, and older than
-    /// `horizon` seconds (every token they revoke has expired). Blocks stay
-    /// while live. Returns how many were dropped. Callers serialize writes.
+    /// Drops entries that can no longer matter ([`Entry::matters_at`]):
+    /// every token they revoke has expired. Blocks stay while live. Returns
+    /// how many were dropped. Callers serialize writes.
     pub fn compact(&self, now: u64, horizon: u64) -> usize {
         let stale: Vec<Arc<Entry>> = self
             .entries()
             .into_iter()
-            .filter(|e| !e.blocks_at(now) && e.effective_at.saturating_add(horizon) < now)
+            .filter(|e| !e.matters_at(now, horizon))
             .collect();
         stale.iter().filter(|e| self.remove(e)).count()
     }
@@ -321,6 +321,7 @@ mod tests {
             until: None,
             lifted_at: None,
             lifts: None,
+            token_exp: None,
         })
     }
 

@@ -9,6 +9,6 @@ mod entry;
 mod index;
 mod switch;
 
-pub use entry::{Entry, EntryKind, MAX_VALUE_BYTES, RevokeRequest, Selector};
+pub use entry::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, MAX_VALUE_BYTES, RevokeRequest, Selector};
 pub use index::{MintFacts, RevocationIndex, TokenFacts};
 pub use switch::{KillSwitch, LiftOutcome, PAGE};

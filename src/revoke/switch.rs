@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{Mutex, broadcast};
 
-use super::entry::{Entry, EntryKind, RevokeRequest, Selector};
+use super::entry::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevokeRequest, Selector};
 use super::index::RevocationIndex;
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
@@ -59,20 +59,21 @@ impl KillSwitch {
     ) -> Result<Self, StoreError> {
         let index = Arc::new(RevocationIndex::new());
         let now = clock.unix_now();
+        let forgotten = store
+            .forget_token_revocations(now.saturating_sub(EXPIRED_TOKEN_GRACE))
+            .await?;
         let mut since = 0;
         loop {
             let page = store.revocations_since(since, PAGE).await?;
             let Some(last) = page.last() else { break };
             since = last.seq;
             for entry in page {
-                if entry.kind == EntryKind::Revoke
-                    && (entry.blocks_at(now) || entry.effective_at.saturating_add(horizon) >= now)
-                {
+                if entry.kind == EntryKind::Revoke && entry.matters_at(now, horizon) {
                     index.upsert(Arc::new(entry));
                 }
             }
         }
-        tracing::info!(entries = index.len(), "revocation index loaded");
+        tracing::info!(entries = index.len(), forgotten, "revocation index loaded");
         let (feed, _) = broadcast::channel(FEED_BUFFER);
         Ok(Self {
             store,
@@ -100,12 +101,17 @@ impl KillSwitch {
         who: String,
     ) -> Result<Arc<Entry>, StoreError> {
         let me = self.clone();
-        tokio::spawn(async move { me.revoke_now(req, who).await })
+        tokio::spawn(async move { me.revoke_now(req, who, None).await })
             .await
             .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
     }
 
-    async fn revoke_now(&self, req: RevokeRequest, who: String) -> Result<Arc<Entry>, StoreError> {
+    async fn revoke_now(
+        &self,
+        req: RevokeRequest,
+        who: String,
+        token_exp: Option<u64>,
+    ) -> Result<Arc<Entry>, StoreError> {
         let _serial = self.writes.lock().await;
         let mut entry = Entry {
             id: new_id(),
@@ -121,6 +127,7 @@ impl KillSwitch {
             until: req.until,
             lifted_at: None,
             lifts: None,
+            token_exp,
         };
         let pending = Arc::new(entry.clone());
         self.index.upsert(pending.clone());
@@ -142,10 +149,12 @@ impl KillSwitch {
 
     /// RFC 7009: revokes one token by its `jti`, unless an entry already
     /// covers it (checked under the write lock, so repeats cost nothing).
+    /// The entry is kept only while the token (`expires_at`) can live.
     pub async fn revoke_token(
         self: &Arc<Self>,
         facts_jti: String,
         issued_at: u64,
+        expires_at: u64,
         who: String,
     ) -> Result<Arc<Entry>, StoreError> {
         let me = self.clone();
@@ -165,7 +174,7 @@ impl KillSwitch {
                 block: false,
                 until: None,
             };
-            me.revoke_now(request, who).await
+            me.revoke_now(request, who, Some(expires_at)).await
         })
         .await
         .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
@@ -205,6 +214,7 @@ impl KillSwitch {
             until: None,
             lifted_at: None,
             lifts: Some(original.id.clone()),
+            token_exp: None,
         };
         lift.seq = self.store.lift_revocation(&original.id, &lift).await?;
         let lifted = Entry {
@@ -247,7 +257,8 @@ impl KillSwitch {
         self.feed.subscribe()
     }
 
-    /// Drops stale entries from the index every minute (the store keeps them).
+    /// Drops stale entries from the index every minute, and from the store
+    /// those revoking one token that has expired (other entries stay there).
     pub fn spawn_compaction(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -256,7 +267,15 @@ impl KillSwitch {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { break };
                 let _serial = me.writes.lock().await;
-                let dropped = me.index.compact(me.clock.unix_now(), me.horizon);
+                let now = me.clock.unix_now();
+                let dropped = me.index.compact(now, me.horizon);
+                if let Err(e) = me
+                    .store
+                    .forget_token_revocations(now.saturating_sub(EXPIRED_TOKEN_GRACE))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not forget expired token revocations");
+                }
                 if dropped > 0 {
                     tracing::info!(dropped, left = me.index.len(), "revocation index compacted");
                 }
@@ -293,6 +312,9 @@ mod tests {
         }
         async fn lift_revocation(&self, _: &str, _: &Entry) -> Result<u64, StoreError> {
             Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn forget_token_revocations(&self, _: u64) -> Result<u64, StoreError> {
+            Ok(0)
         }
         async fn revocation(&self, _: &str) -> Result<Option<Entry>, StoreError> {
             Ok(None)

@@ -226,7 +226,12 @@ pub(super) async fn self_revoke(
             })?;
         let entry = app
             .kill_switch
-            .revoke_token(claims.jti.clone(), claims.iat, claims.sub.clone())
+            .revoke_token(
+                claims.jti.clone(),
+                claims.iat,
+                claims.exp,
+                claims.sub.clone(),
+            )
             .await?;
         record.revocation = Some(entry.id.clone());
         Ok::<(), Refusal>(())

@@ -89,6 +89,9 @@ pub trait Store: Send + Sync {
     async fn append_revocation(&self, entry: &Entry) -> Result<u64, StoreError>;
     /// Marks `lifted_id` lifted and appends the `lift` entry, atomically; returns its `seq`.
     async fn lift_revocation(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError>;
+    /// Deletes revocations of single tokens whose `exp` is before `before`:
+    /// they can revoke nothing alive. Returns how many went.
+    async fn forget_token_revocations(&self, before: u64) -> Result<u64, StoreError>;
     /// One entry by id.
     async fn revocation(&self, id: &str) -> Result<Option<Entry>, StoreError>;
     /// Entries with `seq > since`, ascending, at most `limit`.

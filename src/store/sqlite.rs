@@ -38,9 +38,11 @@ const MIGRATIONS: &[&str] = &[
         started_at INTEGER NOT NULL,
         max_ttl INTEGER NOT NULL
     )",
+    // RFC 7009 entries live as long as their token.
+    "ALTER TABLE revocations ADD COLUMN token_exp INTEGER",
 ];
 
-const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts";
+const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp";
 
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -71,6 +73,7 @@ fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
         until: r.try_get::<Option<i64>, _>("until")?.map(uint),
         lifted_at: r.try_get::<Option<i64>, _>("lifted_at")?.map(uint),
         lifts: r.try_get("lifts")?,
+        token_exp: r.try_get::<Option<i64>, _>("token_exp")?.map(uint),
     })
 }
 
@@ -83,8 +86,8 @@ where
         EntryKind::Lift => "lift",
     };
     let row = sqlx::query(
-        "INSERT INTO revocations (id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        "INSERT INTO revocations (id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
     )
     .bind(&e.id)
     .bind(kind)
@@ -97,6 +100,7 @@ where
     .bind(e.until.map(int))
     .bind(e.lifted_at.map(int))
     .bind(&e.lifts)
+    .bind(e.token_exp.map(int))
     .fetch_one(exec)
     .await?;
     Ok(uint(row.try_get(0)?))
@@ -290,6 +294,15 @@ impl Store for SqliteStore {
         let seq = insert_entry(&mut *tx, lift).await?;
         tx.commit().await?;
         Ok(seq)
+    }
+
+    async fn forget_token_revocations(&self, before: u64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM revocations WHERE token_exp IS NOT NULL AND token_exp < ?")
+                .bind(int(before))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 
     async fn revocation(&self, id: &str) -> Result<Option<Entry>, StoreError> {
