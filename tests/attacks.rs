@@ -613,3 +613,80 @@ async fn a_self_revocation_is_kept_only_as_long_as_its_token_lives() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(entry_id(&left[0]), by_admin.id);
 }
+
+// ---------------------------------------------------------------------------
+// 10. An on-call admin undoing an emergency, or reading what it should not.
+// ---------------------------------------------------------------------------
+
+const ONCALL: &str = "spiffe://writ.local/ops/oncall";
+
+/// The README's example: on-call may block, only security may lift or read.
+const SECURITY_LIFTS: &str = r#"@id("only-security-lifts")
+forbid (principal, action == Action::"lift", resource)
+unless { principal in Team::"security" };
+
+@id("only-security-reads")
+forbid (principal, action == Action::"read", resource)
+unless { principal in Team::"security" };
+"#;
+
+#[tokio::test]
+async fn on_call_may_block_but_only_security_may_lift_or_read() {
+    let mut env = TestEnv::new();
+    env.config.client_ca = true;
+    env.config.admin_principals = vec![ONCALL.to_string()];
+    let token_admin = format!(
+        "token:{}",
+        &hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            env.admin_token.as_bytes()
+        ))[..12]
+    );
+    let mut entities: serde_json::Value = serde_json::from_str(ENTITIES).unwrap();
+    let list = entities.as_array_mut().unwrap();
+    list.push(json!({"uid": {"type": "Team", "id": "security"}, "attrs": {}, "parents": []}));
+    list.push(
+        json!({"uid": {"type": "Admin", "id": token_admin}, "attrs": {},
+                     "parents": [{"type": "Team", "id": "security"}]}),
+    );
+    env.write("policies/entities.json", &entities.to_string());
+    env.write_policy("admin-split.cedar", SECURITY_LIFTS);
+    let server = env.start().await;
+    let oncall = server.client_with_certificate(&env.client_pki.client_cert(vec![uri_san(ONCALL)]));
+    let as_oncall =
+        async |request: reqwest::RequestBuilder| Reply::read(request.send().await.unwrap()).await;
+
+    let blocked = as_oncall(
+        oncall
+            .post(server.endpoint(REVOCATIONS))
+            .json(&revocation_body(json!({"subject": WORKLOAD}), true, None)),
+    )
+    .await;
+    let entry = assert_revocation_created(&blocked);
+    let entry_url = server.endpoint(&format!("{REVOCATIONS}/{}", entry.id));
+
+    assert_refused(
+        &as_oncall(oncall.delete(&entry_url)).await,
+        403,
+        "access_denied",
+    );
+    assert_refused(
+        &as_oncall(oncall.get(&entry_url)).await,
+        403,
+        "access_denied",
+    );
+    assert_refused(
+        &as_oncall(oncall.get(server.endpoint(REVOCATIONS))).await,
+        403,
+        "access_denied",
+    );
+    let read = env
+        .audit_record_where("the refused read", |r| r["action"] == "read")
+        .await;
+    assert_eq!(read["decision"], "deny", "{read}");
+    assert_eq!(read["policies"], json!(["only-security-reads"]), "{read}");
+
+    // Security (the token admin) reads and lifts.
+    assert_eq!(server.revocation(&entry.id).await.status, 200);
+    assert_eq!(server.lift(&entry.id).await.status, 200);
+}

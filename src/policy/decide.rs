@@ -234,32 +234,107 @@ pub struct AdminDecision {
     pub policies: Vec<String>,
 }
 
+/// What an admin asks to do with the kill switch, with the context Cedar
+/// sees for it (CONTRACT section 5).
+#[derive(Debug, Clone, Copy)]
+pub enum AdminAction<'a> {
+    /// `Action::"revoke"`: a new entry; context `{selector, block}`.
+    Revoke {
+        /// The selector kind.
+        selector: &'a str,
+        /// Whether it blocks new tokens.
+        block: bool,
+    },
+    /// `Action::"lift"`: lifting an entry's block; context `{selector,
+    /// block, author, kind}` of the entry, so that who may undo an
+    /// emergency can differ from who may declare one.
+    Lift {
+        /// The lifted entry.
+        entry: EntryFacts<'a>,
+    },
+    /// `Action::"read"`: listing entries (no entry in the context) or
+    /// showing one (`{selector, block, author, kind}` of it).
+    Read {
+        /// The entry shown, if one.
+        entry: Option<EntryFacts<'a>>,
+    },
+}
+
+/// What Cedar sees of a kill-switch entry.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryFacts<'a> {
+    /// The selector kind.
+    pub selector: &'a str,
+    /// Whether it blocks.
+    pub block: bool,
+    /// Who made it: `Admin::"<id>"`, or the holder's principal (RFC 7009).
+    pub author: &'a str,
+    /// `revoke` or `lift`.
+    pub kind: &'a str,
+}
+
+impl EntryFacts<'_> {
+    fn context(&self) -> Vec<(String, RestrictedExpression)> {
+        vec![
+            (
+                "selector".into(),
+                RestrictedExpression::new_string(self.selector.to_owned()),
+            ),
+            ("block".into(), RestrictedExpression::new_bool(self.block)),
+            (
+                "author".into(),
+                RestrictedExpression::new_string(self.author.to_owned()),
+            ),
+            (
+                "kind".into(),
+                RestrictedExpression::new_string(self.kind.to_owned()),
+            ),
+        ]
+    }
+}
+
+impl AdminAction<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Revoke { .. } => "revoke",
+            Self::Lift { .. } => "lift",
+            Self::Read { .. } => "read",
+        }
+    }
+
+    fn context(&self) -> Vec<(String, RestrictedExpression)> {
+        match self {
+            Self::Revoke { selector, block } => vec![
+                (
+                    "selector".into(),
+                    RestrictedExpression::new_string((*selector).to_owned()),
+                ),
+                ("block".into(), RestrictedExpression::new_bool(*block)),
+            ],
+            Self::Lift { entry } | Self::Read { entry: Some(entry) } => entry.context(),
+            Self::Read { entry: None } => Vec::new(),
+        }
+    }
+}
+
 impl PolicySnapshot {
-    /// May admin `admin_id` revoke with a `selector_kind` selector on
-    /// `Target::"<resource>"` (CONTRACT section 5)?
-    pub fn authorize_revoke(
+    /// May admin `admin_id` do `action` on `Target::"<resource>"`?
+    pub fn authorize_admin(
         &self,
         admin_id: &str,
         resource: &str,
-        selector_kind: &str,
-        block: bool,
+        action: AdminAction<'_>,
     ) -> Result<AdminDecision, PolicyError> {
         let uid = |ty: &str, id: &str| -> Result<EntityUid, PolicyError> {
             let ty =
                 EntityTypeName::from_str(ty).map_err(|e| PolicyError::Request(e.to_string()))?;
             Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
         };
-        let context = Context::from_pairs([
-            (
-                "selector".to_owned(),
-                RestrictedExpression::new_string(selector_kind.to_owned()),
-            ),
-            ("block".to_owned(), RestrictedExpression::new_bool(block)),
-        ])
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let context = Context::from_pairs(action.context())
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
         let request = Request::new(
             uid("Admin", admin_id)?,
-            uid("Action", "revoke")?,
+            uid("Action", action.name())?,
             uid("Target", resource)?,
             context,
             None,

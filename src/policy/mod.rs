@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use decide::{AdminDecision, Decision, DecisionRequest, ScopeDecision};
+pub use decide::{
+    AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision,
+};
 pub use examples::{EXAMPLES, write_examples};
 pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;

@@ -1,6 +1,6 @@
 //! `/admin/v1/revocations`: the kill switch for operators. One router behind
-//! admin authentication; every action is authorized by Cedar (principal
-//! `Admin`, action `revoke`) and audited with the entry it made.
+//! admin authentication; every call is authorized by Cedar (principal
+//! `Admin`, action `revoke`, `lift` or `read`) and audited.
 
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ use super::token::new_decision_id;
 use super::{AppState, auth};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
-use crate::revoke::{Entry, LiftOutcome, RevokeRequest, Selector};
+use crate::policy::{AdminAction, EntryFacts};
+use crate::revoke::{Entry, EntryKind, LiftOutcome, RevokeRequest, Selector};
 
 /// The admin id of the authenticated caller (`token:<12 hex>`).
 #[derive(Debug, Clone)]
@@ -80,27 +81,43 @@ fn resource<'a>(app: &'a AppState, selector: &'a Selector) -> &'a str {
     }
 }
 
+/// Asks Cedar whether `admin` may do `action` on `resource` (a target id).
 fn authorize(
     app: &AppState,
     admin: &AdminId,
-    selector: &Selector,
-    block: bool,
+    resource: &str,
+    action: AdminAction<'_>,
     record: &mut AuditRecord,
 ) -> Result<(), Refusal> {
-    let decision = app.policy.snapshot().authorize_revoke(
-        &admin.0,
-        resource(app, selector),
-        selector.kind(),
-        block,
-    )?;
+    let decision = app
+        .policy
+        .snapshot()
+        .authorize_admin(&admin.0, resource, action)?;
     record.policies = decision.policies;
     if decision.allowed {
-        Ok(())
-    } else {
-        Err(Refusal::AccessDenied(format!(
-            "policy does not permit this admin to revoke by {}",
-            selector.kind()
-        )))
+        return Ok(());
+    }
+    Err(Refusal::AccessDenied(match action {
+        AdminAction::Revoke { selector, .. } => {
+            format!("policy does not permit this admin to revoke by {selector}")
+        }
+        AdminAction::Lift { .. } => "policy does not permit this admin to lift this block".into(),
+        AdminAction::Read { .. } => {
+            "policy does not permit this admin to read the kill switch".into()
+        }
+    }))
+}
+
+/// What Cedar sees of `entry`.
+fn facts(entry: &Entry) -> EntryFacts<'_> {
+    EntryFacts {
+        selector: entry.selector.kind(),
+        block: entry.block,
+        author: &entry.who,
+        kind: match entry.kind {
+            EntryKind::Revoke => "revoke",
+            EntryKind::Lift => "lift",
+        },
     }
 }
 
@@ -126,7 +143,11 @@ async fn revoke(
         let body = body.map_err(|_| Refusal::InvalidRequest("request body could not be read".into()))?;
         let req = RevokeRequest::parse(&body, app.clock.unix_now()).map_err(Refusal::InvalidRequest)?;
         record.target = Some(describe(&req.selector));
-        authorize(&app, &admin, &req.selector, req.block, &mut record)?;
+        let action = AdminAction::Revoke {
+            selector: req.selector.kind(),
+            block: req.block,
+        };
+        authorize(&app, &admin, resource(&app, &req.selector), action, &mut record)?;
         let block = req.block;
         let entry = app.kill_switch.revoke(req, format!("Admin::\"{}\"", admin.0)).await?;
         tracing::warn!(entry = %entry.id, seq = entry.seq, selector = %describe(&entry.selector), block, "kill switch: revocation recorded");
@@ -143,30 +164,71 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn list(State(app): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let cursor = q.cursor.unwrap_or(0);
-    let live: Vec<_> = app
-        .kill_switch
-        .live()
-        .into_iter()
-        .filter(|e| e.seq > cursor)
-        .collect();
-    let page: Vec<_> = live.iter().take(limit).map(|e| e.to_json(true)).collect();
-    let next = (live.len() > limit)
-        .then(|| live.get(limit - 1).map(|e| e.seq))
-        .flatten();
-    Json(json!({"entries": page, "next_cursor": next})).into_response()
+async fn list(
+    State(app): State<Arc<AppState>>,
+    Extension(admin): Extension<AdminId>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let mut record = record(&app, "read", &peer, Some(&admin));
+    record.target = Some("revocations".into());
+    let outcome = (|| {
+        authorize(
+            &app,
+            &admin,
+            &app.issuer,
+            AdminAction::Read { entry: None },
+            &mut record,
+        )?;
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let cursor = q.cursor.unwrap_or(0);
+        let live: Vec<_> = app
+            .kill_switch
+            .live()
+            .into_iter()
+            .filter(|e| e.seq > cursor)
+            .collect();
+        let page: Vec<_> = live.iter().take(limit).map(|e| e.to_json(true)).collect();
+        let next = (live.len() > limit)
+            .then(|| live.get(limit - 1).map(|e| e.seq))
+            .flatten();
+        Ok((
+            StatusCode::OK,
+            json!({"entries": page, "next_cursor": next}),
+        ))
+    })();
+    finish(&app, record, outcome).await
 }
 
-async fn show(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match app.kill_switch.get(&id).await {
-        Ok(Some(entry)) => Json(entry.to_json(true)).into_response(),
-        Ok(None) => Refusal::NotFound(format!("no revocation entry {id}"))
-            .with_id(new_decision_id())
-            .into_response(),
-        Err(e) => Refusal::from(e).with_id(new_decision_id()).into_response(),
+async fn show(
+    State(app): State<Arc<AppState>>,
+    Extension(admin): Extension<AdminId>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Response {
+    let mut record = record(&app, "read", &peer, Some(&admin));
+    let outcome = async {
+        let entry = app
+            .kill_switch
+            .get(&id)
+            .await?
+            .ok_or_else(|| Refusal::NotFound(format!("no revocation entry {id}")))?;
+        record.target = Some(describe(&entry.selector));
+        record.revocation = Some(entry.id.clone());
+        let action = AdminAction::Read {
+            entry: Some(facts(&entry)),
+        };
+        authorize(
+            &app,
+            &admin,
+            resource(&app, &entry.selector),
+            action,
+            &mut record,
+        )?;
+        Ok((StatusCode::OK, entry.to_json(true)))
     }
+    .await;
+    finish(&app, record, outcome).await
 }
 
 async fn lift(
@@ -183,11 +245,14 @@ async fn lift(
             .await?
             .ok_or_else(|| Refusal::NotFound(format!("no revocation entry {id}")))?;
         record.target = Some(describe(&original.selector));
+        let action = AdminAction::Lift {
+            entry: facts(&original),
+        };
         authorize(
             &app,
             &admin,
-            &original.selector,
-            original.block,
+            resource(&app, &original.selector),
+            action,
             &mut record,
         )?;
         match app

@@ -40,7 +40,7 @@ entity Target {
   "owner"?: String
 };
 
-entity Admin;
+entity Admin in [Team];
 
 action "mint" appliesTo {
   principal: [Workload, Agent, User],
@@ -65,6 +65,28 @@ action "revoke" appliesTo {
   context: {
     "selector": String,
     "block": Bool
+  }
+};
+
+action "lift" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {
+    "selector": String,
+    "block": Bool,
+    "author": String,
+    "kind": String
+  }
+};
+
+action "read" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {
+    "selector"?: String,
+    "block"?: Bool,
+    "author"?: String,
+    "kind"?: String
   }
 };
 "#;
@@ -93,7 +115,7 @@ when { context.scope == "introspect" };
 
 // Admins may use the kill switch on anything (CONTRACT section 5).
 @id("admin-revoke")
-permit (principal is Admin, action == Action::"revoke", resource);
+permit (principal is Admin, action in [Action::"revoke", Action::"lift", Action::"read"], resource);
 "#;
 
 /// A policy file permitting re-exchanges of writ tokens (`subject_token_type`
