@@ -690,3 +690,76 @@ async fn on_call_may_block_but_only_security_may_lift_or_read() {
     assert_eq!(server.revocation(&entry.id).await.status, 200);
     assert_eq!(server.lift(&entry.id).await.status, 200);
 }
+
+// ---------------------------------------------------------------------------
+// 5. Connecting as one program, then exec-ing another on the same socket.
+// ---------------------------------------------------------------------------
+
+/// Connects to writ's socket, proves itself with one request (so writ has
+/// attested it), then execs `/bin/sh`, which sends the token request on the
+/// inherited connection and prints the answer.
+const CONNECT_THEN_EXEC: &str = r#"
+import os, socket, sys
+sock_path, body = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sock_path)
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+seen = b""
+while not seen.endswith(b"ok\n"):
+    chunk = s.recv(1)
+    if not chunk:
+        sys.exit("writ closed the connection")
+    seen += chunk
+fd = s.detach()
+os.set_inheritable(fd, True)
+request = (
+    "POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\n"
+    "Content-Type: application/x-www-form-urlencoded\r\n"
+    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+)
+os.execv("/bin/sh", ["sh", "-c", f"printf '%s' \"$0\" >&{fd}; cat <&{fd}", request])
+"#;
+
+#[tokio::test]
+async fn a_peer_that_execs_another_program_after_connecting_is_refused() {
+    let mut env = TestEnv::new();
+    env.config
+        .extra_server_lines
+        .push("unix_socket = \"writ.sock\"".into());
+    // Any program of this uid may mint: the attack needs no policy gap, only
+    // the credit of one program given to another.
+    let uid = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid()
+    });
+    env.set_policies(&[(
+        "unix.cedar",
+        &format!(
+            r#"permit (principal, action == Action::"mint", resource == Target::"orders")
+when {{ context.attestation == "unix" && principal has unix_uid && principal.unix_uid == {} }};"#,
+            uid.unwrap()
+        ),
+    )]);
+    let _server = env.start().await;
+    env.write("connect_then_exec.py", CONNECT_THEN_EXEC);
+
+    let out = run_python(
+        env.dir(),
+        &env.path("connect_then_exec.py"),
+        &[
+            env.path("writ.sock").to_str().unwrap(),
+            "grant_type=client_credentials&audience=orders&scope=orders.read",
+        ],
+    )
+    .await;
+
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout.starts_with("HTTP/1.1 401"), "{}", out.describe());
+    assert!(out.stdout.contains("invalid_client"), "{}", out.describe());
+    assert!(
+        out.stdout.contains("no longer the process"),
+        "{}",
+        out.describe()
+    );
+    assert!(!out.stdout.contains("access_token"), "{}", out.describe());
+}

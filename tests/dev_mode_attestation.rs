@@ -2,7 +2,7 @@
 //! identity, exactly as README's "Attestation by example" runs them: a
 //! Kubernetes token through `writ token`, with `--dpop` a DPoP-bound one,
 //! the dev client certificate over mTLS, and curl on the Unix socket, where
-//! the example policy admits programs under /usr and nothing else.
+//! the example policy admits /usr/bin/curl and no other program.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -126,11 +126,11 @@ async fn curl_on_the_unix_socket_is_attested_by_its_peer_credentials() {
 }
 
 #[tokio::test]
-async fn a_program_outside_usr_on_the_unix_socket_is_refused_by_the_example_policy() {
+async fn a_program_the_example_policy_does_not_name_is_refused_on_the_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let _server = Server::start_dev_mode(dir.path()).await;
 
-    // This test binary lives under target/, not /usr.
+    // The example policy names /usr/bin/curl; this test binary is another program.
     let (status, body) = post_unix(
         &dir.path().join("writ.sock"),
         "/oauth2/token",

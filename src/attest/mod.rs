@@ -122,6 +122,9 @@ pub enum AttestError {
     /// A claim has the wrong type or form.
     #[error("claim {0} is invalid")]
     InvalidClaim(&'static str),
+    /// A Unix-socket peer exited or ran another program since it connected.
+    #[error("the Unix peer is no longer the process that connected, or runs another program")]
+    PeerChanged,
     /// A client certificate names an identity writ does not let a
     /// certificate prove: outside `server.trust_domain`, or a Unix principal.
     #[error("{0}")]
@@ -146,6 +149,7 @@ impl AttestError {
             Self::MissingClaim(_) => "missing_claim",
             Self::InvalidClaim(_) => "invalid_claim",
             Self::ForeignIdentity(_) => "foreign_identity",
+            Self::PeerChanged => "peer_changed",
         }
     }
 }

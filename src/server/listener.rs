@@ -17,7 +17,7 @@ use tower::ServiceExt;
 
 use super::StartError;
 use crate::attest::mtls::{self, CertIdentity};
-use crate::attest::unix::{UnixPeer, peer_evidence};
+use crate::attest::unix::UnixConnection;
 use crate::config::{LimitsConfig, TlsConfig};
 
 /// What the listener knows about a connection's peer, attached to every
@@ -28,8 +28,9 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The identity of a client certificate that chained to `tls.client_ca`.
     pub client: Option<CertIdentity>,
-    /// A Unix-socket caller's peer credentials and executable.
-    pub unix: Option<UnixPeer>,
+    /// A Unix-socket caller, pinned at accept; its evidence is re-checked
+    /// for each request ([`UnixConnection::current`]).
+    pub unix: Option<Arc<UnixConnection>>,
 }
 
 /// Loads the server certificate and key.
@@ -208,7 +209,7 @@ pub(super) async fn serve_unix(
             let unix = match stream.peer_cred() {
                 Ok(cred) => match cred.pid() {
                     Some(pid) => tokio::task::spawn_blocking(move || {
-                        peer_evidence(cred.uid(), cred.gid(), pid)
+                        UnixConnection::accept(cred.uid(), cred.gid(), pid).map(Arc::new)
                     })
                     .await
                     .ok()

@@ -147,7 +147,10 @@ async fn exchange(
         let attested = match (&peer.client, &peer.unix) {
             (Some(identity), _) => MtlsAttestor::new(&app.config.server.trust_domain)
                 .attest(&Evidence::ClientCertificate(identity)),
-            (None, Some(unix)) => UnixAttestor::new(&app.config.server.trust_domain).attest(&Evidence::UnixPeer(unix)),
+            (None, Some(unix)) => unix.current().and_then(|evidence| {
+                UnixAttestor::new(&app.config.server.trust_domain)
+                    .attest(&Evidence::UnixPeer(evidence))
+            }),
             (None, None) => {
                 return Err(Refusal::InvalidClient(
                     "client_credentials needs a client certificate that chains to the client CA and names one \
