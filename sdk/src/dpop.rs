@@ -305,7 +305,12 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         .get("iat")
         .and_then(Value::as_u64)
         .ok_or(DpopError::Time)?;
-    if iat + MAX_AGE_SECS < expected.now || iat > expected.now + MAX_SKEW_SECS {
+    // Saturating: the sender signs its own proof and picks `iat`, and an
+    // `iat` near u64::MAX overflowed here (a panic in debug builds, a wrap
+    // in release); found by the property tests in tests/fuzz.rs.
+    if iat.saturating_add(MAX_AGE_SECS) < expected.now
+        || iat > expected.now.saturating_add(MAX_SKEW_SECS)
+    {
         return Err(DpopError::Time);
     }
     if let Some(token) = expected.access_token

@@ -230,4 +230,127 @@ mod tests {
         assert!(!audience_matches(Some(&serde_json::json!(["a"])), "writ").unwrap());
         assert!(audience_matches(None, "writ").is_err());
     }
+
+    mod properties {
+        //! Property tests (issue 11, item 18): the split-and-decode step every
+        //! attestation token goes through before any key is looked up.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,16}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 5, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,8}", inner, 0..5)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Headers that are usually objects with an `alg` and maybe a `kid`.
+        fn header() -> impl Strategy<Value = Value> {
+            let alg = prop_oneof![
+                prop::sample::select(vec!["RS256", "PS256", "ES256", "ES384", "EdDSA"])
+                    .prop_map(Value::from),
+                prop::sample::select(vec!["none", "HS256", "RS512", "es256", ""])
+                    .prop_map(Value::from),
+                ".{0,8}".prop_map(Value::from),
+                json(),
+            ];
+            let kid = prop_oneof![
+                Just(None),
+                ".{0,16}".prop_map(|k| Some(Value::from(k))),
+                json().prop_map(Some),
+            ];
+            let object = (
+                proptest::option::of(alg),
+                kid,
+                prop::collection::btree_map("[a-z]{1,4}", json(), 0..3),
+            )
+                .prop_map(|(alg, kid, extra)| {
+                    let mut m: Map<String, Value> = extra.into_iter().collect();
+                    if let Some(alg) = alg {
+                        m.insert("alg".into(), alg);
+                    }
+                    if let Some(kid) = kid {
+                        m.insert("kid".into(), kid);
+                    }
+                    Value::Object(m)
+                });
+            prop_oneof![4 => object, 1 => json()]
+        }
+
+        /// What [`Unverified::parse`] must answer for these decoded parts.
+        fn oracle(
+            header: &Value,
+            payload: &Value,
+        ) -> Result<(Algorithm, Option<String>), AttestError> {
+            let h = header.as_object().ok_or(AttestError::Malformed)?;
+            let alg = match h.get("alg") {
+                Some(Value::String(name)) => ALLOWED
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, a)| *a)
+                    .ok_or(AttestError::AlgorithmNotAllowed)?,
+                _ => return Err(AttestError::Malformed),
+            };
+            let kid = match h.get("kid") {
+                None => None,
+                Some(Value::String(k)) => Some(k.clone()),
+                Some(_) => return Err(AttestError::Malformed),
+            };
+            if !payload.is_object() {
+                return Err(AttestError::Malformed);
+            }
+            Ok((alg, kid))
+        }
+
+        proptest! {
+            #![proptest_config(crate::proptest_config(256))]
+
+            #[test]
+            fn arbitrary_text_is_malformed_or_refused(token in prop_oneof![
+                9 => ".{0,1024}",
+                1 => prop::collection::vec(any::<char>(), 0..=16 * 1024).prop_map(String::from_iter),
+                4 => "[A-Za-z0-9_.-]{0,256}",
+            ]) {
+                match Unverified::parse(&token) {
+                    Ok(_) | Err(AttestError::Malformed | AttestError::AlgorithmNotAllowed) => {}
+                    Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+                }
+            }
+
+            #[test]
+            fn decoded_parts_get_the_right_answer(header in header(), payload in json(), sig in "[A-Za-z0-9_-]{0,64}") {
+                let token = format!(
+                    "{}.{}.{sig}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(payload.to_string()),
+                );
+                match (Unverified::parse(&token), oracle(&header, &payload)) {
+                    (Ok(u), Ok((alg, kid))) => {
+                        prop_assert_eq!(u.alg, alg);
+                        prop_assert_eq!(&u.kid, &kid);
+                        let expected = match payload.get("iss") {
+                            None => Err(AttestError::MissingClaim("iss")),
+                            Some(Value::String(s)) => Ok(s.as_str()),
+                            Some(_) => Err(AttestError::InvalidClaim("iss")),
+                        };
+                        prop_assert_eq!(u.issuer(), expected);
+                    }
+                    (Err(got), Err(want)) => prop_assert_eq!(got, want),
+                    (got, want) => prop_assert!(false, "got {:?}, want {want:?}", got.map(|u| u.alg)),
+                }
+            }
+        }
+    }
 }

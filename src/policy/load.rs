@@ -125,6 +125,7 @@ impl PolicySnapshot {
     pub fn load(dir: &Path) -> Result<Self, PolicyLoadError> {
         let schema_path = dir.join(SCHEMA_FILE);
         let schema_text = read(&schema_path)?;
+        check_nesting(&schema_path, &schema_text, b"([{<")?;
         let (schema, _warnings) = Schema::from_cedarschema_str(&schema_text).map_err(|e| {
             PolicyLoadError::at(&schema_path, Some(&schema_text), &e, e.to_string())
         })?;
@@ -272,6 +273,7 @@ fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyLoadError> {
 
 /// Parses one file; policies are named by `@id`, else `<file stem>.<index>`.
 fn parse_file(path: &Path, text: &str) -> Result<PolicySet, PolicyLoadError> {
+    check_nesting(path, text, b"([{")?;
     let parsed = PolicySet::from_str(text)
         .map_err(|e| PolicyLoadError::at(path, Some(text), &e, e.to_string()))?;
     if parsed.templates().next().is_some() {
@@ -308,6 +310,78 @@ fn parse_file(path: &Path, text: &str) -> Result<PolicySet, PolicyLoadError> {
             .map_err(|e| PolicyLoadError::plain(path, format!("policy {id}: {e}")))?;
     }
     Ok(named)
+}
+
+/// How deep brackets may nest in a Cedar file.
+pub const MAX_NESTING: usize = 16;
+/// How many `if` one policy may hold (they nest without brackets).
+pub const MAX_IFS: usize = 64;
+
+/// Refuses text nested deeper than Cedar's parser can take. Cedar parses
+/// and converts expressions recursively: found by the property tests, a
+/// policy of about 40 nested parentheses (400 nested `if`s, 128 nested
+/// schema records) overflowed a 2 MiB stack in a debug build, and the
+/// overflow aborts the process, so a bad file on hot reload would have
+/// killed a running broker instead of being refused. String literals and
+/// `//` comments are skipped.
+fn check_nesting(path: &Path, text: &str, open: &[u8]) -> Result<(), PolicyLoadError> {
+    let refuse = |at: usize, what: String| {
+        let line = text.get(..at).unwrap_or(text).matches('\n').count() + 1;
+        Err(PolicyLoadError {
+            file: path.to_path_buf(),
+            line: Some(line),
+            message: what,
+        })
+    };
+    let bytes = text.as_bytes();
+    let (mut depth, mut ifs, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                // A string literal: skip to its closing quote.
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    match c {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while bytes.get(i).is_some_and(|c| *c != b'\n') {
+                    i += 1;
+                }
+            }
+            b';' if depth == 0 => ifs = 0,
+            b'i' if bytes.get(i + 1) == Some(&b'f')
+                && !bytes
+                    .get(i + 2)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                && !i
+                    .checked_sub(1)
+                    .and_then(|p| bytes.get(p))
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') =>
+            {
+                ifs += 1;
+                if ifs > MAX_IFS {
+                    return refuse(i, format!("more than {MAX_IFS} `if` in one policy"));
+                }
+            }
+            _ if open.contains(&b) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return refuse(i, format!("brackets nest deeper than {MAX_NESTING} levels"));
+                }
+            }
+            b')' | b']' | b'}' | b'>' if open.contains(&b'<') || b != b'>' => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Reads which attributes the schema declares on `Workload` and `Agent`, so

@@ -114,4 +114,82 @@ mod tests {
         assert_eq!(f.required("b").unwrap(), "x y");
         assert!(f.required("c").is_err());
     }
+
+    mod properties {
+        //! Property tests (issue 11, item 18): any body is parsed or refused
+        //! as `invalid_request`, never a panic; encoded forms round-trip.
+
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                9 => prop::collection::vec(any::<u8>(), 0..1024),
+                1 => prop::collection::vec(any::<u8>(), 0..=64 * 1024),
+            ]
+        }
+
+        /// Bodies made of form-looking pieces: names, `=`, `&`, escapes.
+        fn form_like() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"=".to_vec()),
+                Just(b"&".to_vec()),
+                Just(b"+".to_vec()),
+                Just(b"%".to_vec()),
+                Just(b"%0A".to_vec()),
+                Just(b"%FF".to_vec()),
+                Just(b"%C3%A9".to_vec()),
+                Just(b"scope".to_vec()),
+                Just(b"grant_type".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..8),
+            ];
+            prop::collection::vec(piece, 0..64).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(crate::proptest_config(256))]
+
+            #[test]
+            fn any_body_parses_or_is_invalid_request(body in prop_oneof![bytes(), form_like()]) {
+                match Form::parse(&body) {
+                    Ok(form) => {
+                        for (k, v) in &form.0 {
+                            prop_assert_eq!(form.optional(k), Some(v.as_str()).filter(|v| !v.is_empty()));
+                        }
+                    }
+                    Err(Refusal::InvalidRequest(why)) => {
+                        // A refusal never echoes control characters.
+                        prop_assert!(!why.chars().any(char::is_control), "{why:?}");
+                    }
+                    Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
+                }
+            }
+
+            #[test]
+            fn encoded_forms_round_trip(params in prop::collection::btree_map(".{0,16}", ".{0,32}", 0..12)) {
+                let body = serde_urlencoded::to_string(&params).unwrap_or_default();
+                let form = Form::parse(body.as_bytes());
+                prop_assert!(form.is_ok(), "{body:?}");
+                let form = form.unwrap_or_default();
+                let parsed: BTreeMap<String, String> = form.0.into_iter().collect();
+                prop_assert_eq!(parsed, params);
+            }
+
+            #[test]
+            fn a_repeated_parameter_is_refused(
+                params in prop::collection::btree_map(".{0,16}", ".{0,32}", 1..8),
+                pick in any::<prop::sample::Index>(),
+                value in ".{0,32}",
+            ) {
+                let mut pairs: Vec<(String, String)> = params.into_iter().collect();
+                let (name, _) = pick.get(&pairs).clone();
+                pairs.push((name, value));
+                let body = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+                prop_assert!(matches!(Form::parse(body.as_bytes()), Err(Refusal::InvalidRequest(_))));
+            }
+        }
+    }
 }
