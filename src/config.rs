@@ -172,7 +172,7 @@ impl Default for TokensConfig {
             algorithm: SigningAlgorithm::ES256,
             default_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(900),
-            dpop_replay_cache: 100_000,
+            dpop_replay_cache: 1_000_000,
             max_delegation_depth: 3,
         }
     }

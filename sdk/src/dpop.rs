@@ -111,7 +111,7 @@ pub struct ReplayCache {
 #[derive(Default)]
 struct Generations {
     /// Generation number (`iat / GENERATION_SECS`) to the keys seen in it.
-    by_iat: std::collections::BTreeMap<u64, std::collections::HashSet<String>>,
+    by_iat: std::collections::BTreeMap<u64, std::collections::HashSet<ReplayKey>>,
     len: usize,
 }
 
@@ -177,7 +177,7 @@ impl ReplayCache {
         g.by_iat
             .entry(generation)
             .or_default()
-            .insert(proof.replay_key.clone());
+            .insert(proof.replay_key);
         g.len += 1;
         Ok(())
     }
@@ -192,7 +192,19 @@ pub struct CheckedProof {
     /// The RFC 7638 thumbprint of the proof's key.
     pub jkt: String,
     iat: u64,
-    replay_key: String,
+    replay_key: ReplayKey,
+}
+
+/// 128 bits of SHA-256 over a proof's key thumbprint and `jti`: 16 bytes a
+/// proof whatever the `jti`'s length, so a cache sized for a broker's full
+/// rate over the window stays tens of megabytes.
+type ReplayKey = [u8; 16];
+
+fn replay_key(jkt: &str, jti: &str) -> ReplayKey {
+    let digest = sha256(format!("{jkt}:{jti}").as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 /// What a proof must match.
@@ -322,7 +334,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError::Malformed)?;
     Ok(CheckedProof {
-        replay_key: format!("{jkt}:{jti}"),
+        replay_key: replay_key(&jkt, jti),
         jkt,
         iat,
     })
@@ -501,7 +513,7 @@ mod tests {
         CheckedProof {
             jkt: "k".into(),
             iat,
-            replay_key: format!("k:{jti}"),
+            replay_key: replay_key("k", jti),
         }
     }
 

@@ -26,7 +26,7 @@ const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(60);
 const JWKS_REFRESH_BOUNDS: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(3600));
 /// DPoP proof `jti`s remembered by default (each for about a minute).
-const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
+const DEFAULT_REPLAY_CAPACITY: u64 = 1_000_000;
 
 /// A token that passed every check.
 #[derive(Debug, Clone)]
@@ -73,10 +73,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// How many DPoP proofs to remember against replay (default 100,000;
-    /// each is kept for the proof window, about a minute). Size it above the
-    /// DPoP requests this server takes per minute: a forgotten proof could
-    /// be replayed within its window.
+    /// How many DPoP proofs to remember against replay (default 1,000,000,
+    /// about 16 bytes each plus the set's overhead; each is kept for the
+    /// proof window, about a minute). Size it above the DPoP requests this
+    /// server takes per minute: when it is full, new proofs are refused
+    /// (503) until old ones age out; a live proof is never forgotten.
     pub fn dpop_replay_capacity(mut self, proofs: u64) -> Self {
         self.replay_capacity = proofs;
         self
