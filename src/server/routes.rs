@@ -94,7 +94,14 @@ async fn bounded_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut oversized = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    // A declared length within the limit is held to by HTTP framing (and
+    // DefaultBodyLimit stands behind it): nothing to buffer here.
+    if declared.is_some_and(|n| n <= MAX_BODY_BYTES as u64) {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let mut oversized = declared.is_some();
     let mut stream = body.into_data_stream();
     let mut read = Vec::new();
     while !oversized {
