@@ -160,6 +160,30 @@ async fn layer_refuses_a_bound_token_without_its_proof_or_with_a_replayed_one() 
 }
 
 #[tokio::test]
+async fn layer_refuses_a_proof_made_for_the_host_the_client_claims() {
+    let (env, server) = start_standard().await;
+    let url = resource_server(&server).await;
+    let key = DpopKey::generate().unwrap();
+    let token = bound_token(&env, &server, &key).await;
+    // A proof captured at another server, replayed here with that server's
+    // name in Host: the layer checks htu against its own origin, not Host.
+    let proof = key
+        .proof("GET", "http://other.example/whoami", Some(&token))
+        .unwrap();
+
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("Host", "other.example")
+        .header("Authorization", format!("DPoP {token}"))
+        .header("DPoP", proof)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
 async fn verifier_refuses_a_bound_token_presented_without_a_proof() {
     let (env, server) = start_standard().await;
     let verifier = verifier(&server).await;
