@@ -1,7 +1,7 @@
-//! DPoP (RFC 9449) at the broker: the proof check itself lives in the SDK
-//! ([`writ_sdk::dpop`]), so writ's endpoints and the resource servers using
-//! the SDK's verifier refuse exactly the same proofs.
+//! DPoP (RFC 9449) at the broker: the proof check lives in `writ-proto`
+//! ([`writ_proto::dpop`]), which the SDK's resource-server verifier uses
+//! too, so both refuse exactly the same proofs.
 
-pub use writ_sdk::dpop::{
+pub use writ_proto::dpop::{
     CheckedProof, DpopError, Expected, ReplayCache, ReplayError, check, thumbprint, verify,
 };
