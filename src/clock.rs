@@ -53,12 +53,7 @@ impl UtcFields {
     }
 }
 
-/// Formats a Unix time as RFC 3339 in UTC, e.g. `2026-11-24T03:49:22Z`.
-pub fn rfc3339(secs: u64) -> String {
-    // Clamp to the last second humantime can print (9999-12-31T23:59:59Z).
-    let secs = secs.min(253_402_300_799);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+pub use writ_proto::time::rfc3339;
 
 #[cfg(test)]
 mod tests {

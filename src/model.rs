@@ -246,83 +246,13 @@ impl Ttl {
     }
 }
 
-/// The Cedar entity type of an attested principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum EntityType {
-    /// A service, job or machine.
-    #[default]
-    Workload,
-    /// An AI agent.
-    Agent,
-    /// A person (e.g. from the company's identity provider), for whom an
-    /// agent may act.
-    User,
-}
+/// The Cedar entity type of an attested principal (a token's
+/// `principal_type`); defined with the claims in writ-proto.
+pub use writ_proto::claims::PrincipalType as EntityType;
 
-impl EntityType {
-    /// Every type a principal can have.
-    pub const ALL: [Self; 3] = [Self::Workload, Self::Agent, Self::User];
-
-    /// The Cedar type name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Workload => "Workload",
-            Self::Agent => "Agent",
-            Self::User => "User",
-        }
-    }
-
-    /// Parses a Cedar type name written in a token claim.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Workload" => Some(Self::Workload),
-            "Agent" => Some(Self::Agent),
-            "User" => Some(Self::User),
-            _ => None,
-        }
-    }
-}
-
-/// How a principal proved what it is; Cedar sees it as `context.attestation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttestationKind {
-    /// A projected Kubernetes service-account token.
-    Kubernetes,
-    /// An OIDC token from a configured issuer.
-    Oidc,
-    /// A TLS client certificate chaining to `tls.client_ca`.
-    Mtls,
-    /// Peer credentials of a Unix-socket caller.
-    Unix,
-    /// A writ access token presented again to be narrowed.
-    Writ,
-}
-
-impl AttestationKind {
-    /// The name policies and audit records use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kubernetes => "kubernetes",
-            Self::Oidc => "oidc",
-            Self::Mtls => "mtls",
-            Self::Unix => "unix",
-            Self::Writ => "writ",
-        }
-    }
-
-    /// Parses the name written in a writ token's `attestation` claim.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "kubernetes" => Some(Self::Kubernetes),
-            "oidc" => Some(Self::Oidc),
-            "mtls" => Some(Self::Mtls),
-            "unix" => Some(Self::Unix),
-            "writ" => Some(Self::Writ),
-            _ => None,
-        }
-    }
-}
+/// How a principal proved what it is; Cedar sees it as
+/// `context.attestation`; defined with the claims in writ-proto.
+pub use writ_proto::claims::AttestationKind;
 
 #[cfg(test)]
 mod tests {

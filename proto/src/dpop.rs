@@ -6,6 +6,7 @@
 //!
 //! [`Verifier`]: https://docs.rs/writ-sdk
 
+use crate::jws::Compact;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -218,10 +219,7 @@ pub struct Expected<'a> {
 }
 
 fn segment(s: &str) -> Result<Map<String, Value>, DpopError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| DpopError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| DpopError::Malformed)
+    crate::jws::decode_segment(s).ok_or(DpopError::Malformed)
 }
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
@@ -259,13 +257,8 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
     if proof.len() > MAX_PROOF_BYTES {
         return Err(DpopError::Malformed);
     }
-    let mut parts = proof.split('.');
-    let (Some(h), Some(p), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(DpopError::Malformed);
-    };
-    let header = segment(h)?;
+    let compact = Compact::split(proof).ok_or(DpopError::Malformed)?;
+    let header = segment(compact.header)?;
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(DpopError::Type);
     }
@@ -302,7 +295,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         })?
         .claims;
     // Structural check on the payload too (jsonwebtoken already parsed it).
-    let _ = segment(p)?;
+    let _ = segment(compact.payload)?;
     let text = |k: &str| claims.get(k).and_then(Value::as_str);
     if text("htm") != Some(expected.method) {
         return Err(DpopError::Method);

@@ -2,7 +2,23 @@
 //!
 //! The broker (`writ`) and the workload SDK (`writ-sdk`) both depend on this
 //! crate and neither on the other for these rules, so a fix lands in both.
+//! In the order a presented token meets them:
 //!
+//! - [`token`]: checking a writ access token (header, signature, issuer,
+//!   audience, validity window, lifetime) into typed [`claims`].
+//! - [`binding`]: the key-binding rule: a token with `cnf` only from the
+//!   holder of its key, proven by [`dpop`] or a client certificate.
 //! - [`dpop`]: DPoP (RFC 9449) proof verification and its replay cache.
+//! - [`revocation`]: kill-switch entries in wire form and the one matcher.
+//! - [`jws`]: compact JWS segments, before verification.
+//! - [`time`]: times on the wire.
 
+pub mod binding;
+pub mod claims;
 pub mod dpop;
+pub mod jws;
+pub mod revocation;
+pub mod time;
+pub mod token;
+
+pub use claims::{AccessClaims, ActorChain, AttestationKind, Confirmation, PrincipalType};

@@ -3,21 +3,12 @@
 //! for this very request (RFC 9449) or by the TLS client certificate the
 //! request arrived with (RFC 8705).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+pub use writ_proto::binding::Scheme;
+use writ_proto::binding::{self, BindingError, Possession, certificate_thumbprint};
+use writ_proto::claims::Confirmation;
 
 use crate::VerifyError;
 use crate::dpop::{self, Expected, ReplayCache};
-
-/// The `Authorization` scheme a token was presented with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// `Bearer` (RFC 6750); also the scheme of certificate-bound tokens.
-    Bearer,
-    /// `DPoP` (RFC 9449): the request also carries a `DPoP` proof.
-    Dpop,
-}
 
 /// How one request presented a token: what [`Verifier::verify_presented`]
 /// needs to check a key-bound token.
@@ -79,14 +70,7 @@ impl<'a> Presented<'a> {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(VerifyError::Missing)?;
-        let (scheme, token) = value.split_once(' ').ok_or(VerifyError::Missing)?;
-        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
-            Scheme::Bearer
-        } else if scheme.eq_ignore_ascii_case("dpop") {
-            Scheme::Dpop
-        } else {
-            return Err(VerifyError::Missing);
-        };
+        let (scheme, token) = Scheme::split(value).ok_or(VerifyError::Missing)?;
         let mut proofs = headers.get_all("dpop").iter();
         let dpop_proof = match (proofs.next(), proofs.next()) {
             (None, _) => None,
@@ -98,7 +82,7 @@ impl<'a> Presented<'a> {
             (Some(_), Some(_)) => return Err(VerifyError::DpopProof(dpop::DpopError::Malformed)),
         };
         Ok(Self {
-            token: token.trim(),
+            token,
             scheme,
             dpop_proof,
             method,
@@ -114,52 +98,34 @@ impl<'a> Presented<'a> {
     }
 }
 
-/// Checks the token's `cnf` against what the request proved. A token
-/// without `cnf` must not come with the DPoP scheme (RFC 9449 section 7.1);
-/// a `cnf` member this SDK cannot check refuses the token (fail closed).
+/// Checks the token's `cnf` against what the request proved, by
+/// writ-proto's rule (the broker's): a token without `cnf` must not come
+/// with the DPoP scheme (RFC 9449 section 7.1); a binding this SDK cannot
+/// check refuses the token (fail closed).
 pub(crate) fn check(
-    claims: &Value,
+    cnf: Option<&Confirmation>,
     presented: &Presented<'_>,
     replay: &ReplayCache,
     now: u64,
 ) -> Result<(), VerifyError> {
-    let cnf = match claims.get("cnf") {
-        None if presented.scheme == Scheme::Dpop => return Err(VerifyError::KeyBinding),
-        None => return Ok(()),
-        Some(Value::Object(cnf)) if !cnf.is_empty() => cnf,
-        Some(_) => return Err(VerifyError::Malformed),
+    let certificate = presented.client_certificate.map(certificate_thumbprint);
+    let prove = || {
+        let proof = presented.dpop_proof?;
+        let expected = Expected {
+            method: presented.method,
+            uri: presented.url.split(['?', '#']).next().unwrap_or_default(),
+            now,
+            access_token: Some(presented.token),
+        };
+        Some(dpop::verify(proof, &expected, replay))
     };
-    for (member, bound) in cnf {
-        let bound = bound.as_str().ok_or(VerifyError::Malformed)?;
-        match member.as_str() {
-            "jkt" => {
-                let proof = match (presented.scheme, presented.dpop_proof) {
-                    (Scheme::Dpop, Some(proof)) => proof,
-                    _ => return Err(VerifyError::KeyBinding),
-                };
-                let expected = Expected {
-                    method: presented.method,
-                    uri: presented.url.split(['?', '#']).next().unwrap_or_default(),
-                    now,
-                    access_token: Some(presented.token),
-                };
-                let proven =
-                    dpop::verify(proof, &expected, replay).map_err(VerifyError::DpopProof)?;
-                if proven != bound {
-                    return Err(VerifyError::KeyBinding);
-                }
-            }
-            "x5t#S256" => {
-                let certificate = presented
-                    .client_certificate
-                    .ok_or(VerifyError::KeyBinding)?;
-                let digest = ring::digest::digest(&ring::digest::SHA256, certificate);
-                if URL_SAFE_NO_PAD.encode(digest.as_ref()) != bound {
-                    return Err(VerifyError::KeyBinding);
-                }
-            }
-            _ => return Err(VerifyError::KeyBinding),
-        }
-    }
-    Ok(())
+    let possession = Possession {
+        scheme: Some(presented.scheme),
+        certificate: certificate.as_deref(),
+        dpop: prove,
+    };
+    binding::check(cnf, possession).map_err(|e| match e {
+        BindingError::Proof(e) => VerifyError::DpopProof(e),
+        _ => VerifyError::KeyBinding,
+    })
 }

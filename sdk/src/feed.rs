@@ -106,7 +106,7 @@ impl FeedState {
     }
 
     fn last_seq(&self) -> u64 {
-        self.set.read().map(|s| s.last_seq).unwrap_or(0)
+        self.set.read().map(|s| s.last_seq()).unwrap_or(0)
     }
 
     fn apply(&self, entry: &Value) {

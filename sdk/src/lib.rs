@@ -32,7 +32,7 @@ mod broker;
 pub mod dpop;
 mod error;
 mod feed;
-mod revocations;
+pub mod revocations;
 mod source;
 mod verifier;
 

@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use writ_proto::AccessClaims;
+use writ_proto::token::{self, Expected, TokenError};
 
 use crate::binding::{self, Presented};
 use crate::dpop::ReplayCache;
 pub use crate::feed::FeedAuth;
 use crate::feed::{self, FeedState};
-use crate::revocations::TokenFacts;
 use crate::{Broker, Error, VerifyError};
 
 /// An unknown `kid` refetches the JWKS at most this often.
@@ -41,14 +42,16 @@ pub struct Verified {
     pub jti: String,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
-    /// Every claim, for anything else a handler needs (`act`, `cnf`...).
+    /// Every claim as JSON, for anything else a handler needs.
     pub claims: Value,
+    /// Every claim, typed (`act`, `cnf`, `ancestry`...).
+    pub access_claims: AccessClaims,
 }
 
 impl Verified {
     /// Whether the token grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.access_claims.has_scope(scope)
     }
 }
 
@@ -271,59 +274,26 @@ impl Verifier {
         presented: &Presented<'_>,
     ) -> Result<Verified, VerifyError> {
         let token = presented.token;
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        if header.typ.as_deref() != Some("at+jwt") {
-            return Err(VerifyError::Malformed);
-        }
-        if !matches!(header.alg, Algorithm::ES256 | Algorithm::EdDSA) {
-            return Err(VerifyError::Algorithm);
-        }
-        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let (key, alg) = self.key(kid).await?;
-        if alg != header.alg {
-            return Err(VerifyError::Algorithm);
-        }
-        let mut validation = Validation::new(alg);
-        validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_audience(&[&self.inner.audience]);
-        validation.leeway = self.inner.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature => VerifyError::Signature,
-                K::ExpiredSignature => VerifyError::Expired,
-                K::ImmatureSignature => VerifyError::NotYetValid,
-                K::InvalidIssuer => VerifyError::Issuer,
-                K::InvalidAudience => VerifyError::Audience,
-                K::InvalidAlgorithm => VerifyError::Algorithm,
-                _ => VerifyError::Malformed,
-            }
-        })?;
-        let claims = data.claims;
-        let text = |k: &str| {
-            claims
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
+        let header = token::header(token).map_err(refusal)?;
+        let (key, alg) = self.key(&header.kid).await?;
+        let expected = Expected {
+            issuer: &self.inner.issuer,
+            audience: Some(&self.inner.audience),
+            now: crate::dpop::unix_now(),
+            leeway: self.inner.leeway.as_secs(),
+            max_lifetime: None,
         };
-        let scopes: Vec<String> = text("scope")
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let claims = token::verify(token, &header, &key, alg, &expected).map_err(refusal)?;
         if let Some(missing) = self
             .inner
             .required_scopes
             .iter()
-            .find(|r| !scopes.contains(r))
+            .find(|r| !claims.has_scope(r))
         {
             return Err(VerifyError::MissingScope(missing.clone()));
         }
         binding::check(
-            &claims,
+            claims.cnf.as_ref(),
             presented,
             &self.inner.replay,
             crate::dpop::unix_now(),
@@ -335,9 +305,8 @@ impl Verifier {
             {
                 return Err(VerifyError::FeedStale);
             }
-            let facts = TokenFacts::of(&claims);
             let revoked = match feed.set.read() {
-                Ok(set) => set.revoked(&facts),
+                Ok(set) => set.revoked(&claims),
                 // A poisoned lock: the set cannot be trusted; fail closed.
                 Err(_) => return Err(VerifyError::FeedStale),
             };
@@ -346,13 +315,30 @@ impl Verifier {
             }
         }
         Ok(Verified {
-            subject: text("sub"),
-            client_id: text("client_id"),
-            scopes,
-            jti: text("jti"),
-            expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
-            claims,
+            subject: claims.sub.clone(),
+            client_id: claims.client_id.clone(),
+            scopes: claims.scopes().map(str::to_owned).collect(),
+            jti: claims.jti.clone(),
+            expires_at: claims.exp,
+            claims: serde_json::to_value(&claims).unwrap_or_default(),
+            access_claims: claims,
         })
+    }
+}
+
+/// What a refused token tells the resource server's caller.
+fn refusal(e: TokenError) -> VerifyError {
+    match e {
+        TokenError::Malformed | TokenError::WrongType | TokenError::Lifetime => {
+            VerifyError::Malformed
+        }
+        TokenError::Algorithm => VerifyError::Algorithm,
+        TokenError::UnknownKey => VerifyError::UnknownKey,
+        TokenError::BadSignature => VerifyError::Signature,
+        TokenError::WrongIssuer => VerifyError::Issuer,
+        TokenError::WrongAudience => VerifyError::Audience,
+        TokenError::Expired => VerifyError::Expired,
+        TokenError::NotYetValid => VerifyError::NotYetValid,
     }
 }
 

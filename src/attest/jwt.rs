@@ -1,9 +1,8 @@
 //! Signature and claim checks shared by every JWT-based attestation kind.
 
 use std::sync::Arc;
+use writ_proto::jws::{Compact, decode_segment};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
@@ -35,13 +34,8 @@ pub(crate) struct Unverified {
 impl Unverified {
     /// Splits a compact JWS and decodes header and payload.
     pub(crate) fn parse(token: &str) -> Result<Self, AttestError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AttestError::Malformed);
-        };
-        let header: Map<String, Value> = decode_json(h)?;
+        let compact = Compact::split(token).ok_or(AttestError::Malformed)?;
+        let header: Map<String, Value> = decode_json(compact.header)?;
         let alg = match header.get("alg") {
             Some(Value::String(name)) => ALLOWED
                 .iter()
@@ -58,7 +52,7 @@ impl Unverified {
         Ok(Self {
             alg,
             kid,
-            payload: decode_json(p)?,
+            payload: decode_json(compact.payload)?,
         })
     }
 
@@ -69,10 +63,7 @@ impl Unverified {
 }
 
 fn decode_json(segment: &str) -> Result<Map<String, Value>, AttestError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| AttestError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| AttestError::Malformed)
+    decode_segment(segment).ok_or(AttestError::Malformed)
 }
 
 /// Claims whose signature, issuer, audience and validity window were checked.
@@ -187,6 +178,8 @@ fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn seg(v: &str) -> String {
         URL_SAFE_NO_PAD.encode(v)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use writ_proto::claims::Confirmation;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::{AttestError, Attested, Attestor, AttrValue, Evidence};
@@ -41,16 +42,15 @@ pub struct CertIdentity {
 }
 
 impl CertIdentity {
-    /// The RFC 8705 confirmation of a token bound to this certificate:
-    /// `{"x5t#S256": base64url(SHA-256(DER))}`.
-    pub fn confirmation(&self) -> serde_json::Value {
+    /// The RFC 8705 thumbprint of the certificate: base64url(SHA-256(DER)).
+    pub fn thumbprint(&self) -> String {
         let digest = hex::decode(&self.cert_sha256).unwrap_or_default();
-        serde_json::json!({ "x5t#S256": URL_SAFE_NO_PAD.encode(digest) })
+        URL_SAFE_NO_PAD.encode(digest)
     }
 
-    /// Whether a token's `cnf` binds it to this certificate.
-    pub fn matches(&self, cnf: &serde_json::Value) -> bool {
-        cnf.get("x5t#S256") == self.confirmation().get("x5t#S256")
+    /// The confirmation of a token bound to this certificate.
+    pub fn confirmation(&self) -> Confirmation {
+        Confirmation::certificate(self.thumbprint())
     }
 }
 

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
@@ -480,8 +478,7 @@ pub(crate) async fn json_or_error(resp: reqwest::Response, url: &str) -> Result<
 
 /// The claims of a JWT, without verifying it (display only).
 pub(crate) fn decode_claims(token: &str) -> Option<Value> {
-    let payload = token.split('.').nth(1)?;
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    writ_proto::jws::decode_segment(writ_proto::jws::Compact::split(token)?.payload)
 }
 
 mod demo;

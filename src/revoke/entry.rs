@@ -1,215 +1,8 @@
-//! A kill-switch entry: what it selects, whether it blocks new tokens, and
-//! when it took effect. Parsing admin input is a pure function.
+//! What an admin asks the kill switch for, checked by a pure function. The
+//! entries themselves, and how they match tokens, are writ-proto's.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
-use crate::clock::rfc3339;
-
-/// How long after a token's `exp` a revocation of that one token is kept:
-/// verifiers accept an expired token for their clock leeway (the SDK's
-/// default is 30 s), and no longer than this.
-pub const EXPIRED_TOKEN_GRACE: u64 = 60;
-
-/// Longest selector value or reason accepted.
-pub const MAX_VALUE_BYTES: usize = 1024;
-
-/// Which tokens an entry applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Selector {
-    /// One token, by `jti`.
-    Jti(String),
-    /// Every token of one principal (`sub`).
-    Subject(String),
-    /// Every principal whose id starts with this (e.g. a namespace).
-    SubjectPrefix(String),
-    /// Every token for one target (`aud`).
-    Audience(String),
-    /// Every token attested by one issuer (or minted by one broker).
-    Issuer(String),
-    /// Every token an agent acts in (`act` chain).
-    Actor(String),
-    /// Everything.
-    All,
-}
-
-impl Selector {
-    /// The selector kind, as Cedar's `context.selector` and the API name it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Jti(_) => "jti",
-            Self::Subject(_) => "subject",
-            Self::SubjectPrefix(_) => "subject_prefix",
-            Self::Audience(_) => "audience",
-            Self::Issuer(_) => "issuer",
-            Self::Actor(_) => "actor",
-            Self::All => "all",
-        }
-    }
-
-    /// The selected value (`None` for `all`).
-    pub fn value(&self) -> Option<&str> {
-        match self {
-            Self::Jti(v)
-            | Self::Subject(v)
-            | Self::SubjectPrefix(v)
-            | Self::Audience(v)
-            | Self::Issuer(v)
-            | Self::Actor(v) => Some(v),
-            Self::All => None,
-        }
-    }
-
-    /// Builds a selector from its kind and value, as stored.
-    pub fn from_parts(kind: &str, value: Option<&str>) -> Result<Self, String> {
-        let v = || -> Result<String, String> {
-            match value {
-                Some(v)
-                    if !v.is_empty()
-                        && v.len() <= MAX_VALUE_BYTES
-                        && !v.chars().any(char::is_control) =>
-                {
-                    Ok(v.to_owned())
-                }
-                _ => Err(format!(
-                    "selector {kind} needs a non-empty value of at most {MAX_VALUE_BYTES} bytes"
-                )),
-            }
-        };
-        Ok(match kind {
-            "jti" => Self::Jti(v()?),
-            "subject" => Self::Subject(v()?),
-            "subject_prefix" => Self::SubjectPrefix(v()?),
-            "audience" => Self::Audience(v()?),
-            "issuer" => Self::Issuer(v()?),
-            "actor" => Self::Actor(v()?),
-            "all" => Self::All,
-            other => return Err(format!("unknown selector kind {other:?}")),
-        })
-    }
-
-    /// The JSON form, e.g. `{"subject": "spiffe://..."}` or `{"all": true}`.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert(
-            self.kind().into(),
-            self.value()
-                .map_or(Value::Bool(true), |v| Value::String(v.to_owned())),
-        );
-        Value::Object(m)
-    }
-
-    /// Parses the JSON form: an object with exactly one known kind.
-    pub fn from_json(v: &Value) -> Result<Self, String> {
-        let obj = v.as_object().ok_or("selector must be an object")?;
-        let mut kinds = obj.iter();
-        let (Some((kind, value)), None) = (kinds.next(), kinds.next()) else {
-            return Err("selector must name exactly one kind".into());
-        };
-        match (kind.as_str(), value) {
-            ("all", Value::Bool(true)) => Ok(Self::All),
-            ("all", _) => Err("selector all takes the value true".into()),
-            (k, Value::String(s)) => Self::from_parts(k, Some(s)),
-            // A known kind with a non-string value, or an unknown kind.
-            (k, _) => Err(match Self::from_parts(k, Some("-")) {
-                Ok(_) => format!("selector {k} takes a string"),
-                Err(e) => e,
-            }),
-        }
-    }
-}
-
-/// Whether an entry revokes tokens or lifts an earlier block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    /// Revokes matching tokens issued up to `effective_at`; may block new ones.
-    Revoke,
-    /// Lifts the block of entry `lifts`.
-    Lift,
-}
-
-/// One durable entry of the kill switch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Random id (32 hex).
-    pub id: String,
-    /// Position in the feed; strictly increasing.
-    pub seq: u64,
-    /// Revoke or lift.
-    pub kind: EntryKind,
-    /// What it selects (for a lift: the lifted entry's selector).
-    pub selector: Selector,
-    /// Why (operators only; never shown to token holders or in the feed).
-    pub reason: String,
-    /// Who: the admin principal, or the holder for RFC 7009.
-    pub who: String,
-    /// Seconds since the epoch when it took effect.
-    pub effective_at: u64,
-    /// Whether new tokens are refused.
-    pub block: bool,
-    /// When the block lapses by itself.
-    pub until: Option<u64>,
-    /// When the block was lifted.
-    pub lifted_at: Option<u64>,
-    /// For a lift: the entry lifted.
-    pub lifts: Option<String>,
-    /// For the revocation of one known token (RFC 7009): that token's `exp`.
-    /// Past it (and the leeway verifiers allow) the entry can revoke
-    /// nothing alive, so it is forgotten, in memory and in the store.
-    pub token_exp: Option<u64>,
-}
-
-impl Entry {
-    /// Whether new tokens matching it are refused at `now`.
-    pub fn blocks_at(&self, now: u64) -> bool {
-        self.kind == EntryKind::Revoke
-            && self.block
-            && self.lifted_at.is_none()
-            && self.until.is_none_or(|u| now < u)
-    }
-
-    /// Whether it can still matter at `now`: it blocks, or a token it
-    /// revokes may still be alive (`horizon` after it took effect, or
-    /// [`EXPIRED_TOKEN_GRACE`] after its one token's `exp`).
-    pub fn matters_at(&self, now: u64, horizon: u64) -> bool {
-        if self.blocks_at(now) {
-            return true;
-        }
-        let alive_until = match self.token_exp {
-            Some(exp) => exp.saturating_add(EXPIRED_TOKEN_GRACE),
-            None => self.effective_at.saturating_add(horizon),
-        };
-        now <= alive_until
-    }
-
-    /// Whether it revokes a token issued at `iat`.
-    pub fn revokes_issued_at(&self, iat: u64) -> bool {
-        self.kind == EntryKind::Revoke && iat <= self.effective_at
-    }
-
-    /// The JSON form. `for_admins` adds `reason` and `who`; the feed, read
-    /// by workloads, carries neither.
-    pub fn to_json(&self, for_admins: bool) -> Value {
-        let time = |t: Option<u64>| t.map_or(Value::Null, |t| Value::String(rfc3339(t)));
-        let mut v = serde_json::json!({
-            "id": self.id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "selector": self.selector.to_json(),
-            "effective_at": rfc3339(self.effective_at),
-            "block": self.block,
-            "until": time(self.until),
-            "lifted_at": time(self.lifted_at),
-            "lifts": self.lifts,
-        });
-        if for_admins && let Some(o) = v.as_object_mut() {
-            o.insert("reason".into(), Value::String(self.reason.clone()));
-            o.insert("who".into(), Value::String(self.who.clone()));
-        }
-        v
-    }
-}
+use serde_json::Value;
+use writ_proto::revocation::{MAX_VALUE_BYTES, Selector};
 
 /// A revocation as an admin asks for it, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +28,8 @@ impl RevokeRequest {
         {
             return Err(format!("unknown field {k:?}"));
         }
-        let selector = Selector::from_json(obj.get("selector").ok_or("selector is required")?)?;
+        let selector = Selector::from_json(obj.get("selector").ok_or("selector is required")?)
+            .map_err(|e| e.to_string())?;
         let reason = match obj.get("reason") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(r)) if r.len() <= MAX_VALUE_BYTES => r.clone(),
@@ -286,21 +80,6 @@ mod tests {
     }
 
     #[test]
-    fn each_kind_round_trips_through_json() {
-        for s in [
-            Selector::Jti("j".into()),
-            Selector::Subject("s".into()),
-            Selector::SubjectPrefix("spiffe://x/ns/".into()),
-            Selector::Audience("db".into()),
-            Selector::Issuer("https://k8s".into()),
-            Selector::Actor("agent".into()),
-            Selector::All,
-        ] {
-            assert_eq!(Selector::from_json(&s.to_json()), Ok(s));
-        }
-    }
-
-    #[test]
     fn bad_requests_say_why() {
         for (body, why) in [
             ("nope", "not JSON"),
@@ -326,36 +105,5 @@ mod tests {
             let err = parse(body).unwrap_err();
             assert!(err.contains(why), "{body}: {err}");
         }
-    }
-
-    #[test]
-    fn a_block_lapses_at_until_and_revokes_only_earlier_tokens() {
-        let r = parse(r#"{"selector":{"all":true},"block":true,"until":"1970-01-01T00:33:20Z"}"#)
-            .unwrap();
-        let e = Entry {
-            id: "x".into(),
-            seq: 1,
-            kind: EntryKind::Revoke,
-            selector: r.selector,
-            reason: r.reason,
-            who: "a".into(),
-            effective_at: 1_000,
-            block: r.block,
-            until: r.until,
-            lifted_at: None,
-            lifts: None,
-            token_exp: None,
-        };
-        assert!(e.blocks_at(1_999) && !e.blocks_at(2_000));
-        assert!(e.matters_at(1_999, 0), "a live block always matters");
-        let one_token = Entry {
-            block: false,
-            until: None,
-            token_exp: Some(1_100),
-            ..e.clone()
-        };
-        assert!(one_token.matters_at(1_100 + EXPIRED_TOKEN_GRACE, 900));
-        assert!(!one_token.matters_at(1_101 + EXPIRED_TOKEN_GRACE, 900));
-        assert!(e.revokes_issued_at(1_000) && !e.revokes_issued_at(1_001));
     }
 }

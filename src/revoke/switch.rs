@@ -8,10 +8,10 @@ use std::sync::Arc;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{Mutex, broadcast};
 
-use super::entry::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevokeRequest, Selector};
-use super::index::RevocationIndex;
+use super::entry::RevokeRequest;
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
+use writ_proto::revocation::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevocationIndex, Selector};
 
 /// How many entries a slow follower may fall behind before it re-reads the store.
 const FEED_BUFFER: usize = 4096;

@@ -8,6 +8,9 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::Refusal;
 use super::listener::Peer;
+use writ_proto::binding::{self, Possession, Scheme};
+use writ_proto::claims::Confirmation;
+
 use crate::token::AccessClaims;
 
 /// An authenticated caller.
@@ -32,13 +35,15 @@ impl Caller {
     }
 }
 
-/// The access token of a request (`Bearer` or, for a DPoP-bound token,
-/// `DPoP` scheme), if any.
+/// The access token of a request and its scheme (`Bearer` or, for a
+/// DPoP-bound token, `DPoP`), if any.
+pub fn authorization(headers: &HeaderMap) -> Option<(Scheme, &str)> {
+    Scheme::split(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The access token of a request, whatever its scheme, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop"))
-        .then(|| token.trim())
+    authorization(headers).map(|(_, token)| token)
 }
 
 /// The request's single DPoP proof, if any (two are an error: `Err`).
@@ -90,36 +95,38 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
         .then(|| client.spiffe_id.clone())
 }
 
-/// The one key-binding rule: a token with `cnf` is held only by a caller
-/// presenting the same client certificate (RFC 8705 `x5t#S256`) or having
-/// proven the same DPoP key (`jkt`) on this request. Unbound tokens always
-/// pass; a binding writ does not know how to check fails closed.
+/// Whether a token's key binding holds on this request, by writ-proto's
+/// rule. `proven_jkt` gives the DPoP key the request proved, if any.
 pub fn held_by(
-    cnf: Option<&serde_json::Value>,
+    cnf: Option<&Confirmation>,
+    scheme: Option<Scheme>,
     peer: &Peer,
     proven_jkt: impl FnOnce() -> Option<String>,
 ) -> bool {
-    let Some(cnf) = cnf else { return true };
-    if cnf.get("x5t#S256").is_some() {
-        return peer.client.as_ref().is_some_and(|c| c.matches(cnf));
-    }
-    match cnf.get("jkt").and_then(|v| v.as_str()) {
-        Some(jkt) => proven_jkt().is_some_and(|proven| proven == jkt),
-        None => false,
-    }
+    let certificate = peer.client.as_ref().map(|c| c.thumbprint());
+    binding::check(
+        cnf,
+        Possession {
+            scheme,
+            certificate: certificate.as_deref(),
+            dpop: || proven_jkt().map(Ok),
+        },
+    )
+    .is_ok()
 }
 
-/// Whether a writ token presented as a credential meets its binding: for a
-/// DPoP-bound token, the request carries a fresh proof over this request
-/// and this token (`ath`).
+/// Whether a writ token presented as a credential (with `scheme` when it
+/// came in `Authorization`) meets its binding: for a DPoP-bound token, the
+/// request carries a fresh proof over this request and this token (`ath`).
 pub fn binding_holds(
     app: &AppState,
     claims: &AccessClaims,
     token: &str,
+    scheme: Option<Scheme>,
     peer: &Peer,
     req: &RequestFacts<'_>,
 ) -> bool {
-    held_by(claims.cnf.as_ref(), peer, || {
+    held_by(claims.cnf.as_ref(), scheme, peer, || {
         let proof = dpop_proof(req.headers).ok().flatten()?;
         let expected = crate::attest::dpop::Expected {
             method: req.method,
@@ -158,12 +165,12 @@ pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Cal
     if let Some(id) = admin_id(app, headers, peer) {
         return Ok(Caller::Admin(id));
     }
-    if let Some(token) = bearer(headers) {
+    if let Some((scheme, token)) = authorization(headers) {
         return match app.verifier.verify(token) {
             Ok(claims)
                 if claims.aud == app.issuer
-                    && binding_holds(app, &claims, token, peer, req)
-                    && app.kill_switch.index().revoked(&claims.facts()).is_none() =>
+                    && binding_holds(app, &claims, token, Some(scheme), peer, req)
+                    && app.kill_switch.index().revokes(&claims).is_none() =>
             {
                 Ok(Caller::Workload(Box::new(claims)))
             }

@@ -5,29 +5,27 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
 use super::AppState;
 use super::error::Refusal;
 use super::listener::Peer;
 use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
 use crate::attest::{Attested, AttrValue};
 use crate::model::{AttestationKind, EntityType, Principal};
-use crate::token::{AccessClaims, act_chain};
+use crate::token::{AccessClaims, ActorChain, Confirmation};
 
 /// An agent acting for the subject of a token request.
 pub(super) struct Delegation {
     /// The attested agent (Cedar's `context.actor`).
     pub actor: Arc<Attested>,
     /// The minted token's `act` claim.
-    pub act: Value,
+    pub act: ActorChain,
     /// Every actor in that chain, newest first.
     pub actors: Vec<String>,
     /// The chain's length (Cedar's `context.delegation_depth`).
     pub depth: u32,
     /// The binding of an actor writ token: the delegated token keeps it, so
     /// it is as useless without the agent's key as the agent's own token.
-    pub actor_cnf: Option<Value>,
+    pub actor_cnf: Option<Confirmation>,
     /// An actor writ token's `jti` and ancestry (revoking the agent's token
     /// revokes what it delegated).
     pub lineage: Vec<String>,
@@ -45,7 +43,7 @@ impl Delegation {
         token: &str,
         token_type: &str,
         subject: &Attested,
-        prior: Option<&Value>,
+        prior: Option<&ActorChain>,
         revocation: &mut Option<String>,
     ) -> Result<Self, Refusal> {
         let (actor, actor_cnf, lineage) = match token_type {
@@ -79,7 +77,7 @@ impl Delegation {
             ));
         }
         let mut actors = vec![actor.principal.to_string()];
-        actors.extend(act_chain(prior).into_iter().map(str::to_owned));
+        actors.extend(prior.iter().flat_map(|p| p.actors()).map(str::to_owned));
         let depth = u32::try_from(actors.len()).unwrap_or(u32::MAX);
         let max = app.config.tokens.max_delegation_depth;
         if depth > max {
@@ -90,15 +88,11 @@ impl Delegation {
         // Each level names the issuer that attested its agent, so a kill
         // switch entry for an agent identity provider reaches every token an
         // agent it attested acts in.
-        let mut act = json!({ "sub": actor.principal.as_str() });
-        if let (Some(AttrValue::String(iss)), Some(map)) =
-            (actor.attributes.get("issuer"), act.as_object_mut())
-        {
-            map.insert("iss".into(), Value::String(iss.clone()));
-        }
-        if let (Some(prior), Some(map)) = (prior, act.as_object_mut()) {
-            map.insert("act".into(), prior.clone());
-        }
+        let issuer = match actor.attributes.get("issuer") {
+            Some(AttrValue::String(iss)) => Some(iss.clone()),
+            _ => None,
+        };
+        let act = ActorChain::new(actor.principal.as_str(), issuer, prior.cloned());
         Ok(Self {
             actor,
             act,
@@ -114,11 +108,8 @@ impl Delegation {
     /// The chain of a delegated token being narrowed without a new actor:
     /// the narrowed token keeps it, so it still names (and the kill switch
     /// still reaches) every agent in it, and Cedar still sees the newest.
-    pub(super) fn inherited(act: &Value, expires_at: u64) -> Result<Self, Refusal> {
-        let actors: Vec<String> = act_chain(Some(act))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+    pub(super) fn inherited(act: &ActorChain, expires_at: u64) -> Result<Self, Refusal> {
+        let actors: Vec<String> = act.actors().map(str::to_owned).collect();
         let newest = actors
             .first()
             .and_then(|sub| Principal::new(sub.clone()).ok())
@@ -164,12 +155,14 @@ fn writ_actor(
             "actor_token is itself delegated; present the agent's own token".into(),
         ));
     }
-    if !super::auth::held_by(claims.cnf.as_ref(), peer, || dpop_jkt.map(str::to_owned)) {
+    if !super::auth::held_by(claims.cnf.as_ref(), None, peer, || {
+        dpop_jkt.map(str::to_owned)
+    }) {
         return Err(Refusal::InvalidGrant(
             "actor_token is bound to a key this request does not prove".into(),
         ));
     }
-    if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+    if let Some(entry) = app.kill_switch.index().revokes(&claims) {
         *revocation = Some(entry.id.clone());
         return Err(Refusal::InvalidGrant(format!(
             "actor_token was revoked by the kill switch (entry {})",

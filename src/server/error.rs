@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::attest::AttestError;
 use crate::policy::PolicyError;
-use crate::token::TokenError;
+use crate::token::{SigningError, TokenError};
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`...), for log
 /// lines: a value from a request can then never start a forged line or
@@ -136,10 +136,13 @@ impl From<AttestError> for Refusal {
 
 impl From<TokenError> for Refusal {
     fn from(e: TokenError) -> Self {
-        match e {
-            TokenError::Signing => Self::Unavailable("token could not be signed".into()),
-            _ => Self::InvalidGrant(format!("subject_token: {e}")),
-        }
+        Self::InvalidGrant(format!("subject_token: {e}"))
+    }
+}
+
+impl From<SigningError> for Refusal {
+    fn from(_: SigningError) -> Self {
+        Self::Unavailable("token could not be signed".into())
     }
 }
 

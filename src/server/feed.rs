@@ -206,13 +206,13 @@ pub(super) async fn self_revoke(
             uri: &format!("{}/oauth2/revoke", app.issuer),
             headers: &headers,
         };
-        if !auth::binding_holds(&app, &claims, token, &peer, &request) {
+        if !auth::binding_holds(&app, &claims, token, None, &peer, &request) {
             return Err(Refusal::InvalidClient(
                 "the token is bound to a key; revoke it with its DPoP proof or client certificate"
                     .into(),
             ));
         }
-        if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+        if let Some(entry) = app.kill_switch.index().revokes(&claims) {
             record.revocation = Some(entry.id.clone());
             return Ok(());
         }

@@ -49,7 +49,7 @@ fn answer(
         Ok(claims) => {
             record.jti = Some(claims.jti.clone());
             record.target = Some(claims.aud.clone());
-            if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+            if let Some(entry) = app.kill_switch.index().revokes(&claims) {
                 record.revocation = Some(entry.id.clone());
                 json!({"active": false})
             } else {

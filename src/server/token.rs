@@ -22,10 +22,10 @@ use crate::attest::mtls::MtlsAttestor;
 use crate::attest::unix::UnixAttestor;
 use crate::attest::{Attested, Attestor, AttrValue, Evidence};
 use crate::audit::AuditRecord;
-use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
+use crate::model::{AttestationKind, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
 use crate::revoke::{Entry, MintFacts};
-use crate::token::{AccessClaims, MAX_ANCESTRY, MintRequest, act_issuers};
+use crate::token::{AccessClaims, Confirmation, MAX_ANCESTRY, MintRequest};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -219,7 +219,7 @@ async fn exchange(
     // delegated one the binding of the agent's own token.
     let cnf = dpop_jkt
         .as_ref()
-        .map(|jkt| serde_json::json!({ "jkt": jkt }))
+        .map(Confirmation::dpop)
         .or_else(|| parent.as_ref().and_then(|p| p.cnf.clone()))
         .or_else(|| delegation.as_ref().and_then(|d| d.actor_cnf.clone()))
         .or_else(|| {
@@ -245,7 +245,7 @@ async fn exchange(
     };
     let actor_issuers = delegation
         .as_ref()
-        .map(|d| act_issuers(Some(&d.act)))
+        .map(|d| d.act.issuers().collect::<Vec<_>>())
         .unwrap_or_default();
     let facts = MintFacts {
         subject: subject.principal.as_str(),
@@ -313,7 +313,7 @@ async fn exchange(
     // Likewise a revocation of the token being narrowed: the child must not outlive it.
     if let Some(entry) = parent
         .as_ref()
-        .and_then(|p| app.kill_switch.index().revoked(&p.facts()))
+        .and_then(|p| app.kill_switch.index().revokes(p))
     {
         trail.record.revocation = Some(entry.id.clone());
         return Err(Refusal::InvalidGrant(format!(
@@ -392,13 +392,15 @@ fn narrowing(
     let claims = app.verifier.verify(token)?;
     // A bound token is narrowed only by its holder: the same certificate,
     // or a DPoP proof (already verified for this request) by the same key.
-    let holder = super::auth::held_by(claims.cnf.as_ref(), peer, || dpop_jkt.map(str::to_owned));
+    let holder = super::auth::held_by(claims.cnf.as_ref(), None, peer, || {
+        dpop_jkt.map(str::to_owned)
+    });
     if !holder {
         return Err(Refusal::InvalidGrant(
             "subject_token is bound to a key this request does not prove".into(),
         ));
     }
-    if let Some(entry) = app.kill_switch.index().revoked(&claims.facts()) {
+    if let Some(entry) = app.kill_switch.index().revokes(&claims) {
         trail.record.revocation = Some(entry.id.clone());
         return Err(Refusal::InvalidGrant(format!(
             "subject_token was revoked by the kill switch (entry {})",
@@ -439,7 +441,9 @@ pub(super) fn writ_token_principal(
     attributes.insert("issuer".to_owned(), AttrValue::String(issuer));
     Ok(Attested {
         principal,
-        entity_type: EntityType::parse(&claims.principal_type).unwrap_or_default(),
+        entity_type: claims
+            .principal_type
+            .ok_or_else(|| Refusal::InvalidGrant("a writ token without principal_type".into()))?,
         kind: AttestationKind::Writ,
         attributes,
         expires_at: claims.exp,

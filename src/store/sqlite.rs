@@ -65,7 +65,7 @@ fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
             other => return Err(StoreError::Corrupt(format!("entry kind {other:?}"))),
         },
         selector: Selector::from_parts(&selector_kind, selector_value.as_deref())
-            .map_err(StoreError::Corrupt)?,
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         reason: r.try_get("reason")?,
         who: r.try_get("who")?,
         effective_at: uint(r.try_get("effective_at")?),

@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use super::TokenError;
+use super::SigningError;
 use crate::config::SigningAlgorithm;
 use crate::store::{Store, StoreError, StoredKey};
 
@@ -39,7 +39,7 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Generates a new key; returns it with its PKCS#8 encoding for the store.
-    pub fn generate(alg: SigningAlgorithm) -> Result<(Self, Vec<u8>), TokenError> {
+    pub fn generate(alg: SigningAlgorithm) -> Result<(Self, Vec<u8>), SigningError> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
             SigningAlgorithm::ES256 => {
@@ -47,21 +47,21 @@ impl SigningKey {
             }
             SigningAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
         }
-        .map_err(|_| TokenError::Signing)?;
+        .map_err(|_| SigningError)?;
         let key = Self::from_pkcs8(alg, pkcs8.as_ref())?;
         Ok((key, pkcs8.as_ref().to_vec()))
     }
 
     /// Parses a stored PKCS#8 key.
-    pub fn from_pkcs8(alg: SigningAlgorithm, pkcs8: &[u8]) -> Result<Self, TokenError> {
+    pub fn from_pkcs8(alg: SigningAlgorithm, pkcs8: &[u8]) -> Result<Self, SigningError> {
         let rng = SystemRandom::new();
         let pair = match alg {
             SigningAlgorithm::ES256 => Pair::Ecdsa(
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-                    .map_err(|_| TokenError::Signing)?,
+                    .map_err(|_| SigningError)?,
             ),
             SigningAlgorithm::EdDSA => {
-                Pair::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| TokenError::Signing)?)
+                Pair::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| SigningError)?)
             }
         };
         let mut key = Self {
@@ -85,12 +85,12 @@ impl SigningKey {
     }
 
     /// Signs `message`, returning the raw JWS signature.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, TokenError> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SigningError> {
         match &self.pair {
             Pair::Ecdsa(p) => p
                 .sign(&self.rng, message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| TokenError::Signing),
+                .map_err(|_| SigningError),
             Pair::Ed25519(p) => Ok(p.sign(message).as_ref().to_vec()),
         }
     }
@@ -125,7 +125,7 @@ impl SigningKey {
     }
 
     /// A jsonwebtoken key that verifies this key's signatures.
-    fn decoding_key(&self) -> Result<(DecodingKey, Algorithm), TokenError> {
+    fn decoding_key(&self) -> Result<(DecodingKey, Algorithm), SigningError> {
         let members = self.public_members();
         let s = |k: &str| {
             members
@@ -136,12 +136,11 @@ impl SigningKey {
         };
         match self.alg {
             SigningAlgorithm::ES256 => Ok((
-                DecodingKey::from_ec_components(&s("x"), &s("y"))
-                    .map_err(|_| TokenError::Signing)?,
+                DecodingKey::from_ec_components(&s("x"), &s("y")).map_err(|_| SigningError)?,
                 Algorithm::ES256,
             )),
             SigningAlgorithm::EdDSA => Ok((
-                DecodingKey::from_ed_components(&s("x")).map_err(|_| TokenError::Signing)?,
+                DecodingKey::from_ed_components(&s("x")).map_err(|_| SigningError)?,
                 Algorithm::EdDSA,
             )),
         }
@@ -166,7 +165,7 @@ pub enum KeyRingError {
         /// Which key.
         kid: String,
         /// Why.
-        source: TokenError,
+        source: SigningError,
     },
 }
 
@@ -229,7 +228,7 @@ impl KeyRing {
             .rposition(|(k, _)| k.algorithm() == alg)
             .ok_or_else(|| KeyRingError::Key {
                 kid: "active".into(),
-                source: TokenError::Signing,
+                source: SigningError,
             })?;
         let mut verifying = Vec::new();
         let mut jwks = Vec::new();

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
+use super::{AccessClaims, ActorChain, Confirmation, SigningError, SigningKey};
+use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
-use serde_json::Value;
-
-use super::{AccessClaims, SigningKey, TokenError};
-use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 
 /// What a new token says.
 #[derive(Debug)]
@@ -31,9 +29,9 @@ pub struct MintRequest<'a> {
     /// `iat`, from writ's clock.
     pub now: u64,
     /// RFC 8693 actor chain, newest outermost.
-    pub act: Option<Value>,
+    pub act: Option<ActorChain>,
     /// Key confirmation.
-    pub cnf: Option<Value>,
+    pub cnf: Option<Confirmation>,
     /// The `jti`s of the tokens it derives from, nearest first.
     pub ancestry: Vec<String>,
 }
@@ -89,9 +87,9 @@ impl Minter {
     }
 
     /// Mints one token.
-    pub fn mint(&self, req: MintRequest<'_>) -> Result<Minted, TokenError> {
+    pub fn mint(&self, req: MintRequest<'_>) -> Result<Minted, SigningError> {
         let mut jti = [0u8; 16];
-        self.rng.fill(&mut jti).map_err(|_| TokenError::Signing)?;
+        self.rng.fill(&mut jti).map_err(|_| SigningError)?;
         let jti = URL_SAFE_NO_PAD.encode(jti);
         let exp = req.now.saturating_add(req.ttl.as_secs());
         let claims = AccessClaims {
@@ -104,14 +102,14 @@ impl Minter {
             nbf: req.now,
             exp,
             jti: jti.clone(),
-            attestation: req.attestation.as_str().to_owned(),
-            principal_type: req.principal_type.as_str().to_owned(),
+            attestation: Some(req.attestation),
+            principal_type: Some(req.principal_type),
             attestation_issuer: req.attestation_issuer.map(str::to_owned),
             act: req.act,
             ancestry: req.ancestry,
             cnf: req.cnf,
         };
-        let payload = serde_json::to_vec(&claims).map_err(|_| TokenError::Signing)?;
+        let payload = serde_json::to_vec(&claims).map_err(|_| SigningError)?;
         let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
         token.push_str(&self.header_b64);
         token.push('.');
@@ -129,9 +127,6 @@ impl Minter {
 }
 
 /// `client_id` is the acting party: the newest actor when delegated.
-fn client_id(subject: &Principal, act: Option<&Value>) -> String {
-    act.and_then(|a| a.get("sub"))
-        .and_then(Value::as_str)
-        .unwrap_or(subject.as_str())
-        .to_owned()
+fn client_id(subject: &Principal, act: Option<&ActorChain>) -> String {
+    act.map_or(subject.as_str(), |a| a.sub.as_str()).to_owned()
 }

@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::entry::{Entry, Selector};
+use crate::claims::{AccessClaims, ActorChain};
 
 type Bucket = DashMap<String, Vec<Arc<Entry>>>;
 
@@ -30,16 +31,32 @@ pub struct TokenFacts<'a> {
     pub subject: &'a str,
     /// `aud`.
     pub audience: &'a str,
-    /// `iss` (this broker).
-    pub issuer: &'a str,
-    /// The issuer of the attestation it was minted from.
-    pub attestation_issuer: Option<&'a str>,
+    /// Every issuer it depends on: `iss` (the broker), the issuer of the
+    /// attestation it was minted from, and the issuer of every agent in its
+    /// `act` chain.
+    pub issuers: Vec<&'a str>,
     /// Every `sub` in its `act` chain.
     pub actors: Vec<&'a str>,
-    /// The attestation issuer of every agent in its `act` chain.
-    pub actor_issuers: Vec<&'a str>,
     /// `iat`.
     pub issued_at: u64,
+}
+
+impl<'a> TokenFacts<'a> {
+    /// What a token's claims say (CONTRACT section 3).
+    pub fn of(claims: &'a AccessClaims) -> Self {
+        let mut issuers = vec![claims.iss.as_str()];
+        issuers.extend(claims.attestation_issuer.as_deref());
+        issuers.extend(claims.act.iter().flat_map(ActorChain::issuers));
+        Self {
+            jti: &claims.jti,
+            ancestors: &claims.ancestry,
+            subject: &claims.sub,
+            audience: &claims.aud,
+            issuers,
+            actors: claims.actors().collect(),
+            issued_at: claims.iat,
+        }
+    }
 }
 
 /// What a new token would say, for the block check.
@@ -211,6 +228,14 @@ impl RevocationIndex {
         self.all.load().iter().find(|e| pred(e)).cloned()
     }
 
+    /// The entry that revokes the token with these claims, if any.
+    pub fn revokes(&self, claims: &AccessClaims) -> Option<Arc<Entry>> {
+        if self.is_empty() {
+            return None;
+        }
+        self.revoked(&TokenFacts::of(claims))
+    }
+
     /// The entry that revokes an existing token, if any.
     pub fn revoked(&self, t: &TokenFacts<'_>) -> Option<Arc<Entry>> {
         if self.is_empty() {
@@ -225,10 +250,8 @@ impl RevocationIndex {
             })
             .or_else(|| Self::first(&self.subject, Some(t.subject), hit))
             .or_else(|| Self::first(&self.audience, Some(t.audience), hit))
-            .or_else(|| Self::first(&self.issuer, Some(t.issuer), hit))
-            .or_else(|| Self::first(&self.issuer, t.attestation_issuer, hit))
             .or_else(|| {
-                t.actor_issuers
+                t.issuers
                     .iter()
                     .find_map(|i| Self::first(&self.issuer, Some(i), hit))
             })
@@ -306,7 +329,7 @@ impl RevocationIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revoke::entry::EntryKind;
+    use crate::revocation::EntryKind;
 
     fn entry(id: &str, selector: Selector, effective_at: u64, block: bool) -> Arc<Entry> {
         Arc::new(Entry {
@@ -333,10 +356,8 @@ mod tests {
             ancestors: ANCESTORS,
             subject: sub,
             audience: "db",
-            issuer: "https://writ",
-            attestation_issuer: Some("https://k8s"),
+            issuers: vec!["https://writ", "https://k8s", "https://agents"],
             actors: vec!["agent:bot"],
-            actor_issuers: vec!["https://agents"],
             issued_at: iat,
         }
     }
@@ -364,7 +385,7 @@ mod tests {
         let ancestors = ["parent".to_owned()];
         let child = TokenFacts {
             ancestors: &ancestors,
-            actor_issuers: vec![],
+            issuers: vec!["https://writ", "https://k8s"],
             ..token("s", 100)
         };
         assert_eq!(
