@@ -3,6 +3,7 @@
 //! The broker (`writ`) and the workload SDK (`writ-sdk`) both depend on this
 //! crate and neither on the other for these rules, so a fix lands in both.
 //!
-//! - [`dpop`]: DPoP (RFC 9449) proof verification and its replay cache.
+//! - [`dpop`]: DPoP (RFC 9449) proof verification, its replay cache, and the
+//!   key that signs proofs.
 
 pub mod dpop;

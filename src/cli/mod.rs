@@ -222,8 +222,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let path = cli.config.as_deref().ok_or_else(|| {
                 CliError::new("writ sidecar needs --config <sidecar.toml> (or WRIT_CONFIG)")
             })?;
-            let config = crate::sidecar::SidecarConfig::load(path).map_err(CliError::new)?;
-            let running = crate::sidecar::start(config).await.map_err(CliError::new)?;
+            let config = writ_sidecar::SidecarConfig::load(path).map_err(CliError::new)?;
+            let running = writ_sidecar::start(config).await.map_err(CliError::new)?;
             println!("writ sidecar listening on http://{}", running.addr);
             running.wait().await;
             Ok(())
@@ -365,7 +365,7 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
     let audience = args.audience.as_deref().unwrap_or_default();
     let (server, client) = args.broker.connect(&config, &args.certs)?;
     let dpop = if args.dpop {
-        Some(writ_sdk::DpopKey::generate().map_err(CliError::new)?)
+        Some(writ_proto::dpop::DpopKey::generate().map_err(CliError::new)?)
     } else {
         None
     };
@@ -413,7 +413,7 @@ pub(crate) async fn exchange(
     audience: &str,
     scope: &str,
     ttl: Option<u64>,
-    dpop: Option<&writ_sdk::DpopKey>,
+    dpop: Option<&writ_proto::dpop::DpopKey>,
 ) -> Result<String, CliError> {
     let ttl = ttl.map(|t| t.to_string());
     let mut form = vec![
