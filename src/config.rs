@@ -1,7 +1,8 @@
 //! `writ.toml`: every key has a default, durations are written like `"5m"`,
 //! unknown keys are an error, and relative paths are resolved from the
 //! directory holding the file. Without a file writ runs in dev mode
-//! ([`Config::dev`]), trusting only the dev material under `certs/`.
+//! ([`Config::dev`], which the CLI defines in `cli/dev.rs` beside the rest of
+//! the dev material), trusting only the dev material under `certs/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -310,10 +311,12 @@ impl IssuerConfig {
     }
 }
 
-fn default_jwks_refresh() -> Duration {
+/// How often a `jwks_uri` is refetched unless the issuer says otherwise.
+pub(crate) fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
 }
-fn default_subject() -> String {
+/// The principal id template unless the issuer says otherwise.
+pub(crate) fn default_subject() -> String {
     "{sub}".into()
 }
 
@@ -330,16 +333,6 @@ pub const DEV_AUDIENCE: &str = "writ";
 pub const DEV_CERTS_DIR: &str = "certs";
 
 impl Config {
-    /// Finds and loads the configuration: `explicit` (from `--config` or
-    /// `WRIT_CONFIG`), else `./writ.toml` if present, else dev mode.
-    pub fn discover(explicit: Option<&Path>) -> Result<Self, ConfigError> {
-        match explicit {
-            Some(path) => Self::load(path),
-            None if Path::new("writ.toml").exists() => Self::load(Path::new("writ.toml")),
-            None => Ok(Self::dev()),
-        }
-    }
-
     /// Loads a file and resolves its relative paths from its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -359,34 +352,6 @@ impl Config {
     /// Parses TOML text; the error names the offending key and line.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
-    }
-
-    /// Embedded defaults for `writ serve` with no file: the dev issuer and
-    /// certificates under `certs/`, SQLite, `policies/`.
-    pub fn dev() -> Self {
-        let certs = Path::new(DEV_CERTS_DIR);
-        let mut config = Self {
-            dev_mode: true,
-            ..Self::default()
-        };
-        // The dev cluster's trust domain: the dev client certificate (an
-        // X.509-SVID of payments/api) and the dev service-account token
-        // prove the same principal.
-        config.server.trust_domain = "cluster.local".into();
-        config.issuers.push(IssuerConfig {
-            name: "dev".into(),
-            kind: IssuerKind::Kubernetes,
-            issuer: DEV_ISSUER.into(),
-            jwks_uri: None,
-            jwks_file: Some(certs.join(crate::certs::DEV_ISSUER_JWKS)),
-            jwks_ca: None,
-            jwks_refresh: default_jwks_refresh(),
-            audience: DEV_AUDIENCE.into(),
-            trust_domain: None,
-            entity_type: EntityType::Workload,
-            subject: default_subject(),
-        });
-        config
     }
 
     fn resolve_paths(&mut self, base: &Path) {
