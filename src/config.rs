@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::model::EntityType;
 
@@ -155,10 +155,10 @@ pub struct TokensConfig {
     /// Signing algorithm.
     pub algorithm: SigningAlgorithm,
     /// Lifetime when the request names none.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub default_ttl: Duration,
     /// No token lives longer.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub max_ttl: Duration,
     /// How many DPoP proof `jti`s are remembered to refuse replays.
     pub dpop_replay_cache: u64,
@@ -186,7 +186,7 @@ pub struct PolicyConfig {
     /// Directory with `schema.cedarschema`, `*.cedar`, `entities.json`.
     pub dir: PathBuf,
     /// How often the directory is checked for changes.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub reload_interval: Duration,
 }
 
@@ -235,13 +235,13 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// A client that has not sent a complete request head within this is
     /// disconnected (covers idle keep-alive connections too).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub header_read_timeout: Duration,
     /// A request still running after this gets 503.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub request_timeout: Duration,
     /// A TLS handshake still running after this is dropped.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub handshake_timeout: Duration,
 }
 
@@ -284,7 +284,10 @@ pub struct IssuerConfig {
     /// Extra PEM root to trust when fetching `jwks_uri`.
     pub jwks_ca: Option<PathBuf>,
     /// How often `jwks_uri` is refetched in the background.
-    #[serde(default = "default_jwks_refresh", deserialize_with = "duration")]
+    #[serde(
+        default = "default_jwks_refresh",
+        deserialize_with = "humantime_serde::deserialize"
+    )]
     pub jwks_refresh: Duration,
     /// The `aud` its tokens must carry.
     pub audience: String,
@@ -318,11 +321,6 @@ pub(crate) fn default_jwks_refresh() -> Duration {
 /// The principal id template unless the issuer says otherwise.
 pub(crate) fn default_subject() -> String {
     "{sub}".into()
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
 /// The issuer name of the dev attestation issuer.
@@ -476,6 +474,22 @@ mod tests {
         let c = Config::parse("[tokens]\ndefault_ttl = \"2m\"\nmax_ttl = \"1h\"\n").unwrap();
         assert_eq!(c.tokens.default_ttl, Duration::from_secs(120));
         assert_eq!(c.tokens.max_ttl, Duration::from_secs(3600));
+        let c = Config::parse("[[issuers]]\nname='a'\nkind='oidc'\nissuer='https://a'\naudience='writ'\njwks_file='a'\njwks_refresh='90s'\n").unwrap();
+        assert_eq!(c.issuers[0].jwks_refresh, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_key() {
+        for text in [
+            "[limits]\nrequest_timeout = \"10 parsecs\"\n",
+            "[limits]\nrequest_timeout = 10\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(
+                err.contains("request_timeout") && err.contains("expected a duration"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
