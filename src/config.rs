@@ -1,13 +1,14 @@
 //! `writ.toml`: every key has a default, durations are written like `"5m"`,
 //! unknown keys are an error, and relative paths are resolved from the
 //! directory holding the file. Without a file writ runs in dev mode
-//! ([`Config::dev`]), trusting only the dev material under `certs/`.
+//! ([`Config::dev`], which the CLI defines in `cli/dev.rs` beside the rest of
+//! the dev material), trusting only the dev material under `certs/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::model::EntityType;
 
@@ -154,10 +155,10 @@ pub struct TokensConfig {
     /// Signing algorithm.
     pub algorithm: SigningAlgorithm,
     /// Lifetime when the request names none.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub default_ttl: Duration,
     /// No token lives longer.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub max_ttl: Duration,
     /// How many DPoP proof `jti`s are remembered to refuse replays.
     pub dpop_replay_cache: u64,
@@ -185,7 +186,7 @@ pub struct PolicyConfig {
     /// Directory with `schema.cedarschema`, `*.cedar`, `entities.json`.
     pub dir: PathBuf,
     /// How often the directory is checked for changes.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub reload_interval: Duration,
 }
 
@@ -234,13 +235,13 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// A client that has not sent a complete request head within this is
     /// disconnected (covers idle keep-alive connections too).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub header_read_timeout: Duration,
     /// A request still running after this gets 503.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub request_timeout: Duration,
     /// A TLS handshake still running after this is dropped.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub handshake_timeout: Duration,
 }
 
@@ -283,7 +284,10 @@ pub struct IssuerConfig {
     /// Extra PEM root to trust when fetching `jwks_uri`.
     pub jwks_ca: Option<PathBuf>,
     /// How often `jwks_uri` is refetched in the background.
-    #[serde(default = "default_jwks_refresh", deserialize_with = "duration")]
+    #[serde(
+        default = "default_jwks_refresh",
+        deserialize_with = "humantime_serde::deserialize"
+    )]
     pub jwks_refresh: Duration,
     /// The `aud` its tokens must carry.
     pub audience: String,
@@ -310,16 +314,13 @@ impl IssuerConfig {
     }
 }
 
-fn default_jwks_refresh() -> Duration {
+/// How often a `jwks_uri` is refetched unless the issuer says otherwise.
+pub(crate) fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
 }
-fn default_subject() -> String {
+/// The principal id template unless the issuer says otherwise.
+pub(crate) fn default_subject() -> String {
     "{sub}".into()
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
 /// The issuer name of the dev attestation issuer.
@@ -330,16 +331,6 @@ pub const DEV_AUDIENCE: &str = "writ";
 pub const DEV_CERTS_DIR: &str = "certs";
 
 impl Config {
-    /// Finds and loads the configuration: `explicit` (from `--config` or
-    /// `WRIT_CONFIG`), else `./writ.toml` if present, else dev mode.
-    pub fn discover(explicit: Option<&Path>) -> Result<Self, ConfigError> {
-        match explicit {
-            Some(path) => Self::load(path),
-            None if Path::new("writ.toml").exists() => Self::load(Path::new("writ.toml")),
-            None => Ok(Self::dev()),
-        }
-    }
-
     /// Loads a file and resolves its relative paths from its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -359,34 +350,6 @@ impl Config {
     /// Parses TOML text; the error names the offending key and line.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
-    }
-
-    /// Embedded defaults for `writ serve` with no file: the dev issuer and
-    /// certificates under `certs/`, SQLite, `policies/`.
-    pub fn dev() -> Self {
-        let certs = Path::new(DEV_CERTS_DIR);
-        let mut config = Self {
-            dev_mode: true,
-            ..Self::default()
-        };
-        // The dev cluster's trust domain: the dev client certificate (an
-        // X.509-SVID of payments/api) and the dev service-account token
-        // prove the same principal.
-        config.server.trust_domain = "cluster.local".into();
-        config.issuers.push(IssuerConfig {
-            name: "dev".into(),
-            kind: IssuerKind::Kubernetes,
-            issuer: DEV_ISSUER.into(),
-            jwks_uri: None,
-            jwks_file: Some(certs.join(crate::certs::DEV_ISSUER_JWKS)),
-            jwks_ca: None,
-            jwks_refresh: default_jwks_refresh(),
-            audience: DEV_AUDIENCE.into(),
-            trust_domain: None,
-            entity_type: EntityType::Workload,
-            subject: default_subject(),
-        });
-        config
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -511,6 +474,22 @@ mod tests {
         let c = Config::parse("[tokens]\ndefault_ttl = \"2m\"\nmax_ttl = \"1h\"\n").unwrap();
         assert_eq!(c.tokens.default_ttl, Duration::from_secs(120));
         assert_eq!(c.tokens.max_ttl, Duration::from_secs(3600));
+        let c = Config::parse("[[issuers]]\nname='a'\nkind='oidc'\nissuer='https://a'\naudience='writ'\njwks_file='a'\njwks_refresh='90s'\n").unwrap();
+        assert_eq!(c.issuers[0].jwks_refresh, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_key() {
+        for text in [
+            "[limits]\nrequest_timeout = \"10 parsecs\"\n",
+            "[limits]\nrequest_timeout = 10\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(
+                err.contains("request_timeout") && err.contains("expected a duration"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

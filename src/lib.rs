@@ -26,7 +26,6 @@ pub mod model;
 pub mod policy;
 pub mod revoke;
 pub mod server;
-pub mod sidecar;
 pub mod store;
 pub mod token;
 

@@ -504,7 +504,7 @@ fn sidecar_toml_is_valid_and_writes_where_the_app_is_told_to_read() {
     let (source, config) = sidecar_toml(&docs);
 
     // writ itself accepts it (unknown keys are an error there).
-    toml::from_str::<writ::sidecar::SidecarConfig>(source)
+    toml::from_str::<writ_sidecar::SidecarConfig>(source)
         .unwrap_or_else(|e| panic!("sidecar.toml: {e}"));
     assert_eq!(toml_str(&config, "broker.url"), ISSUER);
     assert_eq!(toml_str(&config, "revocations.audience"), ISSUER);

@@ -2,9 +2,14 @@
 //! the SDK's resource-server [`Verifier`] both run, so they refuse exactly
 //! the same proofs. [`check`] is a pure function of the proof, the request
 //! and the clock; [`ReplayCache`] remembers accepted proofs so each is used
-//! once. The client side (signing proofs) is the SDK's `DpopKey`.
+//! once. The client side, [`DpopKey`], signs proofs in the form [`check`]
+//! accepts.
 //!
 //! [`Verifier`]: https://docs.rs/writ-sdk
+
+mod key;
+
+pub use key::{DpopKey, KeyError};
 
 use crate::jws::Compact;
 use base64::Engine;

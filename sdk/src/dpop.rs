@@ -1,20 +1,18 @@
 //! DPoP (RFC 9449): a client proves possession of a key with a JWT it signs
 //! per request; a token bound to that key (`cnf.jkt`) is useless without it.
 //!
+//! Both halves come from `writ-proto`, so what the SDK signs is exactly what
+//! writ's endpoints and the [`Verifier`](crate::Verifier) accept:
+//!
 //! - [`DpopKey`] is the client side: a key generated in memory, never
 //!   written anywhere, that signs one proof per request.
-//! - [`check`] and [`ReplayCache`] are the server side, from `writ-proto`:
-//!   the same check writ's own endpoints run, used by the
-//!   [`Verifier`](crate::Verifier) of resource servers.
+//! - [`check`] and [`ReplayCache`] are the server side: the same check
+//!   writ's own endpoints run, used by the [`Verifier`](crate::Verifier) of
+//!   resource servers.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use serde_json::{Value, json};
 pub use writ_proto::dpop::{
-    CheckedProof, DpopError, Expected, MAX_AGE_SECS, MAX_PROOF_BYTES, MAX_SKEW_SECS, ReplayCache,
-    ReplayError, access_token_hash, check, thumbprint, verify,
+    CheckedProof, DpopError, DpopKey, Expected, KeyError, MAX_AGE_SECS, MAX_PROOF_BYTES,
+    MAX_SKEW_SECS, ReplayCache, ReplayError, access_token_hash, check, thumbprint, verify,
 };
 
 /// Seconds since the epoch.
@@ -24,183 +22,10 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A DPoP key: an ES256 key pair generated in memory for this process. The
-/// private half never leaves it; tokens bound to it die with the process,
-/// which is what a thief holding only the token file finds.
-pub struct DpopKey {
-    pair: EcdsaKeyPair,
-    rng: SystemRandom,
-    /// The public JWK, serialized once: it goes into every proof's header.
-    header_prefix: String,
-    thumbprint: String,
-}
-
-impl std::fmt::Debug for DpopKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpopKey")
-            .field("jkt", &self.thumbprint)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DpopKey {
-    /// A fresh P-256 key.
-    pub fn generate() -> Result<Self, crate::Error> {
-        let rng = SystemRandom::new();
-        let failed = |what: &str| crate::Error::Config(format!("DPoP key: {what}"));
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| failed("generation failed"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|_| failed("rejected by ring"))?;
-        // An uncompressed point: 0x04, x (32 bytes), y (32 bytes).
-        let point = pair.public_key().as_ref();
-        let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
-            return Err(failed("unexpected public key encoding"));
-        };
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(x),
-            "y": URL_SAFE_NO_PAD.encode(y),
-        });
-        let thumbprint = jwk
-            .as_object()
-            .map(thumbprint)
-            .transpose()
-            .ok()
-            .flatten()
-            .ok_or_else(|| failed("thumbprint"))?;
-        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
-        Ok(Self {
-            pair,
-            rng,
-            header_prefix: URL_SAFE_NO_PAD.encode(header.to_string()),
-            thumbprint,
-        })
-    }
-
-    /// The RFC 7638 thumbprint of the public key: the `cnf.jkt` of tokens
-    /// bound to it.
-    pub fn thumbprint(&self) -> &str {
-        &self.thumbprint
-    }
-
-    /// A proof for one request: `method` and `uri` as the server will see
-    /// them (query and fragment are dropped), and, when presenting an access
-    /// token, that token (its hash goes into `ath`).
-    pub fn proof(
-        &self,
-        method: &str,
-        uri: &str,
-        access_token: Option<&str>,
-    ) -> Result<String, crate::Error> {
-        let mut jti = [0u8; 16];
-        self.rng
-            .fill(&mut jti)
-            .map_err(|_| crate::Error::Config("DPoP proof: no randomness".into()))?;
-        let iat = unix_now();
-        let htu = uri.split(['?', '#']).next().unwrap_or(uri);
-        let mut claims = json!({
-            "htm": method,
-            "htu": htu,
-            "iat": iat,
-            "jti": URL_SAFE_NO_PAD.encode(jti),
-        });
-        if let (Some(token), Some(map)) = (access_token, claims.as_object_mut()) {
-            map.insert("ath".into(), Value::String(access_token_hash(token)));
-        }
-        let input = format!(
-            "{}.{}",
-            self.header_prefix,
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self
-            .pair
-            .sign(&self.rng, input.as_bytes())
-            .map_err(|_| crate::Error::Config("DPoP proof: signing failed".into()))?;
-        Ok(format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.as_ref())
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn replay() -> ReplayCache {
-        ReplayCache::new(100)
-    }
-
-    fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
-
-    #[test]
-    fn a_key_signs_proofs_the_verifier_accepts_once() {
-        let key = DpopKey::generate().unwrap();
-        let proof = key
-            .proof("GET", "https://rs.example/orders?page=2", Some("tok"))
-            .unwrap();
-        let expected = Expected {
-            method: "GET",
-            uri: "https://rs.example/orders",
-            now: now(),
-            access_token: Some("tok"),
-        };
-        let cache = replay();
-        assert_eq!(verify(&proof, &expected, &cache).unwrap(), key.thumbprint());
-        assert_eq!(verify(&proof, &expected, &cache), Err(DpopError::Replay));
-    }
-
-    #[test]
-    fn a_proof_for_another_token_or_request_is_refused() {
-        let key = DpopKey::generate().unwrap();
-        let proof = key
-            .proof("GET", "https://rs.example/a", Some("tok"))
-            .unwrap();
-        let base = Expected {
-            method: "GET",
-            uri: "https://rs.example/a",
-            now: now(),
-            access_token: Some("tok"),
-        };
-        let cases = [
-            (
-                Expected {
-                    access_token: Some("other"),
-                    ..base
-                },
-                DpopError::AccessTokenHash,
-            ),
-            (
-                Expected {
-                    method: "POST",
-                    ..base
-                },
-                DpopError::Method,
-            ),
-            (
-                Expected {
-                    uri: "https://rs.example/b",
-                    ..base
-                },
-                DpopError::Uri,
-            ),
-            (
-                Expected {
-                    now: now() + MAX_AGE_SECS + 10,
-                    ..base
-                },
-                DpopError::Time,
-            ),
-        ];
-        for (expected, error) in cases {
-            assert_eq!(verify(&proof, &expected, &replay()), Err(error));
-        }
+impl From<KeyError> for crate::Error {
+    /// A key that cannot be made or cannot sign is a local problem, not the
+    /// broker's: [`Error::Config`](crate::Error::Config), as before.
+    fn from(e: KeyError) -> Self {
+        Self::Config(e.to_string())
     }
 }

@@ -220,8 +220,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let path = cli.config.as_deref().ok_or_else(|| {
                 CliError::new("writ sidecar needs --config <sidecar.toml> (or WRIT_CONFIG)")
             })?;
-            let config = crate::sidecar::SidecarConfig::load(path).map_err(CliError::new)?;
-            let running = crate::sidecar::start(config).await.map_err(CliError::new)?;
+            let config = writ_sidecar::SidecarConfig::load(path).map_err(CliError::new)?;
+            let running = writ_sidecar::start(config).await.map_err(CliError::new)?;
             println!("writ sidecar listening on http://{}", running.addr);
             running.wait().await;
             Ok(())
@@ -293,7 +293,7 @@ async fn serve(
         config.validate().map_err(CliError::new)?;
     }
     if config.dev_mode {
-        prepare_dev(&mut config)?;
+        dev::prepare(&mut config)?;
     }
     let running = Server::new(config, Arc::new(SystemClock))
         .start()
@@ -302,46 +302,6 @@ async fn serve(
     // The one line on stdout: scripts and tests wait for it.
     println!("writ listening on https://{}", running.addr());
     running.until_signalled().await;
-    Ok(())
-}
-
-/// Where dev mode serves the API for Unix peer-credential attestation.
-const DEV_UNIX_SOCKET: &str = "writ.sock";
-
-/// Dev mode: generate certificates and the dev issuer, write the example
-/// policies if absent, and say loudly what is trusted.
-fn prepare_dev(config: &mut Config) -> Result<(), CliError> {
-    let dir = Path::new(DEV_CERTS_DIR);
-    for f in certs::init(dir).map_err(CliError::new)? {
-        tracing::info!(file = %f.display(), "generated dev material");
-    }
-    config
-        .admin
-        .token_sha256
-        .push(certs::dev_admin_token_sha256(dir).map_err(CliError::new)?);
-    // mTLS and Unix-socket attestation work out of the box too: the dev CA
-    // signs a short-lived client certificate for payments/api, and the API
-    // is also served on ./writ.sock.
-    certs::issue_dev_client(dir, SystemClock.unix_now()).map_err(CliError::new)?;
-    config
-        .tls
-        .client_ca
-        .get_or_insert_with(|| dir.join(certs::CA_CERT));
-    config
-        .server
-        .unix_socket
-        .get_or_insert_with(|| PathBuf::from(DEV_UNIX_SOCKET));
-    if !config.policy.dir.exists() {
-        crate::policy::write_examples(&config.policy.dir).map_err(CliError::new)?;
-        tracing::info!(dir = %config.policy.dir.display(), "wrote the example policies");
-    }
-    tracing::warn!(
-        ca = %dir.join(certs::CA_CERT).display(),
-        issuer = crate::config::DEV_ISSUER,
-        "DEV MODE: no writ.toml, so writ trusts the dev issuer under certs/ and serves a dev certificate. \
-         Trust the CA above to talk to it; the kill-switch admin token is certs/dev-admin-token. \
-         Never run dev mode in production."
-    );
     Ok(())
 }
 
@@ -363,7 +323,7 @@ async fn token(config_path: Option<&Path>, args: TokenArgs) -> Result<(), CliErr
     let audience = args.audience.as_deref().unwrap_or_default();
     let (server, client) = args.broker.connect(&config, &args.certs)?;
     let dpop = if args.dpop {
-        Some(writ_sdk::DpopKey::generate().map_err(CliError::new)?)
+        Some(writ_proto::dpop::DpopKey::generate().map_err(CliError::new)?)
     } else {
         None
     };
@@ -411,7 +371,7 @@ pub(crate) async fn exchange(
     audience: &str,
     scope: &str,
     ttl: Option<u64>,
-    dpop: Option<&writ_sdk::DpopKey>,
+    dpop: Option<&writ_proto::dpop::DpopKey>,
 ) -> Result<String, CliError> {
     let ttl = ttl.map(|t| t.to_string());
     let mut form = vec![
@@ -482,4 +442,5 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 }
 
 mod demo;
+mod dev;
 mod revoke;

@@ -4,17 +4,31 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::config::ConfigError;
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
+/// Why a sidecar configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or names an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
 }
 
 /// The whole sidecar configuration.
@@ -80,7 +94,10 @@ pub struct RevocationsConfig {
     /// Or: a file holding a bearer credential (e.g. a mounted secret).
     pub bearer_token_file: Option<PathBuf>,
     /// Treat tokens as unknown after the feed is silent this long.
-    #[serde(default = "default_silence", deserialize_with = "duration")]
+    #[serde(
+        default = "default_silence",
+        deserialize_with = "humantime_serde::deserialize"
+    )]
     pub max_silence: Duration,
 }
 
@@ -99,7 +116,7 @@ pub struct TokenConfig {
     /// Where to write it (mode 0600, replaced atomically).
     pub file: PathBuf,
     /// Lifetime to ask for.
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "humantime_serde::deserialize")]
     pub requested_ttl: Option<Duration>,
 }
 
@@ -178,5 +195,51 @@ impl SidecarConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "[broker]\nurl = 'https://writ.example'\n[attestation]\ntoken_file = 'sa-token'\n";
+
+    #[test]
+    fn durations_parse_like_10m() {
+        let text = format!(
+            "{BASE}[revocations]\naudience = 'writ'\nmax_silence = '10m'\n\
+             [[tokens]]\naudience = 'db'\nscopes = ['read']\nfile = 'db'\nrequested_ttl = '30s'\n\
+             [[tokens]]\naudience = 'cache'\nscopes = ['read']\nfile = 'cache'\n"
+        );
+        let c: SidecarConfig = toml::from_str(&text).unwrap();
+        let r = c.revocations.unwrap();
+        assert_eq!(r.max_silence, Duration::from_secs(600));
+        assert_eq!(c.tokens[0].requested_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(c.tokens[1].requested_ttl, None);
+        assert_eq!(c.serve.listen, SocketAddr::from(([127, 0, 0, 1], 8181)));
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_key() {
+        let text = format!(
+            "{BASE}[[tokens]]\naudience = 'db'\nscopes = ['read']\nfile = 'db'\nrequested_ttl = 'soon'\n"
+        );
+        let err = toml::from_str::<SidecarConfig>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("requested_ttl") && err.contains("expected a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_absent_silence_is_a_minute() {
+        let text = format!(
+            "{BASE}[revocations]\naudience = 'writ'\n[[tokens]]\naudience = 'db'\nscopes = ['read']\nfile = 'db'\n"
+        );
+        let c: SidecarConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.revocations.unwrap().max_silence, Duration::from_secs(60));
     }
 }

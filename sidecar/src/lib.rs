@@ -1,9 +1,16 @@
-//! `writ sidecar`: keeps tokens fresh for a workload that does not use the
+//! # writ-sidecar: tokens for a workload that does not use the SDK
+//!
+//! `writ sidecar` keeps tokens fresh for a workload that does not use the
 //! SDK. For each configured target it holds a [`writ_sdk::TokenSource`],
 //! writes the token to a file (write, then rename; mode 0600) and serves it
 //! on a loopback endpoint. With `[revocations]` it follows the kill switch
 //! and removes a token within a second of a matching revocation (and writes
 //! a new one if the broker still grants it).
+//!
+//! The crate is built on `writ-sdk` only, never on the broker: [`start`]
+//! takes a [`SidecarConfig`] (from [`SidecarConfig::load`]) and returns a
+//! [`RunningSidecar`]; the `writ` binary's `sidecar` subcommand is those
+//! three calls.
 //!
 //! Who can read a token: every process in the pod's network namespace can
 //! reach loopback, so `GET /token` is exactly as private as the pod (every
@@ -20,9 +27,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-use crate::clock::Clock;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -36,7 +41,10 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use writ_sdk::{Broker, FeedAuth, FileAttestation, Token, TokenSource, Verifier, VerifyError};
 
-pub use config::{SidecarConfig, TokenConfig};
+pub use config::{
+    AttestationConfig, BrokerConfig, ConfigError, RevocationsConfig, ServeConfig, SidecarConfig,
+    TokenConfig,
+};
 
 /// How often held tokens are checked against the revocation feed.
 const REVOCATION_CHECK: Duration = Duration::from_millis(250);
@@ -418,7 +426,7 @@ async fn revoked(s: &Sidecar, slot: &Slot, t: &Token) -> bool {
 
 /// The token a slot holds, if it has not expired.
 fn valid(slot: &Slot) -> Option<Token> {
-    let now = crate::clock::SystemClock.now();
+    let now = SystemTime::now();
     slot.current
         .read()
         .ok()
