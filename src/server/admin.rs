@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::Refusal;
-use super::listener::Peer;
 use super::token::new_decision_id;
 use super::{AppState, auth};
+use crate::attest::Peer;
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
 use crate::policy::{AdminAction, EntryFacts};

@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::Refusal;
-use super::listener::Peer;
+use crate::attest::Peer;
 use crate::token::AccessClaims;
 
 /// An authenticated caller.

@@ -19,9 +19,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::error::Refusal;
 use super::form::Form;
-use super::listener::Peer;
 use super::token::new_decision_id;
 use super::{AppState, auth};
+use crate::attest::Peer;
 use crate::revoke::{Entry, KillSwitch, PAGE};
 
 /// SSE comment heartbeats keep idle streams (and proxies) alive.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::error::Refusal;
 use super::form::Form;
-use super::listener::Peer;
 use super::{AppState, auth};
+use crate::attest::Peer;
 use crate::audit::AuditRecord;
 use axum::Json;
 use axum::body::Bytes;

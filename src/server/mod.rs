@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use error::{ApiError, Refusal};
 pub use form::Form;
 
-use crate::attest::Registry;
+use crate::attest::{Peer, Registry};
 use crate::audit::{AuditLog, AuditWriter, Metrics};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -261,7 +261,7 @@ impl AppState {
         &self,
         action: &'static str,
         now: u64,
-        peer: &listener::Peer,
+        peer: &Peer,
     ) -> crate::audit::AuditRecord {
         crate::audit::AuditRecord::new(
             action,

@@ -17,7 +17,7 @@ use super::AppState;
 use super::delegation::Delegation;
 use super::error::Refusal;
 use super::form::Form;
-use super::listener::Peer;
+use crate::attest::Peer;
 use crate::attest::mtls::MtlsAttestor;
 use crate::attest::unix::UnixAttestor;
 use crate::attest::{Attested, Attestor, AttrValue, Evidence};
