@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod grant;
 pub mod model;
 pub mod policy;
 pub mod revoke;

@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::error::Refusal;
 use crate::attest::Peer;
+use crate::grant::Refusal;
 use crate::token::AccessClaims;
 
 /// An authenticated caller.

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::Refusal;
 use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
 use crate::attest::Peer;
 use crate::attest::{Attested, AttrValue};
+use crate::grant::Refusal;
 use crate::model::{AttestationKind, EntityType, Principal};
 use crate::token::{AccessClaims, act_chain};
 

@@ -20,13 +20,13 @@ mod token;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use error::{ApiError, Refusal};
-pub use form::Form;
+pub use error::ApiError;
 
 use crate::attest::{Peer, Registry};
 use crate::audit::{AuditLog, AuditWriter, Metrics};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::grant::Refusal;
 use crate::policy::PolicyEngine;
 use crate::revoke::KillSwitch;
 use crate::store::Store;
@@ -298,7 +298,7 @@ pub(crate) async fn respond(
             );
             record.error = Some(refusal.code());
             record.reason = Some(refusal.description());
-            refusal.with_id(record.decision_id.clone()).into_response()
+            ApiError::new(refusal, record.decision_id.clone()).into_response()
         }
     };
     let h = response.headers_mut();

@@ -15,13 +15,13 @@ use serde_json::json;
 
 use super::AppState;
 use super::delegation::Delegation;
-use super::error::Refusal;
-use super::form::Form;
+use super::form;
 use crate::attest::Peer;
 use crate::attest::mtls::MtlsAttestor;
 use crate::attest::unix::UnixAttestor;
 use crate::attest::{Attested, Attestor, AttrValue, Evidence};
 use crate::audit::AuditRecord;
+use crate::grant::Refusal;
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::policy::DecisionRequest;
 use crate::revoke::{Entry, MintFacts};
@@ -84,7 +84,7 @@ async fn exchange(
     now: u64,
     trail: &mut Trail,
 ) -> Result<serde_json::Value, Refusal> {
-    let form = Form::from_request(headers, body)?;
+    let form = form::read(headers, body)?;
     // RFC 9449: a proof of possession binds the new token to the proof's
     // key. It is checked now but remembered against replay only once the
     // request's credential has checked out, so that requests without one
