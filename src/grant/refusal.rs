@@ -7,6 +7,7 @@
 //! record the `decision_id` finds.
 
 use crate::attest::AttestError;
+use crate::attest::dpop::ReplayError;
 use crate::policy::PolicyError;
 use crate::token::TokenError;
 
@@ -127,6 +128,23 @@ impl From<PolicyError> for Refusal {
                 Self::InvalidTarget("audience is not a known target".into())
             }
             PolicyError::Request(_) => Self::Unavailable("the decision could not be made".into()),
+        }
+    }
+}
+
+/// A proof the replay cache did not take: a replay is an invalid proof; a
+/// full cache is writ's problem, so the client retries.
+impl From<ReplayError> for Refusal {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Replay => Self::InvalidDpopProof(e.to_string()),
+            ReplayError::Full { .. } => {
+                tracing::warn!(
+                    "DPoP replay cache is full; refusing new proofs until old ones expire"
+                );
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Unavailable(e.to_string()),
         }
     }
 }

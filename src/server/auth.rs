@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::attest::Peer;
-use crate::grant::Refusal;
+use crate::grant::{Refusal, dpop_proof};
 use crate::token::AccessClaims;
 
 /// An authenticated caller.
@@ -39,21 +39,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop"))
         .then(|| token.trim())
-}
-
-/// The request's single DPoP proof, if any (two are an error: `Err`).
-pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
-    let mut proofs = headers.get_all("dpop").iter();
-    match (proofs.next(), proofs.next()) {
-        (None, _) => Ok(None),
-        (Some(p), None) => p
-            .to_str()
-            .map(Some)
-            .map_err(|_| Refusal::InvalidDpopProof("DPoP header is not text".into())),
-        (Some(_), Some(_)) => Err(Refusal::InvalidDpopProof(
-            "send exactly one DPoP header".into(),
-        )),
-    }
 }
 
 /// What a request looks like to a DPoP proof: method, endpoint URL, headers.
@@ -129,20 +114,6 @@ pub fn binding_holds(
         };
         crate::attest::dpop::verify(proof, &expected, &app.dpop_replay).ok()
     })
-}
-
-/// The refusal for a proof the replay cache did not take: a replay is an
-/// invalid proof; a full cache is writ's problem, so the client retries.
-pub fn replay_refusal(e: crate::attest::dpop::ReplayError) -> Refusal {
-    use crate::attest::dpop::ReplayError;
-    match e {
-        ReplayError::Replay => Refusal::InvalidDpopProof(e.to_string()),
-        ReplayError::Full { .. } => {
-            tracing::warn!("DPoP replay cache is full; refusing new proofs until old ones expire");
-            Refusal::Unavailable(e.to_string())
-        }
-        _ => Refusal::Unavailable(e.to_string()),
-    }
 }
 
 /// An admin only.

@@ -2,12 +2,12 @@
 //!
 //! [`Server::start`] builds every part from the configuration (store, keys,
 //! issuers, policies, audit), binds the listener and serves until
-//! [`Running::shutdown`]. Handlers only extract, call attest, policy, token
-//! and audit, and return; statuses are chosen in `error`.
+//! [`Running::shutdown`]. Handlers only extract, call the [`crate::grant`]
+//! pipeline (or the kill switch, for the admin API), audit and render;
+//! statuses are chosen in `error`.
 
 mod admin;
 mod auth;
-mod delegation;
 mod error;
 mod feed;
 mod form;
@@ -254,7 +254,30 @@ fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartEr
     Ok(listener)
 }
 
+/// The key-binding rule (`auth::held_by`) in the shape the grant takes
+/// ([`crate::grant::KeyBinding`]): until the rule moves below both (issue
+/// 12), the server lends it, and the benches borrow it from here.
+pub fn key_binding(cnf: Option<&serde_json::Value>, peer: &Peer, proven_jkt: Option<&str>) -> bool {
+    auth::held_by(cnf, peer, || proven_jkt.map(str::to_owned))
+}
+
 impl AppState {
+    /// The parts the grant reads, borrowed for one token request.
+    pub(crate) fn grant_context(&self) -> crate::grant::Context<'_> {
+        crate::grant::Context {
+            settings: crate::grant::Settings::new(&self.issuer, &self.config),
+            attest: &self.attest,
+            verifier: &self.verifier,
+            revocations: self.kill_switch.index(),
+            policy: &self.policy,
+            minter: &self.minter,
+            dpop_replay: &self.dpop_replay,
+            clock: &*self.clock,
+            metrics: &self.metrics,
+            key_binding,
+        }
+    }
+
     /// A deny record for one request at `now` from `peer`, to be filled in
     /// as the request is decided.
     pub(crate) fn audit_record(

@@ -137,6 +137,11 @@ async fn bounded_body(
         ?declared,
         "request body over the limit"
     );
+    too_large(&app, parts.version).await
+}
+
+/// 413 for an oversized body, audited, closing an HTTP/1 connection.
+async fn too_large(app: &AppState, version: axum::http::Version) -> Response {
     let refusal = Refusal::PayloadTooLarge;
     let mut record = AuditRecord::new(
         "request",
@@ -148,7 +153,7 @@ async fn bounded_body(
     record.reason = Some(refusal.description());
     let mut response = ApiError::new(refusal, record.decision_id.clone()).into_response();
     // HTTP/2 streams end without closing the connection (and forbid the header).
-    if parts.version < axum::http::Version::HTTP_2 {
+    if version < axum::http::Version::HTTP_2 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
