@@ -1,8 +1,9 @@
 //! Kill-switch benchmarks, printed as plain figures for README:
 //!
-//! 1. the cost of the revocation index on the mint path: in-process pipeline
-//!    (attest cached + block check + decide + mint + block re-check) with an
-//!    empty index versus 100,000 live entries, interleaved in the same run;
+//! 1. the cost of the revocation index on the mint path: the in-process
+//!    `writ::grant` (attest cached + block check + decide + mint + block
+//!    re-check) with an empty index versus 100,000 live entries, interleaved
+//!    in the same run;
 //! 2. propagation: a real server on loopback, 10 SSE followers, 1,000
 //!    revocations posted one after another; for each follower and entry, the
 //!    time from the admin call's answer to the entry's arrival.
@@ -78,7 +79,7 @@ fn populated(n: usize) -> RevocationIndex {
 
 async fn rate(
     p: &Arc<support::Pipeline>,
-    token: &Arc<String>,
+    token: &Arc<Vec<u8>>,
     index: &Arc<RevocationIndex>,
     seconds: u64,
 ) -> f64 {
@@ -108,7 +109,7 @@ async fn rate(
 
 async fn index_cost(seconds: u64, entries: usize) {
     let pipeline = Arc::new(support::Pipeline::new().await);
-    let token = Arc::new(pipeline.sa_token("api"));
+    let token = Arc::new(pipeline.request(&pipeline.sa_token("api")));
     let empty = Arc::new(RevocationIndex::new());
     let full = Arc::new(populated(entries));
     pipeline.run_checked(&token, Some(&full)).await;

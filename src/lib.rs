@@ -3,14 +3,14 @@
 //! A workload or an AI agent proves what it is ([`attest`]), asks for a token
 //! for one target with some scopes, Cedar decides per scope ([`policy`]), and
 //! writ mints a JWT that lives minutes ([`token`]), or refuses with an RFC 6749
-//! error. Every decision is written to a hash-chained log ([`audit`]); the kill
-//! switch ([`revoke`]) sits on the hot path; durable state lives behind one
-//! trait ([`store`]); [`server`] puts it all behind HTTPS.
+//! error. [`grant`] is that request as plain functions, in flow order: parse,
+//! attest, kill switch ([`revoke`], on the hot path), decide, lifetime and
+//! binding, mint. Every decision is written to a hash-chained log
+//! ([`audit`]); durable state lives behind one trait ([`store`]); [`server`]
+//! puts it all behind HTTPS and only extracts, calls [`grant`] and renders.
 //!
 //! ```text
-//! client ──TLS──▶ server ──▶ attest ──▶ policy ──▶ token ──▶ audit ──▶ response
-//!                                         ▲
-//!                                       revoke
+//! client ──TLS──▶ server ──▶ grant: parse ─▶ attest ─▶ revoke ─▶ policy ─▶ token ──▶ audit ──▶ response
 //! ```
 //!
 //! The public interface is:
@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod grant;
 pub mod model;
 pub mod policy;
 pub mod revoke;

@@ -1,27 +1,43 @@
 //! Shared setup for the benches: a scratch directory with dev material and
-//! policies, and the pipeline parts built from the public API.
+//! policies, and the broker's parts built from the public API, through which
+//! [`Pipeline`] runs the very `writ::grant` the token endpoint runs.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use writ::attest::Registry;
+use writ::attest::dpop::ReplayCache;
+use writ::attest::{Peer, Registry};
+use writ::audit::Metrics;
 use writ::certs::{self, DevIssuer};
 use writ::clock::{Clock, SystemClock};
-use writ::config::{Config, SigningAlgorithm};
-use writ::model::{Scopes, TargetId, Ttl};
-use writ::policy::{DecisionRequest, PolicyEngine};
-use writ::revoke::{MintFacts, RevocationIndex};
-use writ::token::{MintRequest, Minter, SigningKey};
+use writ::config::Config;
+use writ::grant::{self, Context, Form, Settings, TOKEN_EXCHANGE, TYPE_JWT};
+use writ::model::{Scopes, TargetId};
+use writ::policy::PolicyEngine;
+use writ::revoke::RevocationIndex;
+use writ::token::{KeyRing, Minter, TokenVerifier};
 
-/// Everything the in-process pipeline needs.
+/// The `iss` of the in-process broker.
+pub const BROKER: &str = "https://127.0.0.1:8443";
+
+/// Everything the in-process pipeline needs: the parts a server builds at
+/// start, built the same way from the dev configuration.
 pub struct Pipeline {
     pub _dir: tempfile::TempDir,
+    pub config: Config,
     pub registry: Registry,
     pub policy: PolicyEngine,
     pub minter: Minter,
+    pub verifier: TokenVerifier,
+    /// An empty kill switch index (what a broker without entries checks).
+    pub revocations: RevocationIndex,
+    pub dpop_replay: ReplayCache,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    /// A caller on loopback without a client certificate.
+    pub peer: Peer,
     pub issuer: DevIssuer,
     pub target: TargetId,
     pub scopes: Scopes,
@@ -40,21 +56,40 @@ impl Pipeline {
         let dir = tempfile::tempdir().unwrap();
         certs::init(&dir.path().join("certs")).unwrap();
         writ::policy::write_examples(&dir.path().join("policies")).unwrap();
-        let registry = Registry::from_config(&config_for(dir.path()), Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let config = config_for(dir.path());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let registry = Registry::from_config(&config, clock.clone()).await.unwrap();
         let policy = PolicyEngine::load(&dir.path().join("policies")).unwrap();
-        let (key, _) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
-        let minter = Minter::new(Arc::new(key), "https://127.0.0.1:8443");
+        let store_url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        let store = writ::store::open(&store_url).await.unwrap();
+        let max_ttl = config.tokens.max_ttl.as_secs();
+        let keys = Arc::new(
+            KeyRing::open(&*store, config.tokens.algorithm, clock.unix_now(), max_ttl)
+                .await
+                .unwrap(),
+        );
+        let minter = Minter::new(keys.active(), BROKER);
+        let verifier = TokenVerifier::new(keys, BROKER, clock.clone()).max_lifetime(max_ttl);
         let issuer = DevIssuer::load(&dir.path().join("certs")).unwrap();
         Self {
             _dir: dir,
             registry,
             policy,
             minter,
+            verifier,
+            revocations: RevocationIndex::new(),
+            dpop_replay: ReplayCache::new(config.tokens.dpop_replay_cache),
+            metrics: Metrics::new(),
+            clock,
+            peer: Peer {
+                addr: ([127, 0, 0, 1], 40_000).into(),
+                client: None,
+                unix: None,
+            },
             issuer,
             target: TargetId::new("payments-db").unwrap(),
             scopes: Scopes::parse("read").unwrap(),
+            config,
         }
     }
 
@@ -64,67 +99,49 @@ impl Pipeline {
             .unwrap()
     }
 
-    /// Attest (cached after the first call for the same token), decide, mint.
-    pub async fn run(&self, subject_token: &str) -> String {
-        self.run_checked(subject_token, None).await
+    /// The form body of an exchange of `subject_token` for `payments-db`
+    /// with scope `read`, as a client posts it.
+    pub fn request(&self, subject_token: &str) -> Vec<u8> {
+        serde_urlencoded::to_string([
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token_type", TYPE_JWT),
+            ("subject_token", subject_token),
+            ("audience", self.target.as_str()),
+            ("scope", "read"),
+        ])
+        .unwrap()
+        .into_bytes()
     }
 
-    /// Like [`Pipeline::run`], with the kill-switch checks the token endpoint
-    /// makes (before deciding, and again after signing) against `index`.
-    pub async fn run_checked(
-        &self,
-        subject_token: &str,
-        index: Option<&RevocationIndex>,
-    ) -> String {
-        let attested = self.registry.attest_jwt(subject_token).await.unwrap();
-        let now = SystemClock.unix_now();
-        let facts = MintFacts {
-            subject: attested.principal.as_str(),
-            audience: self.target.as_str(),
-            attestation_issuer: Some(writ::config::DEV_ISSUER),
-            actors: &[],
-            actor_issuers: &[],
+    /// The token endpoint's work for one request body: parse the form,
+    /// then `grant` (attest, cached after the first call for the same
+    /// token; kill switch; decide; lifetime and binding; mint; kill switch
+    /// again). Returns the access token.
+    pub async fn run(&self, body: &[u8]) -> String {
+        self.run_checked(body, None).await
+    }
+
+    /// Like [`Pipeline::run`], with the kill switch's index `index` instead
+    /// of the empty one.
+    pub async fn run_checked(&self, body: &[u8], index: Option<&RevocationIndex>) -> String {
+        let ctx = Context {
+            settings: Settings::new(BROKER, &self.config),
+            attest: &self.registry,
+            verifier: &self.verifier,
+            revocations: index.unwrap_or(&self.revocations),
+            policy: &self.policy,
+            minter: &self.minter,
+            dpop_replay: &self.dpop_replay,
+            clock: &*self.clock,
+            metrics: &self.metrics,
         };
-        if let Some(index) = index {
-            assert!(index.blocked(&facts, now).is_none());
+        let form = Form::parse(body).unwrap();
+        let headers = http::HeaderMap::new();
+        let now = self.clock.unix_now();
+        match grant::grant(&ctx, &form, &self.peer, &headers, now).await {
+            Ok(granted) => granted.minted.token,
+            Err(refused) => panic!("the bench request was refused: {:?}", refused.refusal),
         }
-        let decision = self
-            .policy
-            .decide(&DecisionRequest {
-                principal: &attested,
-                target: &self.target,
-                scopes: &self.scopes,
-                requested_ttl: Ttl::from_secs(300).unwrap(),
-                now,
-                source_ip: IpAddr::from([127, 0, 0, 1]),
-                sender_constrained: false,
-                delegation_depth: 0,
-                actor: None,
-            })
-            .unwrap();
-        let granted = decision.granted();
-        assert!(!granted.is_empty());
-        let token = self
-            .minter
-            .mint(MintRequest {
-                subject: &attested.principal,
-                principal_type: attested.entity_type,
-                attestation: attested.kind,
-                attestation_issuer: None,
-                audience: &self.target,
-                scopes: &granted,
-                ttl: Ttl::from_secs(300).unwrap(),
-                now,
-                act: None,
-                cnf: None,
-                ancestry: Vec::new(),
-            })
-            .unwrap()
-            .token;
-        if let Some(index) = index {
-            assert!(index.blocked(&facts, SystemClock.unix_now()).is_none());
-        }
-        token
     }
 }
 

@@ -13,6 +13,7 @@ mod jwt;
 mod kubernetes;
 pub mod mtls;
 mod oidc;
+mod peer;
 pub mod unix;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,7 @@ use crate::model::{AttestationKind, EntityType, Principal};
 
 pub use jwks::KeySource;
 pub use jwt::{JwtVerifier, LEEWAY_SECS, MAX_TOKEN_BYTES};
+pub use peer::Peer;
 
 /// An attribute value Cedar can see on a principal.
 #[derive(Debug, Clone, PartialEq, Eq)]

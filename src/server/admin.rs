@@ -16,12 +16,13 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::Refusal;
-use super::listener::Peer;
+use super::error::ApiError;
 use super::token::new_decision_id;
 use super::{AppState, auth};
+use crate::attest::Peer;
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
+use crate::grant::Refusal;
 use crate::policy::{AdminAction, EntryFacts};
 use crate::revoke::{Entry, EntryKind, LiftOutcome, RevokeRequest, Selector};
 
@@ -38,9 +39,8 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let Some(peer) = req.extensions().get::<Peer>().cloned() else {
-        return Refusal::Unavailable("connection facts are missing".into())
-            .with_id(new_decision_id())
-            .into_response();
+        let refusal = Refusal::Unavailable("connection facts are missing".into());
+        return ApiError::new(refusal, new_decision_id()).into_response();
     };
     match auth::admin(&app, req.headers(), &peer) {
         Ok(id) => {

@@ -6,12 +6,10 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::error::Refusal;
-use super::listener::Peer;
-use writ_proto::binding::{self, Possession, Scheme};
-use writ_proto::claims::Confirmation;
-
+use crate::attest::Peer;
+use crate::grant::{Refusal, dpop_proof};
 use crate::token::AccessClaims;
+use writ_proto::binding::Scheme;
 
 /// An authenticated caller.
 #[derive(Debug)]
@@ -44,21 +42,6 @@ pub fn authorization(headers: &HeaderMap) -> Option<(Scheme, &str)> {
 /// The access token of a request, whatever its scheme, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     authorization(headers).map(|(_, token)| token)
-}
-
-/// The request's single DPoP proof, if any (two are an error: `Err`).
-pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
-    let mut proofs = headers.get_all("dpop").iter();
-    match (proofs.next(), proofs.next()) {
-        (None, _) => Ok(None),
-        (Some(p), None) => p
-            .to_str()
-            .map(Some)
-            .map_err(|_| Refusal::InvalidDpopProof("DPoP header is not text".into())),
-        (Some(_), Some(_)) => Err(Refusal::InvalidDpopProof(
-            "send exactly one DPoP header".into(),
-        )),
-    }
 }
 
 /// What a request looks like to a DPoP proof: method, endpoint URL, headers.
@@ -95,26 +78,6 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
         .then(|| client.spiffe_id.clone())
 }
 
-/// Whether a token's key binding holds on this request, by writ-proto's
-/// rule. `proven_jkt` gives the DPoP key the request proved, if any.
-pub fn held_by(
-    cnf: Option<&Confirmation>,
-    scheme: Option<Scheme>,
-    peer: &Peer,
-    proven_jkt: impl FnOnce() -> Option<String>,
-) -> bool {
-    let certificate = peer.client.as_ref().map(|c| c.thumbprint());
-    binding::check(
-        cnf,
-        Possession {
-            scheme,
-            certificate: certificate.as_deref(),
-            dpop: || proven_jkt().map(Ok),
-        },
-    )
-    .is_ok()
-}
-
 /// Whether a writ token presented as a credential (with `scheme` when it
 /// came in `Authorization`) meets its binding: for a DPoP-bound token, the
 /// request carries a fresh proof over this request and this token (`ath`).
@@ -126,7 +89,7 @@ pub fn binding_holds(
     peer: &Peer,
     req: &RequestFacts<'_>,
 ) -> bool {
-    held_by(claims.cnf.as_ref(), scheme, peer, || {
+    peer.holds(claims.cnf.as_ref(), scheme, || {
         let proof = dpop_proof(req.headers).ok().flatten()?;
         let expected = crate::attest::dpop::Expected {
             method: req.method,
@@ -136,20 +99,6 @@ pub fn binding_holds(
         };
         crate::attest::dpop::verify(proof, &expected, &app.dpop_replay).ok()
     })
-}
-
-/// The refusal for a proof the replay cache did not take: a replay is an
-/// invalid proof; a full cache is writ's problem, so the client retries.
-pub fn replay_refusal(e: crate::attest::dpop::ReplayError) -> Refusal {
-    use crate::attest::dpop::ReplayError;
-    match e {
-        ReplayError::Replay => Refusal::InvalidDpopProof(e.to_string()),
-        ReplayError::Full { .. } => {
-            tracing::warn!("DPoP replay cache is full; refusing new proofs until old ones expire");
-            Refusal::Unavailable(e.to_string())
-        }
-        _ => Refusal::Unavailable(e.to_string()),
-    }
 }
 
 /// An admin only.

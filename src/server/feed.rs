@@ -17,11 +17,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
-use super::error::Refusal;
-use super::form::Form;
-use super::listener::Peer;
+use super::error::ApiError;
+use super::form;
 use super::token::new_decision_id;
 use super::{AppState, auth};
+use crate::attest::Peer;
+use crate::grant::Refusal;
 use crate::revoke::{Entry, KillSwitch, PAGE};
 
 /// SSE comment heartbeats keep idle streams (and proxies) alive.
@@ -34,7 +35,7 @@ pub(super) struct FeedQuery {
 }
 
 fn refused(refusal: Refusal) -> Response {
-    refusal.with_id(new_decision_id()).into_response()
+    ApiError::new(refusal, new_decision_id()).into_response()
 }
 
 /// `GET /v1/revocations?since=SEQ&limit=N`
@@ -191,7 +192,7 @@ pub(super) async fn self_revoke(
 ) -> Response {
     let mut record = app.audit_record("self_revoke", app.clock.unix_now(), &peer);
     let outcome = async {
-        let form = Form::from_request(&headers, body)?;
+        let form = form::read(&headers, body)?;
         let token = form.required("token")?;
         let Ok(claims) = app.verifier.verify(token) else {
             record.reason = Some("not a live writ token; nothing to revoke".into());

@@ -1,195 +1,33 @@
-//! Parsing `application/x-www-form-urlencoded` bodies: a pure function, so
-//! it can be fuzzed. A parameter given twice is an error (RFC 6749 3.2).
-
-use std::collections::HashMap;
+//! Reading a form body off a request: the HTTP half of form handling (body
+//! limits, content type); the pure parser is [`crate::grant::Form`].
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::error::Refusal;
+use crate::grant::{Form, Refusal};
 
-/// The parameters of a form body, each present once.
-#[derive(Default, PartialEq, Eq)]
-pub struct Form(HashMap<String, String>);
-
-impl std::fmt::Debug for Form {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Values hold tokens: show only the parameter names.
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl Form {
-    /// Checks the content type and the body a handler received, then parses it.
-    /// An oversized body is 413; anything unreadable is `invalid_request`.
-    pub fn from_request(
-        headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Result<Self, Refusal> {
-        let body = body.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Refusal::PayloadTooLarge
-            } else {
-                Refusal::InvalidRequest("request body could not be read".into())
-            }
-        })?;
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if !is_form {
-            return Err(Refusal::InvalidRequest(
-                "content type must be application/x-www-form-urlencoded".into(),
-            ));
+/// Checks the content type and the body a handler received, then parses it.
+/// An oversized body is 413; anything unreadable is `invalid_request`.
+pub(super) fn read(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Form, Refusal> {
+    let body = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal::PayloadTooLarge
+        } else {
+            Refusal::InvalidRequest("request body could not be read".into())
         }
-        Self::parse(&body)
-    }
-
-    /// Parses a body.
-    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-            Refusal::InvalidRequest("body is not application/x-www-form-urlencoded".into())
-        })?;
-        let mut map = HashMap::with_capacity(pairs.len());
-        for (k, v) in pairs {
-            if map.contains_key(&k) {
-                // The name is the client's text: named only when it is one
-                // of the plain names writ reads, never echoed otherwise.
-                let named = k.len() <= 32 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-                return Err(Refusal::InvalidRequest(if named {
-                    format!("parameter {k} is repeated")
-                } else {
-                    "a parameter is repeated".into()
-                }));
-            }
-            map.insert(k, v);
-        }
-        Ok(Self(map))
-    }
-
-    /// An optional parameter; empty counts as absent (RFC 6749 3.1).
-    pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// A required parameter.
-    pub fn required(&self, name: &str) -> Result<&str, Refusal> {
-        self.optional(name)
-            .ok_or_else(|| Refusal::InvalidRequest(format!("parameter {name} is required")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_parameter_is_invalid_request() {
-        assert!(matches!(
-            Form::parse(b"a=1&a=2"),
-            Err(Refusal::InvalidRequest(_))
+    })?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(Refusal::InvalidRequest(
+            "content type must be application/x-www-form-urlencoded".into(),
         ));
     }
-
-    #[test]
-    fn a_hostile_parameter_name_is_not_echoed() {
-        let Err(Refusal::InvalidRequest(why)) = Form::parse(b"a%0Ab=1&a%0Ab=2") else {
-            panic!("a repeated parameter must be refused");
-        };
-        assert!(!why.contains('\n') && !why.contains("a\nb"), "{why}");
-        let Err(Refusal::InvalidRequest(why)) = Form::parse(b"scope=a&scope=b") else {
-            panic!("a repeated parameter must be refused");
-        };
-        assert!(why.contains("scope"), "{why}");
-    }
-
-    #[test]
-    fn empty_value_counts_as_absent() {
-        let f = Form::parse(b"a=&b=x%20y").unwrap();
-        assert_eq!(f.optional("a"), None);
-        assert_eq!(f.required("b").unwrap(), "x y");
-        assert!(f.required("c").is_err());
-    }
-
-    mod properties {
-        //! Property tests (issue 11, item 18): any body is parsed or refused
-        //! as `invalid_request`, never a panic; encoded forms round-trip.
-
-        use std::collections::BTreeMap;
-
-        use proptest::prelude::*;
-
-        use super::*;
-
-        fn bytes() -> impl Strategy<Value = Vec<u8>> {
-            prop_oneof![
-                9 => prop::collection::vec(any::<u8>(), 0..1024),
-                1 => prop::collection::vec(any::<u8>(), 0..=64 * 1024),
-            ]
-        }
-
-        /// Bodies made of form-looking pieces: names, `=`, `&`, escapes.
-        fn form_like() -> impl Strategy<Value = Vec<u8>> {
-            let piece = prop_oneof![
-                Just(b"=".to_vec()),
-                Just(b"&".to_vec()),
-                Just(b"+".to_vec()),
-                Just(b"%".to_vec()),
-                Just(b"%0A".to_vec()),
-                Just(b"%FF".to_vec()),
-                Just(b"%C3%A9".to_vec()),
-                Just(b"scope".to_vec()),
-                Just(b"grant_type".to_vec()),
-                prop::collection::vec(any::<u8>(), 0..8),
-            ];
-            prop::collection::vec(piece, 0..64).prop_map(|p| p.concat())
-        }
-
-        proptest! {
-            #![proptest_config(crate::proptest_config(256))]
-
-            #[test]
-            fn any_body_parses_or_is_invalid_request(body in prop_oneof![bytes(), form_like()]) {
-                match Form::parse(&body) {
-                    Ok(form) => {
-                        for (k, v) in &form.0 {
-                            prop_assert_eq!(form.optional(k), Some(v.as_str()).filter(|v| !v.is_empty()));
-                        }
-                    }
-                    Err(Refusal::InvalidRequest(why)) => {
-                        // A refusal never echoes control characters.
-                        prop_assert!(!why.chars().any(char::is_control), "{why:?}");
-                    }
-                    Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
-                }
-            }
-
-            #[test]
-            fn encoded_forms_round_trip(params in prop::collection::btree_map(".{0,16}", ".{0,32}", 0..12)) {
-                let body = serde_urlencoded::to_string(&params).unwrap_or_default();
-                let form = Form::parse(body.as_bytes());
-                prop_assert!(form.is_ok(), "{body:?}");
-                let form = form.unwrap_or_default();
-                let parsed: BTreeMap<String, String> = form.0.into_iter().collect();
-                prop_assert_eq!(parsed, params);
-            }
-
-            #[test]
-            fn a_repeated_parameter_is_refused(
-                params in prop::collection::btree_map(".{0,16}", ".{0,32}", 1..8),
-                pick in any::<prop::sample::Index>(),
-                value in ".{0,32}",
-            ) {
-                let mut pairs: Vec<(String, String)> = params.into_iter().collect();
-                let (name, _) = pick.get(&pairs).clone();
-                pairs.push((name, value));
-                let body = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-                prop_assert!(matches!(Form::parse(body.as_bytes()), Err(Refusal::InvalidRequest(_))));
-            }
-        }
-    }
+    Form::parse(&body)
 }

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use super::error::Refusal;
-use super::form::Form;
-use super::listener::Peer;
+use super::form;
 use super::{AppState, auth};
+use crate::attest::Peer;
 use crate::audit::AuditRecord;
+use crate::grant::Refusal;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -43,7 +43,7 @@ fn answer(
         headers,
     };
     record.principal = Some(auth::caller(app, peer, &req)?.name());
-    let form = Form::from_request(headers, body)?;
+    let form = form::read(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {
         Ok(claims) => {

@@ -16,22 +16,10 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::StartError;
-use crate::attest::mtls::{self, CertIdentity};
+use crate::attest::Peer;
+use crate::attest::mtls;
 use crate::attest::unix::UnixConnection;
 use crate::config::{LimitsConfig, TlsConfig};
-
-/// What the listener knows about a connection's peer, attached to every
-/// request on it. Handlers never read sockets.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// The remote address.
-    pub addr: SocketAddr,
-    /// The identity of a client certificate that chained to `tls.client_ca`.
-    pub client: Option<CertIdentity>,
-    /// A Unix-socket caller, pinned at accept; its evidence is re-checked
-    /// for each request ([`UnixConnection::current`]).
-    pub unix: Option<Arc<UnixConnection>>,
-}
 
 /// Loads the server certificate and key.
 pub(super) fn tls_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartError> {

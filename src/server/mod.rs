@@ -2,12 +2,12 @@
 //!
 //! [`Server::start`] builds every part from the configuration (store, keys,
 //! issuers, policies, audit), binds the listener and serves until
-//! [`Running::shutdown`]. Handlers only extract, call attest, policy, token
-//! and audit, and return; statuses are chosen in `error`.
+//! [`Running::shutdown`]. Handlers only extract, call the [`crate::grant`]
+//! pipeline (or the kill switch, for the admin API), audit and render;
+//! statuses are chosen in `error`.
 
 mod admin;
 mod auth;
-mod delegation;
 mod error;
 mod feed;
 mod form;
@@ -20,13 +20,13 @@ mod token;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use error::{ApiError, Refusal};
-pub use form::Form;
+pub use error::ApiError;
 
-use crate::attest::Registry;
+use crate::attest::{Peer, Registry};
 use crate::audit::{AuditLog, AuditWriter, Metrics};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::grant::Refusal;
 use crate::policy::PolicyEngine;
 use crate::revoke::KillSwitch;
 use crate::store::Store;
@@ -255,13 +255,28 @@ fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, StartEr
 }
 
 impl AppState {
+    /// The parts the grant reads, borrowed for one token request.
+    pub(crate) fn grant_context(&self) -> crate::grant::Context<'_> {
+        crate::grant::Context {
+            settings: crate::grant::Settings::new(&self.issuer, &self.config),
+            attest: &self.attest,
+            verifier: &self.verifier,
+            revocations: self.kill_switch.index(),
+            policy: &self.policy,
+            minter: &self.minter,
+            dpop_replay: &self.dpop_replay,
+            clock: &*self.clock,
+            metrics: &self.metrics,
+        }
+    }
+
     /// A deny record for one request at `now` from `peer`, to be filled in
     /// as the request is decided.
     pub(crate) fn audit_record(
         &self,
         action: &'static str,
         now: u64,
-        peer: &listener::Peer,
+        peer: &Peer,
     ) -> crate::audit::AuditRecord {
         crate::audit::AuditRecord::new(
             action,
@@ -298,7 +313,7 @@ pub(crate) async fn respond(
             );
             record.error = Some(refusal.code());
             record.reason = Some(refusal.description());
-            refusal.with_id(record.decision_id.clone()).into_response()
+            ApiError::new(refusal, record.decision_id.clone()).into_response()
         }
     };
     let h = response.headers_mut();

@@ -14,10 +14,11 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 use super::AppState;
-use super::error::Refusal;
+use super::error::ApiError;
 use super::token::new_decision_id;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::rfc3339;
+use crate::grant::Refusal;
 
 /// The largest request body accepted (form posts).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -73,7 +74,7 @@ async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
     let mut record = AuditRecord::new("request", new_decision_id(), rfc3339(now), "-".into());
     record.error = Some(refusal.code());
     record.reason = Some(why.into());
-    let response = refusal.with_id(record.decision_id.clone()).into_response();
+    let response = ApiError::new(refusal, record.decision_id.clone()).into_response();
     audit.record(record).await;
     response
 }
@@ -136,6 +137,11 @@ async fn bounded_body(
         ?declared,
         "request body over the limit"
     );
+    too_large(&app, parts.version).await
+}
+
+/// 413 for an oversized body, audited, closing an HTTP/1 connection.
+async fn too_large(app: &AppState, version: axum::http::Version) -> Response {
     let refusal = Refusal::PayloadTooLarge;
     let mut record = AuditRecord::new(
         "request",
@@ -145,9 +151,9 @@ async fn bounded_body(
     );
     record.error = Some(refusal.code());
     record.reason = Some(refusal.description());
-    let mut response = refusal.with_id(record.decision_id.clone()).into_response();
+    let mut response = ApiError::new(refusal, record.decision_id.clone()).into_response();
     // HTTP/2 streams end without closing the connection (and forbid the header).
-    if parts.version < axum::http::Version::HTTP_2 {
+    if version < axum::http::Version::HTTP_2 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,15 +1,16 @@
 //! RFC 8693 delegation: an agent, proven by `actor_token`, acting for the
 //! subject. The agent must attest as an `Agent`; the new token's `act`
 //! nests the subject token's chain inside this actor (newest outermost), and
-//! the chain may not grow past `tokens.max_delegation_depth`.
+//! the chain may not grow past `tokens.max_delegation_depth`. A delegated
+//! writ token narrowed without a new actor keeps its chain.
 
 use std::sync::Arc;
 
-use super::AppState;
-use super::error::Refusal;
-use super::listener::Peer;
-use super::token::{TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, writ_token_principal};
-use crate::attest::{Attested, AttrValue};
+use super::attest::{attest_jwt, writ_token_principal};
+use super::request::Presented;
+use super::rules::{self, actors_in, chain_of, confirmation_of};
+use super::{Context, Refusal, Stop};
+use crate::attest::{Attested, Peer};
 use crate::model::{AttestationKind, EntityType, Principal};
 use crate::token::{AccessClaims, ActorChain, Confirmation};
 
@@ -32,67 +33,60 @@ pub(super) struct Delegation {
 }
 
 impl Delegation {
-    /// Attests `token` (of RFC 8693 type `token_type`) as an agent acting for
-    /// `subject`, whose own token carried the chain `prior` (when the
-    /// subject token is itself delegated).
-    #[allow(clippy::too_many_arguments)] // the request's parts, each checked here
+    /// Attests `token` as an agent acting for `subject`, whose own token
+    /// carried the chain `prior` (when the subject token is itself
+    /// delegated).
     pub(super) async fn attest(
-        app: &AppState,
+        ctx: &Context<'_>,
         peer: &Peer,
         dpop_jkt: Option<&str>,
-        token: &str,
-        token_type: &str,
+        token: &Presented,
         subject: &Attested,
         prior: Option<&ActorChain>,
-        revocation: &mut Option<String>,
-    ) -> Result<Self, Refusal> {
-        let (actor, actor_cnf, lineage) = match token_type {
-            TYPE_JWT | TYPE_ID_TOKEN => match app.attest.attest_jwt(token).await {
+    ) -> Result<Self, Stop> {
+        let (actor, actor_cnf, lineage) = match token {
+            Presented::Attestation(token) => match attest_jwt(ctx, token.as_str()).await {
                 Ok(attested) => (attested, None, Vec::new()),
-                Err(e) => {
-                    app.metrics.attestation_failure(e.reason());
-                    return Err(Refusal::InvalidGrant(format!("actor_token: {e}")));
-                }
+                Err(e) => return Err(Refusal::InvalidGrant(format!("actor_token: {e}")).into()),
             },
-            TYPE_ACCESS_TOKEN => {
-                let (attested, claims) = writ_actor(app, peer, dpop_jkt, token, revocation)?;
+            Presented::Writ(token) => {
+                let (attested, claims) = writ_actor(ctx, peer, dpop_jkt, token.as_str())?;
                 let lineage = claims.lineage().map(str::to_owned).collect();
-                (Arc::new(attested), claims.cnf, lineage)
-            }
-            _ => {
-                return Err(Refusal::InvalidRequest(
-                    "actor_token_type is not supported".into(),
-                ));
+                let cnf = confirmation_of(&claims).cloned();
+                (Arc::new(attested), cnf, lineage)
             }
         };
         if actor.entity_type != EntityType::Agent {
             return Err(Refusal::InvalidGrant(format!(
                 "actor_token must attest an agent; it attests a {}",
                 actor.entity_type.as_str()
-            )));
+            ))
+            .into());
         }
         if actor.principal == subject.principal {
             return Err(Refusal::InvalidRequest(
                 "an agent cannot act for itself; drop actor_token".into(),
-            ));
+            )
+            .into());
         }
         let mut actors = vec![actor.principal.to_string()];
-        actors.extend(prior.iter().flat_map(|p| p.actors()).map(str::to_owned));
+        actors.extend(actors_in(prior));
         let depth = u32::try_from(actors.len()).unwrap_or(u32::MAX);
-        let max = app.config.tokens.max_delegation_depth;
+        let max = ctx.settings.max_delegation_depth;
         if depth > max {
             return Err(Refusal::InvalidRequest(format!(
                 "delegation depth {depth} exceeds tokens.max_delegation_depth ({max})"
-            )));
+            ))
+            .into());
         }
         // Each level names the issuer that attested its agent, so a kill
         // switch entry for an agent identity provider reaches every token an
         // agent it attested acts in.
-        let issuer = match actor.attributes.get("issuer") {
-            Some(AttrValue::String(iss)) => Some(iss.clone()),
-            _ => None,
-        };
-        let act = ActorChain::new(actor.principal.as_str(), issuer, prior.cloned());
+        let act = ActorChain::new(
+            actor.principal.as_str(),
+            rules::attestation_issuer(&actor).map(str::to_owned),
+            prior.cloned(),
+        );
         Ok(Self {
             actor,
             act,
@@ -102,32 +96,33 @@ impl Delegation {
             lineage,
         })
     }
-}
 
-impl Delegation {
     /// The chain of a delegated token being narrowed without a new actor:
     /// the narrowed token keeps it, so it still names (and the kill switch
     /// still reaches) every agent in it, and Cedar still sees the newest.
-    pub(super) fn inherited(act: &ActorChain, expires_at: u64) -> Result<Self, Refusal> {
-        let actors: Vec<String> = act.actors().map(str::to_owned).collect();
+    pub(super) fn inherited(parent: &AccessClaims) -> Result<Option<Self>, Refusal> {
+        let Some(act) = chain_of(parent) else {
+            return Ok(None);
+        };
+        let actors = actors_in(Some(act));
         let newest = actors
             .first()
             .and_then(|sub| Principal::new(sub.clone()).ok())
             .ok_or_else(|| Refusal::InvalidGrant("subject_token act is malformed".into()))?;
-        Ok(Self {
+        Ok(Some(Self {
             actor: Arc::new(Attested {
                 principal: newest,
                 entity_type: EntityType::Agent,
                 kind: AttestationKind::Writ,
                 attributes: Default::default(),
-                expires_at,
+                expires_at: parent.exp,
             }),
             act: act.clone(),
             depth: u32::try_from(actors.len()).unwrap_or(u32::MAX),
             actors,
             actor_cnf: None,
             lineage: Vec::new(),
-        })
+        }))
     }
 }
 
@@ -135,40 +130,42 @@ impl Delegation {
 /// this broker (`aud` is its issuer), not itself delegated, not revoked, and
 /// presented by its holder when bound.
 fn writ_actor(
-    app: &AppState,
+    ctx: &Context<'_>,
     peer: &Peer,
     dpop_jkt: Option<&str>,
     token: &str,
-    revocation: &mut Option<String>,
-) -> Result<(Attested, AccessClaims), Refusal> {
-    let claims = app
+) -> Result<(Attested, AccessClaims), Stop> {
+    let claims = ctx
         .verifier
         .verify(token)
         .map_err(|e| Refusal::InvalidGrant(format!("actor_token: {e}")))?;
-    if claims.aud != app.issuer {
+    if claims.aud != ctx.settings.issuer {
         return Err(Refusal::InvalidGrant(
             "actor_token must be a writ token for this broker's own audience".into(),
-        ));
+        )
+        .into());
     }
-    if claims.act.is_some() {
+    if chain_of(&claims).is_some() {
         return Err(Refusal::InvalidGrant(
             "actor_token is itself delegated; present the agent's own token".into(),
-        ));
+        )
+        .into());
     }
-    if !super::auth::held_by(claims.cnf.as_ref(), None, peer, || {
-        dpop_jkt.map(str::to_owned)
-    }) {
+    if !rules::held(confirmation_of(&claims), peer, dpop_jkt) {
         return Err(Refusal::InvalidGrant(
             "actor_token is bound to a key this request does not prove".into(),
+        )
+        .into());
+    }
+    if let Some(entry) = rules::revoked(ctx, &claims) {
+        return Err(Stop::revoked(
+            &entry,
+            Refusal::InvalidGrant(format!(
+                "actor_token was revoked by the kill switch (entry {})",
+                entry.id
+            )),
         ));
     }
-    if let Some(entry) = app.kill_switch.index().revokes(&claims) {
-        *revocation = Some(entry.id.clone());
-        return Err(Refusal::InvalidGrant(format!(
-            "actor_token was revoked by the kill switch (entry {})",
-            entry.id
-        )));
-    }
-    let attested = writ_token_principal(app, &claims)?;
+    let attested = writ_token_principal(ctx, &claims)?;
     Ok((attested, claims))
 }

@@ -1,0 +1,151 @@
+//! The grant: one token request, from its form to a minted token or a
+//! refusal, as plain functions over typed input.
+//!
+//! [`TokenRequest::parse`] reads the request (pure: every parse refusal is a
+//! unit test); [`run`] then takes it through the pipeline, each step one
+//! function of what the steps before it established, nothing calling back:
+//!
+//! ```text
+//! parse ─▶ attest ─▶ kill switch ─▶ decide ─▶ lifetime and binding ─▶ mint ─▶ kill switch
+//! ```
+//!
+//! - `request`: the form, peer and headers read into a [`TokenRequest`]
+//!   whose [`GrantKind`] is an exchange, a narrowing, a delegation or client
+//!   credentials;
+//! - `attest`: the subject, by its grant kind, and (`delegation`) the agent
+//!   acting for it;
+//! - `pipeline`: the driver, the kill switch (checked before deciding and
+//!   again after signing, so a block acknowledged meanwhile still wins),
+//!   Cedar's decision and the mint;
+//! - `lifetime`: the binding (`cnf`), the ancestry and the capped TTL;
+//! - `rules`: the rules the grant applies but does not own (key binding,
+//!   the kill switch's matcher, the shape of `act` and `cnf`), each read in
+//!   one function.
+//!
+//! The answer is an [`Outcome`]: [`Granted`] or [`Refused`], each carrying
+//! what the grant [`Learned`], from which the server builds the audit record
+//! in one place. The server only extracts, calls [`grant`] and renders; the
+//! benches call the same functions. [`Refusal`] lives here so that the
+//! grant and the server share it without importing each other.
+
+mod attest;
+mod delegation;
+mod form;
+mod lifetime;
+mod outcome;
+mod pipeline;
+mod refusal;
+mod request;
+mod rules;
+
+use std::time::Duration;
+
+pub use form::Form;
+pub use outcome::{Granted, Learned, Outcome, Refused, TokenType};
+pub use pipeline::{grant, run};
+pub use refusal::Refusal;
+pub use request::{
+    CLIENT_CREDENTIALS, Credential, GrantKind, PeerEvidence, Presented, TOKEN_EXCHANGE,
+    TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, TokenRequest, dpop_proof,
+};
+
+use crate::attest::Registry;
+use crate::attest::dpop::ReplayCache;
+use crate::audit::Metrics;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::policy::PolicyEngine;
+use crate::revoke::{Entry, RevocationIndex};
+use crate::token::{Minter, TokenVerifier};
+
+/// The configuration a grant reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// This broker's `iss` (and the base of the token endpoint's URL).
+    pub issuer: &'a str,
+    /// `server.trust_domain`: the only SPIFFE IDs a certificate or a Unix
+    /// peer may prove.
+    pub trust_domain: &'a str,
+    /// `tokens.default_ttl`: the lifetime asked for when none is.
+    pub default_ttl: Duration,
+    /// `tokens.max_ttl`: the longest lifetime minted.
+    pub max_ttl: Duration,
+    /// `tokens.max_delegation_depth`: the longest `act` chain minted.
+    pub max_delegation_depth: u32,
+}
+
+impl<'a> Settings<'a> {
+    /// The settings of `config` for a broker whose `iss` is `issuer`.
+    pub fn new(issuer: &'a str, config: &'a Config) -> Self {
+        Self {
+            issuer,
+            trust_domain: &config.server.trust_domain,
+            default_ttl: config.tokens.default_ttl,
+            max_ttl: config.tokens.max_ttl,
+            max_delegation_depth: config.tokens.max_delegation_depth,
+        }
+    }
+}
+
+/// What a grant reads and uses: the broker's parts, borrowed for one request.
+pub struct Context<'a> {
+    /// The configuration.
+    pub settings: Settings<'a>,
+    /// Attestation issuers.
+    pub attest: &'a Registry,
+    /// Checks writ tokens presented to be narrowed or as an agent's own.
+    pub verifier: &'a TokenVerifier,
+    /// The kill switch's hot-path index.
+    pub revocations: &'a RevocationIndex,
+    /// Cedar.
+    pub policy: &'a PolicyEngine,
+    /// Signs new tokens.
+    pub minter: &'a Minter,
+    /// DPoP proofs seen inside the acceptance window.
+    pub dpop_replay: &'a ReplayCache,
+    /// Time: the kill switch is checked again at the moment of signing.
+    pub clock: &'a dyn Clock,
+    /// Counts attestation failures.
+    pub metrics: &'a Metrics,
+}
+
+/// Why a step stopped the pipeline: the refusal, and the kill-switch entry
+/// behind it, if one was.
+struct Stop {
+    refusal: Refusal,
+    revocation: Option<String>,
+}
+
+impl Stop {
+    /// A refusal because of the kill-switch `entry`.
+    fn revoked(entry: &Entry, refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            revocation: Some(entry.id.clone()),
+        }
+    }
+}
+
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            revocation: None,
+        }
+    }
+}
+
+impl Learned {
+    /// A stop with what was learned so far.
+    fn stopped(&self, stop: impl Into<Stop>) -> Refused {
+        let Stop {
+            refusal,
+            revocation,
+        } = stop.into();
+        let mut refused = self.refused(refusal);
+        if revocation.is_some() {
+            refused.learned.revocation = revocation;
+        }
+        refused
+    }
+}

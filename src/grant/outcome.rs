@@ -1,0 +1,97 @@
+//! What a grant answers: [`Granted`] or [`Refused`], each carrying what the
+//! grant [`Learned`] on the way, from which the server builds the request's
+//! audit record in one place.
+
+use super::Refusal;
+use crate::model::{AttestationKind, Principal, Scopes, TargetId, Ttl};
+use crate::token::Minted;
+
+/// The answer to one token request.
+pub type Outcome = Result<Granted, Refused>;
+
+/// What a request revealed before it was answered: every fact the audit
+/// record keeps, each known from the step that established it on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// The target asked for, once `audience` parsed.
+    pub target: Option<TargetId>,
+    /// The scopes asked for, once `scope` parsed.
+    pub scopes_requested: Option<Scopes>,
+    /// The attested principal, once it and every party acting for it
+    /// checked out.
+    pub principal: Option<Principal>,
+    /// How the principal attested (with `principal`).
+    pub attestation: Option<AttestationKind>,
+    /// The agents acting for it, newest first (with `principal`).
+    pub actors: Vec<String>,
+    /// The policies that determined Cedar's decision, once it decided.
+    pub policies: Vec<String>,
+    /// The scopes Cedar granted, once it granted any.
+    pub scopes_granted: Option<Scopes>,
+    /// The kill-switch entry that refused the request.
+    pub revocation: Option<String>,
+}
+
+impl Learned {
+    /// A refusal with what was learned so far.
+    pub fn refused(&self, refusal: Refusal) -> Refused {
+        Refused {
+            refusal,
+            learned: Box::new(self.clone()),
+        }
+    }
+}
+
+/// How the client must present the minted token (RFC 9449 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    /// A plain bearer token (RFC 6750), or one bound to a client certificate.
+    Bearer,
+    /// A token bound to the request's DPoP key.
+    Dpop,
+}
+
+impl TokenType {
+    /// The `token_type` of the token response.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
+/// A minted token and what it grants.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// The signed token, its `jti` and times.
+    pub minted: Minted,
+    /// The scopes it grants (a subset of those asked for).
+    pub scopes: Scopes,
+    /// Its lifetime, after every cap.
+    pub ttl: Ttl,
+    /// How it must be presented.
+    pub token_type: TokenType,
+    /// What the grant learned.
+    pub learned: Learned,
+}
+
+/// A refusal and what the grant had learned when it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The RFC 6749 error.
+    pub refusal: Refusal,
+    /// What the grant learned before refusing (boxed: a refusal stays small
+    /// on the way back through every step).
+    pub learned: Box<Learned>,
+}
+
+impl From<Refusal> for Refused {
+    /// A refusal before anything about the request was learned.
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            learned: Box::default(),
+        }
+    }
+}

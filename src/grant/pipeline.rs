@@ -1,0 +1,161 @@
+//! The pipeline, step after step: each step is a function of what the steps
+//! before it established, and [`run`] notes what each one taught it in a
+//! [`Learned`] it owns, so a refusal at any step carries exactly what the
+//! audit record should say.
+
+use axum::http::HeaderMap;
+
+use super::attest::{self, Parties};
+use super::rules::{self, Minting};
+use super::{
+    Context, Form, Granted, Learned, Outcome, Refusal, Stop, TokenRequest, TokenType, lifetime,
+};
+use crate::attest::Peer;
+use crate::model::Scopes;
+use crate::policy::{Decision, DecisionRequest, PolicyError};
+use crate::revoke::Entry;
+use crate::token::MintRequest;
+
+/// Answers one token request: parses `form` (with the connection's `peer`
+/// and the request `headers`) at `now`, then [`run`]s it.
+pub async fn grant(
+    ctx: &Context<'_>,
+    form: &Form,
+    peer: &Peer,
+    headers: &HeaderMap,
+    now: u64,
+) -> Outcome {
+    let request = TokenRequest::parse(form, peer, headers, &ctx.settings, now)?;
+    run(ctx, &request, peer, now).await
+}
+
+/// Takes a parsed request through the pipeline: attest, kill switch,
+/// decide, lifetime and binding, mint.
+pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u64) -> Outcome {
+    let mut learned = Learned {
+        target: Some(request.audience.clone()),
+        scopes_requested: Some(request.scopes.clone()),
+        ..Learned::default()
+    };
+    let parties = attest::parties(ctx, request, peer)
+        .await
+        .map_err(|stop| learned.stopped(stop))?;
+    // The credential checked out: only now is the proof remembered, so
+    // requests without one cannot fill the replay cache.
+    if let Some(proof) = &request.dpop {
+        ctx.dpop_replay
+            .remember(proof, now)
+            .map_err(|e| learned.stopped(Refusal::from(e)))?;
+    }
+    let ancestry = lifetime::ancestry(parties.parent.as_ref(), parties.delegation.as_ref())
+        .map_err(|refusal| learned.stopped(refusal))?;
+    let cnf = lifetime::binding(request, &parties);
+    let minting = Minting::of(request, &parties);
+    learned.principal = Some(minting.subject.clone());
+    learned.attestation = Some(parties.subject.kind);
+    learned.actors = minting.actors.to_vec();
+
+    kill_switch(ctx, &minting, now).map_err(|stop| learned.stopped(stop))?;
+
+    let decision = decide(ctx, request, peer, &parties, cnf.is_some(), now)
+        .map_err(|e| learned.stopped(Refusal::from(e)))?;
+    learned.policies = decision.policies();
+    let granted = permitted(&decision, &learned.policies).map_err(|r| learned.stopped(r))?;
+    learned.scopes_granted = Some(granted.clone());
+
+    let ttl = lifetime::lifetime(
+        request.requested_ttl,
+        &ctx.settings,
+        decision.max_ttl,
+        &parties,
+        now,
+    )
+    .map_err(|refusal| learned.stopped(refusal))?;
+    let minted = ctx
+        .minter
+        .mint(MintRequest {
+            subject: minting.subject,
+            principal_type: parties.subject.entity_type,
+            attestation: parties.subject.kind,
+            attestation_issuer: minting.attestation_issuer,
+            audience: &request.audience,
+            scopes: &granted,
+            ttl,
+            now,
+            act: minting.act.cloned(),
+            cnf,
+            ancestry,
+        })
+        .map_err(|e| learned.stopped(Refusal::from(e)))?;
+
+    // A block acknowledged while this request was deciding must still win:
+    // the admin answers only after the entry is in the index, so checking
+    // again here means no token leaves after that answer.
+    kill_switch(ctx, &minting, ctx.clock.unix_now()).map_err(|stop| learned.stopped(stop))?;
+    // Likewise a revocation of the token being narrowed: the child must not outlive it.
+    if let Some(entry) = parties.parent.as_ref().and_then(|p| rules::revoked(ctx, p)) {
+        let refusal = attest::subject_revoked(&entry.id);
+        return Err(learned.stopped(Stop::revoked(&entry, refusal)));
+    }
+    Ok(Granted {
+        minted,
+        scopes: granted,
+        ttl,
+        token_type: match request.dpop {
+            Some(_) => TokenType::Dpop,
+            None => TokenType::Bearer,
+        },
+        learned,
+    })
+}
+
+/// The kill switch: 403 naming the entry that blocks this token at `now`,
+/// never its reason text.
+fn kill_switch(ctx: &Context<'_>, minting: &Minting<'_>, now: u64) -> Result<(), Stop> {
+    match rules::blocked(ctx, minting, now) {
+        None => Ok(()),
+        Some(entry) => Err(blocked(&entry)),
+    }
+}
+
+fn blocked(entry: &Entry) -> Stop {
+    let why = format!("blocked by the kill switch (entry {})", entry.id);
+    Stop::revoked(entry, Refusal::AccessDenied(why))
+}
+
+/// Cedar's decision on each scope asked for.
+fn decide(
+    ctx: &Context<'_>,
+    request: &TokenRequest,
+    peer: &Peer,
+    parties: &Parties,
+    sender_constrained: bool,
+    now: u64,
+) -> Result<Decision, PolicyError> {
+    let delegation = parties.delegation.as_ref();
+    ctx.policy.decide(&DecisionRequest {
+        principal: &parties.subject,
+        target: &request.audience,
+        scopes: &request.scopes,
+        requested_ttl: request.requested_ttl,
+        now,
+        source_ip: peer.addr.ip(),
+        sender_constrained,
+        delegation_depth: delegation.map_or(0, |d| d.depth),
+        actor: delegation.map(|d| d.actor.as_ref()),
+    })
+}
+
+/// The scopes Cedar granted; none is `access_denied`, naming the policies
+/// that decided.
+fn permitted(decision: &Decision, policies: &[String]) -> Result<Scopes, Refusal> {
+    let granted = decision.granted();
+    if !granted.is_empty() {
+        return Ok(granted);
+    }
+    let why = match policies {
+        [] => "no policy permits the requested scopes".to_owned(),
+        ids => format!("denied by policy {}", ids.join(", ")),
+    };
+    Err(Refusal::AccessDenied(why))
+}

@@ -1,0 +1,887 @@
+//! A token request as writ reads it (RFC 8693 token exchange, RFC 6749
+//! client credentials, RFC 9449 DPoP): [`TokenRequest::parse`] turns a form,
+//! the connection's peer and the request headers into a typed request, or
+//! the refusal its syntax earns. It reads nothing but its arguments and the
+//! settings it is handed, so every parse refusal is a unit test.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+
+use super::{Form, Learned, Refusal, Refused, Settings};
+use crate::attest::Peer;
+use crate::attest::dpop::{self, CheckedProof};
+use crate::attest::mtls::CertIdentity;
+use crate::attest::unix::UnixConnection;
+use crate::model::{Scopes, TargetId, Ttl};
+
+/// RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 6749 client credentials: the caller is its own evidence.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 8693 token type of a JWT attestation.
+pub const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 8693 token type of an OIDC ID token.
+pub const TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// RFC 8693 token type of an access token (a writ token).
+pub const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A token the client presented: a bearer secret, so `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({} bytes)", self.0.len())
+    }
+}
+
+/// What a presented token is, by its RFC 8693 token type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// A JWT or an ID token from a configured attestation issuer.
+    Attestation(Credential),
+    /// A writ access token.
+    Writ(Credential),
+}
+
+/// The caller's own evidence, for client credentials.
+#[derive(Debug, Clone)]
+pub enum PeerEvidence {
+    /// A client certificate the TLS handshake verified (RFC 8705).
+    Certificate(CertIdentity),
+    /// A caller on the Unix socket, re-checked when attested.
+    Unix(Arc<UnixConnection>),
+}
+
+/// What a token request asks writ to do.
+#[derive(Debug, Clone)]
+pub enum GrantKind {
+    /// Exchange an attestation (a JWT from a configured issuer) for a token.
+    Exchange(Credential),
+    /// Narrow a writ token: same audience, fewer scopes, no longer life.
+    Narrowing(Credential),
+    /// An agent, proven by `actor_token`, acting for the subject (RFC 8693
+    /// section 2.1): the subject is an attestation, or a writ token whose
+    /// own delegation chain the new token extends.
+    Delegation {
+        /// The subject token.
+        subject: Presented,
+        /// The agent's token.
+        actor: Presented,
+    },
+    /// Client credentials: the caller's certificate or Unix peer is its
+    /// attestation.
+    ClientCredentials(PeerEvidence),
+}
+
+/// A token request whose syntax checked out.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The target (`audience`).
+    pub audience: TargetId,
+    /// The scopes asked for.
+    pub scopes: Scopes,
+    /// The lifetime asked for, or the configured default.
+    pub requested_ttl: Ttl,
+    /// A DPoP proof whose signature, method, URL and time checked out; it
+    /// is remembered against replay only once the credential has checked
+    /// out too, so requests without one cannot fill the replay cache.
+    pub dpop: Option<CheckedProof>,
+    /// What is asked, with the tokens presented for it.
+    pub kind: GrantKind,
+}
+
+impl TokenRequest {
+    /// Reads a token request from its form, the connection's `peer` and the
+    /// request `headers` (only `DPoP`), at `now`.
+    ///
+    /// Checks come in a fixed order (the proof, `grant_type`, `audience`,
+    /// `scope`, `requested_ttl`, then the tokens), so a request with several
+    /// faults is refused for the first. A refusal after `audience` carries
+    /// the target (and after `scope` the scopes) for the audit record.
+    pub fn parse(
+        form: &Form,
+        peer: &Peer,
+        headers: &HeaderMap,
+        settings: &Settings<'_>,
+        now: u64,
+    ) -> Result<Self, Refused> {
+        let dpop = dpop_proof(headers)?
+            .map(|proof| check_proof(proof, settings.issuer, now))
+            .transpose()?;
+        let grant_type = form.required("grant_type")?;
+        if grant_type != TOKEN_EXCHANGE && grant_type != CLIENT_CREDENTIALS {
+            return Err(Refusal::UnsupportedGrantType.into());
+        }
+        let audience = TargetId::new(form.required("audience")?)
+            .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
+        let learned = Learned {
+            target: Some(audience.clone()),
+            ..Learned::default()
+        };
+        let scopes = form
+            .required("scope")
+            .and_then(|s| Scopes::parse(s).map_err(|e| Refusal::InvalidScope(e.to_string())))
+            .map_err(|refusal| learned.refused(refusal))?;
+        let learned = Learned {
+            scopes_requested: Some(scopes.clone()),
+            ..learned
+        };
+        let (requested_ttl, kind) = requested_ttl(form, settings)
+            .and_then(|ttl| Ok((ttl, grant_kind(form, peer, grant_type)?)))
+            .map_err(|refusal| learned.refused(refusal))?;
+        Ok(Self {
+            audience,
+            scopes,
+            requested_ttl,
+            dpop,
+            kind,
+        })
+    }
+
+    /// The DPoP key this request proved, if any (RFC 7638 thumbprint).
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop.as_ref().map(|proof| proof.jkt.as_str())
+    }
+}
+
+/// The request's single DPoP proof, if any (two are an error: `Err`).
+pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    let mut proofs = headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) => p
+            .to_str()
+            .map(Some)
+            .map_err(|_| Refusal::InvalidDpopProof("DPoP header is not text".into())),
+        (Some(_), Some(_)) => Err(Refusal::InvalidDpopProof(
+            "send exactly one DPoP header".into(),
+        )),
+    }
+}
+
+/// RFC 9449: a proof of possession binds the new token to the proof's key.
+/// Everything but replay is checked here.
+fn check_proof(proof: &str, issuer: &str, now: u64) -> Result<CheckedProof, Refusal> {
+    let uri = format!("{issuer}/oauth2/token");
+    let expected = dpop::Expected {
+        method: "POST",
+        uri: &uri,
+        now,
+        access_token: None,
+    };
+    dpop::check(proof, &expected).map_err(|e| Refusal::InvalidDpopProof(e.to_string()))
+}
+
+fn requested_ttl(form: &Form, settings: &Settings<'_>) -> Result<Ttl, Refusal> {
+    match form.optional("requested_ttl") {
+        None => Ttl::from_duration(settings.default_ttl)
+            .map_err(|_| Refusal::Unavailable("tokens.default_ttl is zero".into())),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .and_then(|s| Ttl::from_secs(s).ok())
+            .ok_or_else(|| {
+                Refusal::InvalidRequest(
+                    "requested_ttl must be a positive whole number of seconds".into(),
+                )
+            }),
+    }
+}
+
+/// The grant asked for, with its tokens, from the parameters after `scope`.
+fn grant_kind(form: &Form, peer: &Peer, grant_type: &str) -> Result<GrantKind, Refusal> {
+    let actor_token = form.optional("actor_token");
+    if actor_token.is_some() && grant_type == CLIENT_CREDENTIALS {
+        return Err(Refusal::InvalidRequest(
+            "actor_token needs the token-exchange grant".into(),
+        ));
+    }
+    if actor_token.is_none() && form.optional("actor_token_type").is_some() {
+        return Err(Refusal::InvalidRequest(
+            "actor_token_type without actor_token".into(),
+        ));
+    }
+    if grant_type == CLIENT_CREDENTIALS {
+        return client_evidence(peer).map(GrantKind::ClientCredentials);
+    }
+    let subject = presented(
+        form.required("subject_token")?,
+        form.required("subject_token_type")?,
+        "subject_token_type",
+    )?;
+    let actor = actor_token
+        .map(|token| {
+            presented(
+                token,
+                form.required("actor_token_type")?,
+                "actor_token_type",
+            )
+        })
+        .transpose()?;
+    Ok(match (subject, actor) {
+        (Presented::Attestation(token), None) => GrantKind::Exchange(token),
+        (Presented::Writ(token), None) => GrantKind::Narrowing(token),
+        (subject, Some(actor)) => GrantKind::Delegation { subject, actor },
+    })
+}
+
+/// The caller as its own evidence: the client certificate the handshake
+/// verified, or else the Unix socket's peer credentials.
+fn client_evidence(peer: &Peer) -> Result<PeerEvidence, Refusal> {
+    match (&peer.client, &peer.unix) {
+        (Some(identity), _) => Ok(PeerEvidence::Certificate(identity.clone())),
+        (None, Some(unix)) => Ok(PeerEvidence::Unix(unix.clone())),
+        (None, None) => Err(Refusal::InvalidClient(
+            "client_credentials needs a client certificate that chains to the client CA and names one \
+             SPIFFE ID, or a caller on the Unix socket"
+                .into(),
+        )),
+    }
+}
+
+/// A presented token by its RFC 8693 type (`parameter` names the type's
+/// parameter in the refusal).
+fn presented(token: &str, token_type: &str, parameter: &str) -> Result<Presented, Refusal> {
+    let token = Credential(token.to_owned());
+    match token_type {
+        TYPE_JWT | TYPE_ID_TOKEN => Ok(Presented::Attestation(token)),
+        TYPE_ACCESS_TOKEN => Ok(Presented::Writ(token)),
+        _ => Err(Refusal::InvalidRequest(format!(
+            "{parameter} is not supported"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every refusal `parse` makes, without a server: one test per fault,
+    //! named by its behaviour, beside the successes.
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+
+    const ISSUER: &str = "https://writ.test";
+    const ATTESTATION: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    const WRIT_TOKEN: &str = "eyJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiJ5In0.c2ln";
+
+    fn settings() -> Settings<'static> {
+        Settings {
+            issuer: ISSUER,
+            trust_domain: "writ.test",
+            default_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(900),
+            max_delegation_depth: 3,
+        }
+    }
+
+    fn anonymous() -> Peer {
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            client: None,
+            unix: None,
+        }
+    }
+
+    fn with_certificate() -> Peer {
+        Peer {
+            client: Some(CertIdentity {
+                spiffe_id: "spiffe://writ.test/ns/a/sa/b".into(),
+                cert_sha256: "00".repeat(32),
+                issuer: "writ dev CA".into(),
+                expires_at: u64::MAX,
+            }),
+            ..anonymous()
+        }
+    }
+
+    /// An exchange of an attestation for `orders.read` on `orders`.
+    fn exchange() -> Vec<(&'static str, String)> {
+        vec![
+            ("grant_type", TOKEN_EXCHANGE.into()),
+            ("subject_token", ATTESTATION.into()),
+            ("subject_token_type", TYPE_JWT.into()),
+            ("audience", "orders".into()),
+            ("scope", "orders.read".into()),
+        ]
+    }
+
+    fn client_credentials() -> Vec<(&'static str, String)> {
+        vec![
+            ("grant_type", CLIENT_CREDENTIALS.into()),
+            ("audience", "orders".into()),
+            ("scope", "orders.read".into()),
+        ]
+    }
+
+    /// `params` with `name` set to `value` (added if absent).
+    fn set(
+        mut params: Vec<(&'static str, String)>,
+        name: &'static str,
+        value: &str,
+    ) -> Vec<(&'static str, String)> {
+        match params.iter_mut().find(|(n, _)| *n == name) {
+            Some(param) => param.1 = value.to_owned(),
+            None => params.push((name, value.to_owned())),
+        }
+        params
+    }
+
+    fn without(mut params: Vec<(&'static str, String)>, name: &str) -> Vec<(&'static str, String)> {
+        params.retain(|(n, _)| *n != name);
+        params
+    }
+
+    fn form(params: &[(&'static str, String)]) -> Form {
+        let body = serde_urlencoded::to_string(params).unwrap();
+        Form::parse(body.as_bytes()).unwrap()
+    }
+
+    fn parse_full(
+        params: &[(&'static str, String)],
+        peer: &Peer,
+        headers: &HeaderMap,
+    ) -> Result<TokenRequest, Refused> {
+        let now = SystemClock.unix_now();
+        TokenRequest::parse(&form(params), peer, headers, &settings(), now)
+    }
+
+    fn parse(params: &[(&'static str, String)]) -> TokenRequest {
+        parse_full(params, &anonymous(), &HeaderMap::new()).unwrap()
+    }
+
+    fn refusal(params: &[(&'static str, String)]) -> Refusal {
+        refused_with(params, &anonymous(), &HeaderMap::new()).refusal
+    }
+
+    fn refused_with(
+        params: &[(&'static str, String)],
+        peer: &Peer,
+        headers: &HeaderMap,
+    ) -> Refused {
+        match parse_full(params, peer, headers) {
+            Ok(request) => panic!("{request:?} parsed; a refusal was expected"),
+            Err(refused) => refused,
+        }
+    }
+
+    #[track_caller]
+    fn assert_invalid_request(refusal: Refusal, mentions: &str) {
+        match refusal {
+            Refusal::InvalidRequest(why) => assert!(why.contains(mentions), "{why}"),
+            other => panic!("{other:?} is not invalid_request mentioning {mentions}"),
+        }
+    }
+
+    fn dpop_headers(proofs: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for proof in proofs {
+            headers.append("dpop", HeaderValue::from_str(proof).unwrap());
+        }
+        headers
+    }
+
+    // --- what parses ------------------------------------------------------------
+
+    #[test]
+    fn an_attestation_subject_token_is_an_exchange() {
+        let request = parse(&exchange());
+        assert_eq!(request.audience.as_str(), "orders");
+        assert_eq!(request.scopes.to_string(), "orders.read");
+        assert!(request.dpop.is_none());
+        match request.kind {
+            GrantKind::Exchange(token) => assert_eq!(token.as_str(), ATTESTATION),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_id_token_subject_token_is_an_exchange_too() {
+        let request = parse(&set(exchange(), "subject_token_type", TYPE_ID_TOKEN));
+        assert!(matches!(request.kind, GrantKind::Exchange(_)));
+    }
+
+    #[test]
+    fn a_writ_access_token_subject_token_is_narrowing() {
+        let params = set(
+            set(exchange(), "subject_token", WRIT_TOKEN),
+            "subject_token_type",
+            TYPE_ACCESS_TOKEN,
+        );
+        match parse(&params).kind {
+            GrantKind::Narrowing(token) => assert_eq!(token.as_str(), WRIT_TOKEN),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_actor_token_makes_a_delegation_of_either_subject() {
+        let params = set(
+            set(exchange(), "actor_token", WRIT_TOKEN),
+            "actor_token_type",
+            TYPE_ACCESS_TOKEN,
+        );
+        match parse(&params).kind {
+            GrantKind::Delegation { subject, actor } => {
+                assert_eq!(
+                    subject,
+                    Presented::Attestation(Credential(ATTESTATION.into()))
+                );
+                assert_eq!(actor, Presented::Writ(Credential(WRIT_TOKEN.into())));
+            }
+            other => panic!("{other:?}"),
+        }
+        let params = set(
+            set(params, "subject_token", WRIT_TOKEN),
+            "subject_token_type",
+            TYPE_ACCESS_TOKEN,
+        );
+        let params = set(
+            set(params, "actor_token", ATTESTATION),
+            "actor_token_type",
+            TYPE_JWT,
+        );
+        match parse(&params).kind {
+            GrantKind::Delegation { subject, actor } => {
+                assert_eq!(subject, Presented::Writ(Credential(WRIT_TOKEN.into())));
+                assert_eq!(
+                    actor,
+                    Presented::Attestation(Credential(ATTESTATION.into()))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_credentials_over_mtls_carry_the_certificate() {
+        let peer = with_certificate();
+        let request = parse_full(&client_credentials(), &peer, &HeaderMap::new()).unwrap();
+        match request.kind {
+            GrantKind::ClientCredentials(PeerEvidence::Certificate(identity)) => {
+                assert_eq!(Some(identity), peer.client);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_credentials_on_the_unix_socket_carry_the_connection() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let unix = Arc::new(UnixConnection::accept(0, 0, pid).unwrap());
+        let peer = Peer {
+            unix: Some(unix.clone()),
+            ..anonymous()
+        };
+        let request = parse_full(&client_credentials(), &peer, &HeaderMap::new()).unwrap();
+        match request.kind {
+            GrantKind::ClientCredentials(PeerEvidence::Unix(connection)) => {
+                assert!(Arc::ptr_eq(&connection, &unix));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A certificate, when the caller has one too, is the evidence.
+        let both = Peer {
+            unix: Some(unix),
+            ..with_certificate()
+        };
+        let request = parse_full(&client_credentials(), &both, &HeaderMap::new()).unwrap();
+        assert!(matches!(
+            request.kind,
+            GrantKind::ClientCredentials(PeerEvidence::Certificate(_))
+        ));
+    }
+
+    #[test]
+    fn client_credentials_ignore_subject_parameters() {
+        let params = set(
+            client_credentials(),
+            "subject_token_type",
+            "urn:example:saml",
+        );
+        let request = parse_full(&params, &with_certificate(), &HeaderMap::new()).unwrap();
+        assert!(matches!(request.kind, GrantKind::ClientCredentials(_)));
+    }
+
+    #[test]
+    fn requested_ttl_defaults_to_tokens_default_ttl() {
+        assert_eq!(parse(&exchange()).requested_ttl.as_secs(), 300);
+        let asked = parse(&set(exchange(), "requested_ttl", "60"));
+        assert_eq!(asked.requested_ttl.as_secs(), 60);
+    }
+
+    #[test]
+    fn scopes_keep_their_order_without_duplicates() {
+        let request = parse(&set(exchange(), "scope", "b a  b"));
+        assert_eq!(request.scopes.to_string(), "b a");
+    }
+
+    #[test]
+    fn a_token_request_never_shows_its_tokens() {
+        let params = set(
+            set(exchange(), "actor_token", WRIT_TOKEN),
+            "actor_token_type",
+            TYPE_ACCESS_TOKEN,
+        );
+        let shown = format!("{:?}", parse(&params));
+        assert!(
+            !shown.contains(ATTESTATION) && !shown.contains(WRIT_TOKEN),
+            "{shown}"
+        );
+    }
+
+    // --- grant_type, audience, scope, requested_ttl -------------------------------
+
+    #[test]
+    fn missing_grant_type_is_invalid_request() {
+        assert_invalid_request(refusal(&without(exchange(), "grant_type")), "grant_type");
+    }
+
+    #[test]
+    fn unsupported_grant_types_are_refused() {
+        for grant in [
+            "authorization_code",
+            "password",
+            "refresh_token",
+            "urn:example:x",
+        ] {
+            let refusal = refusal(&set(exchange(), "grant_type", grant));
+            assert_eq!(refusal, Refusal::UnsupportedGrantType, "{grant}");
+        }
+    }
+
+    #[test]
+    fn missing_audience_is_invalid_request() {
+        assert_invalid_request(refusal(&without(exchange(), "audience")), "audience");
+    }
+
+    #[test]
+    fn an_empty_parameter_counts_as_missing() {
+        assert_invalid_request(
+            refusal(&set(exchange(), "audience", "")),
+            "audience is required",
+        );
+        assert_invalid_request(refusal(&set(exchange(), "scope", "")), "scope is required");
+    }
+
+    #[test]
+    fn an_audience_with_control_characters_is_invalid_request() {
+        let refusal = refusal(&set(exchange(), "audience", "orders\nx"));
+        assert_invalid_request(refusal, "audience is malformed");
+    }
+
+    #[test]
+    fn an_oversized_audience_is_invalid_request() {
+        let refusal = refusal(&set(exchange(), "audience", &"a".repeat(1025)));
+        assert_invalid_request(refusal, "audience is malformed");
+    }
+
+    #[test]
+    fn missing_scope_is_invalid_request() {
+        assert_invalid_request(refusal(&without(exchange(), "scope")), "scope");
+    }
+
+    #[test]
+    fn a_scope_with_characters_rfc_6749_forbids_is_invalid_scope() {
+        for scope in ["orders\"read", "orders\\read", "ordérs"] {
+            let refusal = refusal(&set(exchange(), "scope", scope));
+            assert!(
+                matches!(refusal, Refusal::InvalidScope(_)),
+                "{scope}: {refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_scope_is_invalid_scope() {
+        let refusal = refusal(&set(exchange(), "scope", &"s".repeat(129)));
+        assert!(matches!(refusal, Refusal::InvalidScope(_)), "{refusal:?}");
+    }
+
+    #[test]
+    fn more_than_32_scopes_is_invalid_scope() {
+        let many: Vec<String> = (0..33).map(|i| format!("s{i}")).collect();
+        let refusal = refusal(&set(exchange(), "scope", &many.join(" ")));
+        assert!(matches!(refusal, Refusal::InvalidScope(_)), "{refusal:?}");
+        let enough = parse(&set(exchange(), "scope", &many[..32].join(" ")));
+        assert_eq!(enough.scopes.len(), 32);
+    }
+
+    #[test]
+    fn a_requested_ttl_that_is_not_a_positive_whole_number_is_invalid_request() {
+        for ttl in ["soon", "0", "-5", "1.5", "99999999999999999999999", " 60"] {
+            let refusal = refusal(&set(exchange(), "requested_ttl", ttl));
+            assert_invalid_request(refusal, "requested_ttl");
+        }
+    }
+
+    #[test]
+    fn a_zero_default_ttl_is_temporarily_unavailable() {
+        let settings = Settings {
+            default_ttl: Duration::from_millis(500),
+            ..settings()
+        };
+        let refused = TokenRequest::parse(
+            &form(&exchange()),
+            &anonymous(),
+            &HeaderMap::new(),
+            &settings,
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refused.refusal, Refusal::Unavailable(_)),
+            "{refused:?}"
+        );
+    }
+
+    // --- subject and actor tokens ------------------------------------------------
+
+    #[test]
+    fn missing_subject_token_is_invalid_request() {
+        assert_invalid_request(
+            refusal(&without(exchange(), "subject_token")),
+            "subject_token",
+        );
+    }
+
+    #[test]
+    fn missing_subject_token_type_is_invalid_request() {
+        let refusal = refusal(&without(exchange(), "subject_token_type"));
+        assert_invalid_request(refusal, "subject_token_type is required");
+    }
+
+    #[test]
+    fn an_unknown_subject_token_type_is_invalid_request() {
+        let refusal = refusal(&set(exchange(), "subject_token_type", "urn:example:saml"));
+        assert_invalid_request(refusal, "subject_token_type is not supported");
+    }
+
+    #[test]
+    fn actor_token_without_its_type_is_invalid_request() {
+        let refusal = refusal(&set(exchange(), "actor_token", ATTESTATION));
+        assert_invalid_request(refusal, "actor_token_type is required");
+    }
+
+    #[test]
+    fn actor_token_type_without_actor_token_is_invalid_request() {
+        let refusal = refusal(&set(exchange(), "actor_token_type", TYPE_JWT));
+        assert_invalid_request(refusal, "actor_token_type without actor_token");
+    }
+
+    #[test]
+    fn an_unknown_actor_token_type_is_invalid_request() {
+        let params = set(
+            set(exchange(), "actor_token", ATTESTATION),
+            "actor_token_type",
+            "urn:example:saml",
+        );
+        assert_invalid_request(refusal(&params), "actor_token_type is not supported");
+    }
+
+    #[test]
+    fn actor_token_with_client_credentials_is_invalid_request() {
+        let params = set(
+            set(client_credentials(), "actor_token", ATTESTATION),
+            "actor_token_type",
+            TYPE_JWT,
+        );
+        let refused = refused_with(&params, &with_certificate(), &HeaderMap::new());
+        assert_invalid_request(
+            refused.refusal,
+            "actor_token needs the token-exchange grant",
+        );
+    }
+
+    #[test]
+    fn client_credentials_without_a_certificate_or_unix_peer_is_invalid_client() {
+        let refusal = refusal(&client_credentials());
+        assert!(matches!(refusal, Refusal::InvalidClient(_)), "{refusal:?}");
+    }
+
+    // --- DPoP --------------------------------------------------------------------
+
+    #[test]
+    fn a_valid_dpop_proof_is_kept_with_its_key_thumbprint() {
+        let key = writ_sdk::dpop::DpopKey::generate().unwrap();
+        let proof = key
+            .proof("POST", &format!("{ISSUER}/oauth2/token"), None)
+            .unwrap();
+        let request = parse_full(&exchange(), &anonymous(), &dpop_headers(&[&proof])).unwrap();
+        assert_eq!(request.dpop_jkt(), Some(key.thumbprint()));
+    }
+
+    #[test]
+    fn two_dpop_headers_are_invalid_dpop_proof() {
+        let key = writ_sdk::dpop::DpopKey::generate().unwrap();
+        let proof = key
+            .proof("POST", &format!("{ISSUER}/oauth2/token"), None)
+            .unwrap();
+        let refused = refused_with(&exchange(), &anonymous(), &dpop_headers(&[&proof, &proof]));
+        assert_eq!(
+            refused.refusal,
+            Refusal::InvalidDpopProof("send exactly one DPoP header".into())
+        );
+    }
+
+    #[test]
+    fn a_dpop_header_that_is_not_text_is_invalid_dpop_proof() {
+        let mut headers = HeaderMap::new();
+        headers.insert("dpop", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        let refused = refused_with(&exchange(), &anonymous(), &headers);
+        assert!(
+            matches!(refused.refusal, Refusal::InvalidDpopProof(_)),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_dpop_proof_is_invalid_dpop_proof() {
+        for proof in ["", "x", "a.b.c", "a.b.c.d"] {
+            let refused = refused_with(&exchange(), &anonymous(), &dpop_headers(&[proof]));
+            assert!(
+                matches!(refused.refusal, Refusal::InvalidDpopProof(_)),
+                "{proof}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dpop_proof_for_another_endpoint_is_invalid_dpop_proof() {
+        let key = writ_sdk::dpop::DpopKey::generate().unwrap();
+        let proof = key
+            .proof("POST", &format!("{ISSUER}/oauth2/introspect"), None)
+            .unwrap();
+        let refused = refused_with(&exchange(), &anonymous(), &dpop_headers(&[&proof]));
+        assert!(
+            matches!(refused.refusal, Refusal::InvalidDpopProof(_)),
+            "{refused:?}"
+        );
+    }
+
+    // --- order and what a refusal carries -------------------------------------------
+
+    #[test]
+    fn the_dpop_proof_is_checked_before_grant_type() {
+        let params = set(exchange(), "grant_type", "password");
+        let refused = refused_with(&params, &anonymous(), &dpop_headers(&["x"]));
+        assert!(
+            matches!(refused.refusal, Refusal::InvalidDpopProof(_)),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn grant_type_is_checked_before_audience_and_scope() {
+        let params = set(
+            set(without(exchange(), "audience"), "grant_type", "password"),
+            "scope",
+            "\"",
+        );
+        assert_eq!(refusal(&params), Refusal::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn a_refusal_before_audience_learned_nothing() {
+        let refused = refused_with(
+            &without(exchange(), "audience"),
+            &anonymous(),
+            &HeaderMap::new(),
+        );
+        assert_eq!(*refused.learned, Learned::default());
+    }
+
+    #[test]
+    fn a_refusal_after_audience_names_the_target() {
+        let refused = refused_with(
+            &set(exchange(), "scope", "\""),
+            &anonymous(),
+            &HeaderMap::new(),
+        );
+        assert_eq!(
+            refused.learned.target.as_ref().map(TargetId::as_str),
+            Some("orders")
+        );
+        assert_eq!(refused.learned.scopes_requested, None);
+    }
+
+    #[test]
+    fn a_refusal_after_scope_names_the_target_and_scopes() {
+        let params = set(exchange(), "subject_token_type", "urn:example:saml");
+        let refused = refused_with(&params, &anonymous(), &HeaderMap::new());
+        assert_eq!(
+            refused.learned.target.as_ref().map(TargetId::as_str),
+            Some("orders")
+        );
+        let scopes = refused
+            .learned
+            .scopes_requested
+            .as_ref()
+            .map(Scopes::to_string);
+        assert_eq!(scopes.as_deref(), Some("orders.read"));
+    }
+
+    mod properties {
+        //! Any form, with parameters writ reads holding valid or arbitrary
+        //! values, parses or is refused: never a panic, and never a
+        //! description that echoes the client's control characters.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    "grant_type", "audience", "scope", "requested_ttl", "subject_token",
+                    "subject_token_type", "actor_token", "actor_token_type",
+                ])
+                .prop_map(str::to_owned),
+                1 => ".{0,12}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => prop::sample::select(vec![
+                    TOKEN_EXCHANGE, CLIENT_CREDENTIALS, TYPE_JWT, TYPE_ID_TOKEN,
+                    TYPE_ACCESS_TOKEN, "orders", "orders.read orders.write", "60", ATTESTATION,
+                ])
+                .prop_map(str::to_owned),
+                1 => ".{0,64}",
+                1 => "[\\x00-\\x1f\\x7f ]{0,8}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::proptest_config(256))]
+
+            #[test]
+            fn any_form_parses_or_is_refused_without_echoing_controls(
+                params in prop::collection::btree_map(name(), value(), 0..10),
+                certificate in any::<bool>(),
+            ) {
+                let body = serde_urlencoded::to_string(&params).unwrap_or_default();
+                let form = Form::parse(body.as_bytes()).unwrap_or_default();
+                let peer = if certificate { with_certificate() } else { anonymous() };
+                if let Err(refused) = TokenRequest::parse(&form, &peer, &HeaderMap::new(), &settings(), 0) {
+                    let why = refused.refusal.description();
+                    prop_assert!(!why.chars().any(char::is_control), "{why:?}");
+                }
+            }
+        }
+    }
+}
