@@ -58,7 +58,10 @@ impl Pipeline {
         writ::policy::write_examples(&dir.path().join("policies")).unwrap();
         let config = config_for(dir.path());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let registry = Registry::from_config(&config, clock.clone()).await.unwrap();
+        let registry = Registry::from_config(&config, clock.clone())
+            .await
+            .unwrap()
+            .for_broker(BROKER);
         let policy = PolicyEngine::load(&dir.path().join("policies")).unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("writ.db").display());
         let store = writ::store::open(&store_url).await.unwrap();

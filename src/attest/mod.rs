@@ -2,10 +2,12 @@
 //! principal, or a typed [`AttestError`].
 //!
 //! Each kind of evidence is one file behind the [`Attestor`] trait
-//! (`kubernetes`, `oidc`); [`Registry::from_config`] lists the built-ins in one
-//! place, so a new kind is a file plus a line. JWT-based kinds share the
-//! signature and claim checks in `jwt` and the key handling in `jwks`; the
-//! attestor itself only maps verified claims to a principal.
+//! (`kubernetes`, `oidc`, `mtls`, `unix`, `writ`); [`Registry`] is the
+//! catalog that builds every kind from the configuration in one place, so a
+//! new kind is a file plus a line there (and its name in the schema).
+//! JWT-based kinds share the signature and claim checks in `jwt` and the
+//! key handling in `jwks`; each attestor only maps verified evidence to a
+//! principal.
 
 pub mod dpop;
 mod jwks;
@@ -15,6 +17,7 @@ pub mod mtls;
 mod oidc;
 mod peer;
 pub mod unix;
+mod writ;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -54,6 +57,19 @@ pub struct Attested {
     pub expires_at: u64,
 }
 
+impl Attested {
+    /// Who vouched for the evidence: the JWT's `iss`, the client CA's name,
+    /// `unix`, or for a writ token the issuer of the attestation it was
+    /// minted from. The kill switch's `issuer` selector matches it; every
+    /// attestor sets it (Cedar sees it as the `issuer` attribute).
+    pub fn issuer(&self) -> Option<&str> {
+        match self.attributes.get("issuer") {
+            Some(AttrValue::String(issuer)) => Some(issuer),
+            _ => None,
+        }
+    }
+}
+
 /// Evidence handed to an [`Attestor`] after transport-level checks.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -71,6 +87,9 @@ pub enum Evidence<'a> {
     ClientCertificate(&'a mtls::CertIdentity),
     /// A caller on the Unix socket, as the kernel and `/proc` describe it.
     UnixPeer(&'a unix::UnixPeer),
+    /// A writ access token whose signature, lifetime, binding and
+    /// revocation were checked.
+    WritToken(&'a writ_proto::AccessClaims),
 }
 
 /// Judges one kind of evidence.
@@ -177,18 +196,25 @@ struct Cached {
     generation: u64,
 }
 
-/// Every configured attestation issuer, found by `iss`, plus a cache of
-/// verified tokens so a busy workload is not re-verified on every call.
+/// The catalog of every attestation kind writ accepts, built once from
+/// the configuration: the JWT issuers (found by `iss`, with a cache of
+/// verified tokens so a busy workload is not re-verified on every call),
+/// client certificates and Unix peers in `server.trust_domain`, and writ's
+/// own tokens presented again.
 pub struct Registry {
     issuers: HashMap<String, Issuer>,
     verified: moka::sync::Cache<[u8; 32], Cached>,
     clock: Arc<dyn Clock>,
+    trust_domain: String,
+    unix: unix::UnixAttestor,
+    writ: writ::WritAttestor,
 }
 
 impl Registry {
-    /// Builds every issuer of the configuration and loads its keys once.
-    /// A `jwks_uri` that cannot be fetched now is retried later (its tokens
-    /// are refused meanwhile); a `jwks_file` that cannot be read stops startup.
+    /// Builds every kind of the configuration and loads each JWT issuer's
+    /// keys once. A `jwks_uri` that cannot be fetched now is retried later
+    /// (its tokens are refused meanwhile); a `jwks_file` that cannot be read
+    /// stops startup.
     pub async fn from_config(
         config: &Config,
         clock: Arc<dyn Clock>,
@@ -214,7 +240,40 @@ impl Registry {
                 .time_to_live(Duration::from_secs(3_600))
                 .build(),
             clock,
+            trust_domain: config.server.trust_domain.clone(),
+            unix: unix::UnixAttestor::new(&config.server.trust_domain),
+            writ: writ::WritAttestor::new(config.server.issuer.clone().unwrap_or_default()),
         })
+    }
+
+    /// Names this broker's issuer once it is known (it may come from the
+    /// bound address): the attestation issuer of its own tokens that carry
+    /// none.
+    pub fn for_broker(mut self, issuer: &str) -> Self {
+        self.writ = writ::WritAttestor::new(issuer);
+        self
+    }
+
+    /// Whether a client certificate's identity may be a principal here: a
+    /// SPIFFE ID in `server.trust_domain`, never a Unix one.
+    pub fn check_certificate(&self, id: &mtls::CertIdentity) -> Result<(), AttestError> {
+        mtls::MtlsAttestor::new(&self.trust_domain).check(id)
+    }
+
+    /// The principal a client certificate proves.
+    pub fn attest_certificate(&self, id: &mtls::CertIdentity) -> Result<Attested, AttestError> {
+        mtls::MtlsAttestor::new(&self.trust_domain).attest(&Evidence::ClientCertificate(id))
+    }
+
+    /// The principal a Unix-socket caller proves, re-checked now.
+    pub fn attest_unix(&self, connection: &unix::UnixConnection) -> Result<Attested, AttestError> {
+        let peer = connection.current()?;
+        self.unix.attest(&Evidence::UnixPeer(peer))
+    }
+
+    /// The principal of a verified writ token presented again.
+    pub fn attest_writ(&self, claims: &writ_proto::AccessClaims) -> Result<Attested, AttestError> {
+        self.writ.attest(&writ::evidence(claims))
     }
 
     /// Verifies a JWT from any configured issuer and maps it to a principal.

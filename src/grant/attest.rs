@@ -9,10 +9,8 @@ use super::delegation::Delegation;
 use super::request::{Credential, GrantKind, PeerEvidence, Presented, TokenRequest};
 use super::rules::{self, chain_of, confirmation_of};
 use super::{Context, Refusal, Stop};
-use crate::attest::mtls::MtlsAttestor;
-use crate::attest::unix::UnixAttestor;
-use crate::attest::{AttestError, Attested, Attestor, AttrValue, Evidence, Peer};
-use crate::model::{AttestationKind, Principal, Scopes};
+use crate::attest::{AttestError, Attested, Peer};
+use crate::model::Scopes;
 use crate::token::AccessClaims;
 
 /// Everyone a grant is about.
@@ -75,14 +73,9 @@ async fn exchange(ctx: &Context<'_>, token: &Credential) -> Result<Arc<Attested>
 
 /// The caller as its own evidence (client credentials).
 fn client(ctx: &Context<'_>, evidence: &PeerEvidence) -> Result<Arc<Attested>, Refusal> {
-    let trust_domain = ctx.settings.trust_domain;
     match evidence {
-        PeerEvidence::Certificate(identity) => {
-            MtlsAttestor::new(trust_domain).attest(&Evidence::ClientCertificate(identity))
-        }
-        PeerEvidence::Unix(unix) => unix.current().and_then(|evidence| {
-            UnixAttestor::new(trust_domain).attest(&Evidence::UnixPeer(evidence))
-        }),
+        PeerEvidence::Certificate(identity) => ctx.attest.attest_certificate(identity),
+        PeerEvidence::Unix(unix) => ctx.attest.attest_unix(unix),
     }
     .map(Arc::new)
     .map_err(|e| Refusal::InvalidClient(e.to_string()))
@@ -136,23 +129,7 @@ pub(super) fn writ_token_principal(
     ctx: &Context<'_>,
     claims: &AccessClaims,
 ) -> Result<Attested, Refusal> {
-    let principal = Principal::new(claims.sub.clone())
-        .map_err(|_| Refusal::InvalidGrant("a writ token's sub is malformed".into()))?;
-    // The attestation issuer travels with the token, so blocks by issuer
-    // still apply to what is narrowed or delegated from it.
-    let mut attributes = std::collections::BTreeMap::new();
-    let issuer = claims
-        .attestation_issuer
-        .clone()
-        .unwrap_or_else(|| ctx.settings.issuer.to_owned());
-    attributes.insert("issuer".to_owned(), AttrValue::String(issuer));
-    Ok(Attested {
-        principal,
-        entity_type: claims
-            .principal_type
-            .ok_or_else(|| Refusal::InvalidGrant("a writ token without principal_type".into()))?,
-        kind: AttestationKind::Writ,
-        attributes,
-        expires_at: claims.exp,
-    })
+    ctx.attest
+        .attest_writ(claims)
+        .map_err(|e| Refusal::InvalidGrant(format!("a writ token as evidence: {e}")))
 }

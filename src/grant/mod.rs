@@ -63,9 +63,6 @@ use crate::token::{Minter, TokenVerifier};
 pub struct Settings<'a> {
     /// This broker's `iss` (and the base of the token endpoint's URL).
     pub issuer: &'a str,
-    /// `server.trust_domain`: the only SPIFFE IDs a certificate or a Unix
-    /// peer may prove.
-    pub trust_domain: &'a str,
     /// `tokens.default_ttl`: the lifetime asked for when none is.
     pub default_ttl: Duration,
     /// `tokens.max_ttl`: the longest lifetime minted.
@@ -79,7 +76,6 @@ impl<'a> Settings<'a> {
     pub fn new(issuer: &'a str, config: &'a Config) -> Self {
         Self {
             issuer,
-            trust_domain: &config.server.trust_domain,
             default_ttl: config.tokens.default_ttl,
             max_ttl: config.tokens.max_ttl,
             max_delegation_depth: config.tokens.max_delegation_depth,

@@ -281,7 +281,6 @@ mod tests {
     fn settings() -> Settings<'static> {
         Settings {
             issuer: ISSUER,
-            trust_domain: "writ.test",
             default_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(900),
             max_delegation_depth: 3,

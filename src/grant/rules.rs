@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Context;
 use super::attest::Parties;
 use super::request::TokenRequest;
-use crate::attest::{Attested, AttrValue, Peer};
+use crate::attest::{Attested, Peer};
 use crate::model::{Principal, TargetId};
 use crate::revoke::{Entry, MintFacts};
 use crate::token::{AccessClaims, ActorChain, Confirmation};
@@ -50,10 +50,7 @@ pub(super) fn revoked(ctx: &Context<'_>, claims: &AccessClaims) -> Option<Arc<En
 
 /// The `iss` of the attestation a principal was proven by.
 pub(super) fn attestation_issuer(attested: &Attested) -> Option<&str> {
-    match attested.attributes.get("issuer") {
-        Some(AttrValue::String(s)) => Some(s.as_str()),
-        _ => None,
-    }
+    attested.issuer()
 }
 
 /// Who a token about to be minted names: what the kill switch checks of it,

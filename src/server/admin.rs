@@ -135,7 +135,7 @@ fn acknowledgement(entry: &Entry) -> serde_json::Value {
 async fn revoke(
     State(app): State<Arc<AppState>>,
     Extension(admin): Extension<AdminId>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut record = record(&app, "revoke", &peer, Some(&admin));
@@ -167,7 +167,7 @@ struct ListQuery {
 async fn list(
     State(app): State<Arc<AppState>>,
     Extension(admin): Extension<AdminId>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let mut record = record(&app, "read", &peer, Some(&admin));
@@ -203,7 +203,7 @@ async fn list(
 async fn show(
     State(app): State<Arc<AppState>>,
     Extension(admin): Extension<AdminId>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     Path(id): Path<String>,
 ) -> Response {
     let mut record = record(&app, "read", &peer, Some(&admin));
@@ -234,7 +234,7 @@ async fn show(
 async fn lift(
     State(app): State<Arc<AppState>>,
     Extension(admin): Extension<AdminId>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     Path(id): Path<String>,
 ) -> Response {
     let mut record = record(&app, "lift", &peer, Some(&admin));

@@ -130,8 +130,8 @@ pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Cal
     }
     match &peer.client {
         Some(client) => {
-            crate::attest::mtls::MtlsAttestor::new(&app.config.server.trust_domain)
-                .check(client)
+            app.attest
+                .check_certificate(client)
                 .map_err(|e| Refusal::InvalidClient(e.to_string()))?;
             Ok(Caller::Mtls(client.spiffe_id.clone()))
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
+use super::extract::Authenticated;
 use super::form;
 use super::token::new_decision_id;
 use super::{AppState, auth};
@@ -41,19 +42,9 @@ fn refused(refusal: Refusal) -> Response {
 /// `GET /v1/revocations?since=SEQ&limit=N`
 pub(super) async fn page(
     State(app): State<Arc<AppState>>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
+    _caller: Authenticated,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    let uri = format!("{}/v1/revocations", app.issuer);
-    let req = auth::RequestFacts {
-        method: "GET",
-        uri: &uri,
-        headers: &headers,
-    };
-    if let Err(refusal) = auth::caller(&app, &peer, &req) {
-        return refused(refusal);
-    }
     let since = q.since.unwrap_or(0);
     let limit = q.limit.unwrap_or(PAGE).clamp(1, 10 * PAGE);
     match app.kill_switch.since(since, limit).await {
@@ -70,20 +61,10 @@ pub(super) async fn page(
 /// `?since=`), then each new one as soon as it is durable.
 pub(super) async fn stream(
     State(app): State<Arc<AppState>>,
-    Extension(peer): Extension<Peer>,
+    Authenticated(caller): Authenticated,
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
-    let uri = format!("{}/v1/revocations/stream", app.issuer);
-    let req = auth::RequestFacts {
-        method: "GET",
-        uri: &uri,
-        headers: &headers,
-    };
-    let caller = match auth::caller(&app, &peer, &req) {
-        Ok(c) => c,
-        Err(refusal) => return refused(refusal),
-    };
     // A stream lives no longer than the token that opened it.
     let lifetime = match &caller {
         auth::Caller::Workload(claims) => Some(Duration::from_secs(
@@ -186,7 +167,7 @@ async fn follow(
 /// answered 200 all the same, so the endpoint reveals nothing.
 pub(super) async fn self_revoke(
     State(app): State<Arc<AppState>>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {

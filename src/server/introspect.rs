@@ -11,15 +11,15 @@ use crate::audit::AuditRecord;
 use crate::grant::Refusal;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub(super) async fn introspect(
     State(app): State<Arc<AppState>>,
-    Extension(peer): Extension<Peer>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {

@@ -9,6 +9,7 @@
 mod admin;
 mod auth;
 mod error;
+mod extract;
 mod feed;
 mod form;
 mod introspect;
@@ -162,7 +163,11 @@ impl Server {
         let horizon = longest_lifetime + crate::attest::LEEWAY_SECS;
         let kill_switch = Arc::new(KillSwitch::load(store.clone(), clock.clone(), horizon).await?);
         kill_switch.spawn_compaction();
-        let attest = Arc::new(Registry::from_config(&config, clock.clone()).await?);
+        let attest = Arc::new(
+            Registry::from_config(&config, clock.clone())
+                .await?
+                .for_broker(&issuer),
+        );
         attest.spawn_refresh();
         let policy_dir = config.policy.dir.clone();
         let policy = Arc::new(
@@ -217,8 +222,10 @@ impl Server {
         let state_socket = state.config.server.unix_socket.clone();
         drop(state);
         if let Some(path) = &state_socket {
-            let unix = bind_unix(path)?;
-            tokio::spawn(listener::serve_unix(
+            let unix = listener::UnixTransport {
+                listener: bind_unix(path)?,
+            };
+            tokio::spawn(listener::serve(
                 unix,
                 app.clone(),
                 limits.clone(),
@@ -226,7 +233,12 @@ impl Server {
             ));
             tracing::info!(socket = %path.display(), "serving on the Unix socket too (peer-credential attestation)");
         }
-        let serve = tokio::spawn(listener::serve(tcp, tls, app, limits, shutdown_rx));
+        let tls = listener::TlsTransport {
+            listener: tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            handshake_timeout: limits.handshake_timeout,
+        };
+        let serve = tokio::spawn(listener::serve(tls, app, limits, shutdown_rx));
         Ok(Running {
             addr,
             issuer,
