@@ -33,14 +33,7 @@ impl Attestor for KubernetesAttestor {
     }
 
     fn attest(&self, evidence: &Evidence<'_>) -> Result<Attested, AttestError> {
-        let Evidence::VerifiedJwt {
-            issuer,
-            claims,
-            expires_at,
-        } = evidence
-        else {
-            return Err(AttestError::Malformed);
-        };
+        let (issuer, claims, expires_at) = evidence.verified_jwt()?;
         let k8s = object(claims, "kubernetes.io")?;
         let namespace = dns_name(k8s, "namespace", "kubernetes.io.namespace")?;
         let sa = object(k8s, "serviceaccount")?;
@@ -75,7 +68,7 @@ impl Attestor for KubernetesAttestor {
             entity_type: EntityType::Workload,
             kind: AttestationKind::Kubernetes,
             attributes,
-            expires_at: *expires_at,
+            expires_at,
         })
     }
 }

@@ -92,6 +92,21 @@ pub enum Evidence<'a> {
     WritToken(&'a writ_proto::AccessClaims),
 }
 
+impl<'a> Evidence<'a> {
+    /// The issuer, claims and `exp` of a verified JWT; any other evidence is
+    /// malformed for a JWT attestor.
+    pub fn verified_jwt(&self) -> Result<(&'a str, &'a Map<String, Value>, u64), AttestError> {
+        match self {
+            Self::VerifiedJwt {
+                issuer,
+                claims,
+                expires_at,
+            } => Ok((issuer, claims, *expires_at)),
+            _ => Err(AttestError::Malformed),
+        }
+    }
+}
+
 /// Judges one kind of evidence.
 pub trait Attestor: Send + Sync {
     /// The kind this attestor judges.

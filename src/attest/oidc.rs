@@ -70,14 +70,7 @@ impl Attestor for OidcAttestor {
     }
 
     fn attest(&self, evidence: &Evidence<'_>) -> Result<Attested, AttestError> {
-        let Evidence::VerifiedJwt {
-            issuer,
-            claims,
-            expires_at,
-        } = evidence
-        else {
-            return Err(AttestError::Malformed);
-        };
+        let (issuer, claims, expires_at) = evidence.verified_jwt()?;
         let mut id = String::new();
         for piece in &self.template {
             match piece {
@@ -113,7 +106,7 @@ impl Attestor for OidcAttestor {
             entity_type: self.entity_type,
             kind: AttestationKind::Oidc,
             attributes,
-            expires_at: *expires_at,
+            expires_at,
         })
     }
 }
