@@ -1,19 +1,32 @@
 //! # writ: a policy-enforcing token broker
 //!
-//! A workload or an AI agent proves what it is ([`attest`]), asks for a token
-//! for one target with some scopes, Cedar decides per scope ([`policy`]), and
-//! writ mints a JWT that lives minutes ([`token`]), or refuses with an RFC 6749
-//! error. [`grant`] is that request as plain functions, in flow order: parse,
-//! attest, kill switch ([`revoke`], on the hot path), decide, lifetime and
-//! binding, mint. Every decision is written to a hash-chained log
-//! ([`audit`]); durable state lives behind one trait ([`store`]); [`server`]
-//! puts it all behind HTTPS and only extracts, calls [`grant`] and renders.
+//! A workload or an AI agent proves what it is, asks for a token for one
+//! target with some scopes, Cedar decides per scope, and writ mints a JWT
+//! that lives minutes, or refuses with an RFC 6749 error. The modules, in
+//! the order a token request meets them, each with one job:
+//!
+//! - [`server`]: HTTPS and the Unix socket, routes, limits; handlers
+//!   extract, call [`grant`], render.
+//! - [`grant`]: the token request as plain functions: parse, attest, kill
+//!   switch, decide, lifetime and binding, mint; one outcome for the audit.
+//! - [`attest`]: the catalog of attestation kinds, evidence to principal.
+//! - [`revoke`]: the kill switch: admin input, durable entries, the feed.
+//! - [`policy`]: Cedar policies loaded, sliced by target, decided per scope.
+//! - [`token`]: signing keys, minting, checking writ's own tokens again.
+//! - [`audit`]: the hash-chained decision log and metrics.
+//! - [`store`]: durable state, implementing the traits its users own.
+//! - [`cli`]: the command line; `main.rs` only calls it.
+//! - [`config`], [`certs`], [`model`], [`clock`], [`digest`]: the
+//!   configuration, dev and test certificates, the typed vocabulary
+//!   (principal, target, scope, lifetime), time, hashing.
+//!
+//! The rules the broker and every SDK verifier must agree on (typed
+//! claims, token checks, key binding, DPoP, the revocation matcher) live
+//! once in the `writ-proto` crate.
 //!
 //! ```text
 //! client ──TLS──▶ server ──▶ grant: parse ─▶ attest ─▶ revoke ─▶ policy ─▶ token ──▶ audit ──▶ response
 //! ```
-//!
-//! The public interface is:
 
 pub mod attest;
 pub mod audit;
