@@ -316,3 +316,63 @@ async fn bound_credential_is_refused_without_its_proof_and_accepted_with_it() {
     assert_eq!(holder.status, 200, "{}", holder.describe());
     assert_eq!(holder.json["active"], true);
 }
+
+/// `Authorization` with `scheme` and a DPoP proof, for introspection.
+async fn introspect_with_scheme(
+    server: &Server,
+    scheme: &str,
+    credential: &str,
+    proof: &str,
+    token: &str,
+) -> Reply {
+    let req = server
+        .client()
+        .post(server.endpoint("/oauth2/introspect"))
+        .header("Authorization", format!("{scheme} {credential}"))
+        .header("DPoP", proof)
+        .form(&[("token", token)]);
+    Reply::read(req.send().await.unwrap()).await
+}
+
+/// writ-proto's key-binding rule, at the broker as at every resource
+/// server: a DPoP-bound token sent as a bearer token is refused even with a
+/// valid proof (RFC 9449 section 7.2), and an unbound token may not claim
+/// the DPoP scheme (section 7.1).
+#[tokio::test]
+async fn the_scheme_must_match_the_binding_even_with_a_valid_proof() {
+    let mut env = TestEnv::new();
+    env.config.issuer = Some(SELF_ISSUER.to_string());
+    let server = env.start().await;
+    let key = SigningKey::generate(Alg::Es256);
+    let request = TokenRequest::exchange(&env.k8s_token(), SELF_ISSUER, "introspect");
+    let bound = assert_granted(
+        &token_with_proof(
+            &server,
+            &request,
+            &proof_for_self(&key, "/oauth2/token", "t", None),
+        )
+        .await,
+    )
+    .access_token;
+    let unbound = server
+        .mint(&env.k8s_token(), SELF_ISSUER, "introspect")
+        .await
+        .access_token;
+    let subject = server
+        .mint(&env.k8s_token(), ORDERS, "orders.read")
+        .await
+        .access_token;
+    let over =
+        |token: &str, jti: &str| proof_for_self(&key, "/oauth2/introspect", jti, Some(token));
+
+    let bound_as_bearer =
+        introspect_with_scheme(&server, "Bearer", &bound, &over(&bound, "b1"), &subject).await;
+    let unbound_as_dpop =
+        introspect_with_scheme(&server, "DPoP", &unbound, &over(&unbound, "u1"), &subject).await;
+    let bound_as_dpop =
+        introspect_with_scheme(&server, "DPoP", &bound, &over(&bound, "b2"), &subject).await;
+
+    assert_refused(&bound_as_bearer, 401, "invalid_client");
+    assert_refused(&unbound_as_dpop, 401, "invalid_client");
+    assert_eq!(bound_as_dpop.status, 200, "{}", bound_as_dpop.describe());
+}
