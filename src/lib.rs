@@ -6,7 +6,9 @@
 //! error. [`grant`] is that request as plain functions, in flow order: parse,
 //! attest, kill switch ([`revoke`], on the hot path), decide, lifetime and
 //! binding, mint. Every decision is written to a hash-chained log
-//! ([`audit`]); durable state lives behind one trait ([`store`]); [`server`]
+//! ([`audit`]). Durable state sits behind traits owned by the modules that
+//! use it ([`revoke::RevocationLog`], [`token::KeyStore`]), which [`store`]
+//! implements; the error they share is [`durable::StoreError`]. [`server`]
 //! puts it all behind HTTPS and only extracts, calls [`grant`] and renders.
 //!
 //! ```text
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod durable;
 pub mod grant;
 pub mod model;
 pub mod policy;
