@@ -10,15 +10,18 @@
 //! - [`grant`]: the token request as plain functions: parse, attest, kill
 //!   switch, decide, lifetime and binding, mint; one outcome for the audit.
 //! - [`attest`]: the catalog of attestation kinds, evidence to principal.
-//! - [`revoke`]: the kill switch: admin input, durable entries, the feed.
+//! - [`revoke`]: the kill switch: admin input, durable entries (through the
+//!   [`revoke::RevocationLog`] it owns), the feed.
 //! - [`policy`]: Cedar policies loaded, sliced by target, decided per scope.
-//! - [`token`]: signing keys, minting, checking writ's own tokens again.
+//! - [`token`]: signing keys (through the [`token::KeyStore`] it owns),
+//!   minting, checking writ's own tokens again.
 //! - [`audit`]: the hash-chained decision log and metrics.
-//! - [`store`]: durable state, implementing the traits its users own.
+//! - [`store`]: durable state (SQLite), implementing the traits its users
+//!   own; their shared error is [`durable::StoreError`].
 //! - [`cli`]: the command line; `main.rs` only calls it.
-//! - [`config`], [`certs`], [`model`], [`clock`], [`digest`]: the
+//! - [`config`], [`certs`], [`model`], [`clock`], [`digest`], [`durable`]: the
 //!   configuration, dev and test certificates, the typed vocabulary
-//!   (principal, target, scope, lifetime), time, hashing.
+//!   (principal, target, scope, lifetime), time, hashing, the store error.
 //!
 //! The rules the broker and every SDK verifier must agree on (typed
 //! claims, token checks, key binding, DPoP, the revocation matcher) live
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod durable;
 pub mod grant;
 pub mod model;
 pub mod policy;

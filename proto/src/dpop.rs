@@ -1,8 +1,9 @@
 //! DPoP (RFC 9449) proof verification: the one check writ's endpoints and
 //! the SDK's resource-server [`Verifier`] both run, so they refuse exactly
 //! the same proofs. [`check`] is a pure function of the proof, the request
-//! and the clock; [`ReplayCache`] remembers accepted proofs so each is used
-//! once. The client side, [`DpopKey`], signs proofs in the form [`check`]
+//! and the clock; a [`ReplayStore`] remembers accepted proofs so each is
+//! used once ([`ReplayCache`] in memory is the one writ ships; a store shared
+//! by several replicas implements the same trait). The client side, [`DpopKey`], signs proofs in the form [`check`]
 //! accepts.
 //!
 //! [`Verifier`]: https://docs.rs/writ-sdk
@@ -99,8 +100,21 @@ pub enum ReplayError {
     },
 }
 
-/// Remembers every accepted proof until it is too old to verify, so each is
-/// accepted once.
+/// Where accepted proofs are remembered, so each is accepted once.
+///
+/// [`verify`] and the broker's grant call it with a proof that checked out;
+/// an implementation must remember the proof's [`CheckedProof::replay_key`]
+/// at least until [`CheckedProof::valid_until`] (never forget a live proof,
+/// or it could be replayed), refuse one it has seen ([`ReplayError::Replay`]),
+/// and refuse rather than forget when it is full ([`ReplayError::Full`]).
+pub trait ReplayStore: Send + Sync {
+    /// Records a checked proof at `now`; refuses it if it was seen before
+    /// or if there is no room for it.
+    fn remember(&self, proof: &CheckedProof, now: u64) -> Result<(), ReplayError>;
+}
+
+/// The in-memory [`ReplayStore`]: remembers every accepted proof until it is
+/// too old to verify, so each is accepted once by this process.
 ///
 /// It never forgets a live proof: proofs are kept in generations by `iat`,
 /// and a generation is dropped only when all of its proofs have left the
@@ -157,10 +171,10 @@ impl ReplayCache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// Records a checked proof; refuses it if it was seen before or if the
-    /// cache is full.
-    pub fn remember(&self, proof: &CheckedProof, now: u64) -> Result<(), ReplayError> {
+impl ReplayStore for ReplayCache {
+    fn remember(&self, proof: &CheckedProof, now: u64) -> Result<(), ReplayError> {
         let mut g = self.lock();
         g.expire(now);
         let generation = proof.iat / GENERATION_SECS;
@@ -188,8 +202,8 @@ impl ReplayCache {
 
 /// A proof whose signature, key, request and time checked out, not yet
 /// remembered against replay: the caller remembers it with
-/// [`ReplayCache::remember`] once the request's credential has checked out
-/// too, so unauthenticated requests cannot fill the cache.
+/// [`ReplayStore::remember`] once the request's credential has checked out
+/// too, so unauthenticated requests cannot fill the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedProof {
     /// The RFC 7638 thumbprint of the proof's key.
@@ -198,10 +212,23 @@ pub struct CheckedProof {
     replay_key: ReplayKey,
 }
 
+impl CheckedProof {
+    /// What a [`ReplayStore`] remembers of the proof: see [`ReplayKey`].
+    pub fn replay_key(&self) -> &ReplayKey {
+        &self.replay_key
+    }
+
+    /// The last second (since the epoch) at which [`check`] accepts this
+    /// proof: a [`ReplayStore`] may forget it only after that.
+    pub fn valid_until(&self) -> u64 {
+        self.iat.saturating_add(MAX_AGE_SECS)
+    }
+}
+
 /// 128 bits of SHA-256 over a proof's key thumbprint and `jti`: 16 bytes a
 /// proof whatever the `jti`'s length, so a cache sized for a broker's full
 /// rate over the window stays tens of megabytes.
-type ReplayKey = [u8; 16];
+pub type ReplayKey = [u8; 16];
 
 fn replay_key(jkt: &str, jti: &str) -> ReplayKey {
     let digest = sha256(format!("{jkt}:{jti}").as_bytes());
@@ -242,12 +269,12 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, DpopError> {
 }
 
 /// Checks a proof and remembers it: [`check`], then
-/// [`ReplayCache::remember`]. Returns the thumbprint of its key. Use it where
+/// [`ReplayStore::remember`]. Returns the thumbprint of its key. Use it where
 /// the credential the proof comes with was verified first.
 pub fn verify(
     proof: &str,
     expected: &Expected<'_>,
-    replay: &ReplayCache,
+    replay: &dyn ReplayStore,
 ) -> Result<String, DpopError> {
     let checked = check(proof, expected)?;
     replay

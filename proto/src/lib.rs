@@ -8,8 +8,9 @@
 //!   audience, validity window, lifetime) into typed [`claims`].
 //! - [`binding`]: the key-binding rule: a token with `cnf` only from the
 //!   holder of its key, proven by [`dpop`] or a client certificate.
-//! - [`dpop`]: DPoP (RFC 9449) proof verification, its replay cache, and the
-//!   key that signs proofs.
+//! - [`dpop`]: DPoP (RFC 9449) proof verification, the [`dpop::ReplayStore`]
+//!   it remembers proofs in (and the in-memory one), and the key that signs
+//!   proofs.
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
 //! - [`jws`]: compact JWS segments, before verification.
 //! - [`time`]: times on the wire.

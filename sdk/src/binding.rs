@@ -8,7 +8,7 @@ use writ_proto::binding::{self, BindingError, Possession, certificate_thumbprint
 use writ_proto::claims::Confirmation;
 
 use crate::VerifyError;
-use crate::dpop::{self, Expected, ReplayCache};
+use crate::dpop::{self, Expected, ReplayStore};
 
 /// How one request presented a token: what [`Verifier::verify_presented`]
 /// needs to check a key-bound token.
@@ -105,7 +105,7 @@ impl<'a> Presented<'a> {
 pub(crate) fn check(
     cnf: Option<&Confirmation>,
     presented: &Presented<'_>,
-    replay: &ReplayCache,
+    replay: &dyn ReplayStore,
     now: u64,
 ) -> Result<(), VerifyError> {
     let certificate = presented.client_certificate.map(certificate_thumbprint);

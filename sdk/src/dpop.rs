@@ -6,13 +6,14 @@
 //!
 //! - [`DpopKey`] is the client side: a key generated in memory, never
 //!   written anywhere, that signs one proof per request.
-//! - [`check`] and [`ReplayCache`] are the server side: the same check
-//!   writ's own endpoints run, used by the [`Verifier`](crate::Verifier) of
-//!   resource servers.
+//! - [`check`] and [`ReplayCache`] (the in-memory [`ReplayStore`]) are the
+//!   server side: the same check writ's own endpoints run, used by the
+//!   [`Verifier`](crate::Verifier) of resource servers.
 
 pub use writ_proto::dpop::{
     CheckedProof, DpopError, DpopKey, Expected, KeyError, MAX_AGE_SECS, MAX_PROOF_BYTES,
-    MAX_SKEW_SECS, ReplayCache, ReplayError, access_token_hash, check, thumbprint, verify,
+    MAX_SKEW_SECS, ReplayCache, ReplayError, ReplayStore, access_token_hash, check, thumbprint,
+    verify,
 };
 
 /// Seconds since the epoch.

@@ -2,17 +2,20 @@
 //!
 //! Every decision, allow or deny, becomes one JSON line. Handlers hand
 //! records to [`AuditLog`], whose single writer task appends them off the hot
-//! path; `chain` links each line to the previous one by SHA-256 so
-//! `writ audit verify` finds any edit, deletion or reordering.
+//! path through an `AuditSink` (`sink`: today the log file); `chain` links
+//! each line to the previous one by SHA-256 so `writ audit verify` finds any
+//! edit, deletion or reordering.
 
 mod chain;
 mod metrics;
+mod sink;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+use sink::{AuditSink, FileSink};
 
 pub use chain::{ChainError, verify_file};
 pub use metrics::Metrics;
@@ -137,9 +140,14 @@ impl AuditLog {
             .open(path)
             .await
             .map_err(err)?;
+        Ok(Self::start(FileSink::new(file, path.to_path_buf()), head))
+    }
+
+    /// Starts the writer task on `sink`, continuing the chain from `head`.
+    fn start(sink: impl AuditSink, head: chain::Head) -> (Self, AuditWriter) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(write_loop(rx, file, head, path.to_path_buf()));
-        Ok((Self { tx }, AuditWriter { handle }))
+        let handle = tokio::spawn(write_loop(rx, sink, head));
+        (Self { tx }, AuditWriter { handle })
     }
 
     /// Queues a record. Waits only when the writer is a full queue behind.
@@ -160,11 +168,9 @@ const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 async fn write_loop(
     mut rx: mpsc::Receiver<AuditRecord>,
-    file: tokio::fs::File,
+    mut sink: impl AuditSink,
     mut head: chain::Head,
-    path: PathBuf,
 ) {
-    let mut out = tokio::io::BufWriter::new(file);
     let mut batch = Vec::with_capacity(1024);
     let mut head_due: Option<tokio::time::Instant> = None;
     loop {
@@ -172,7 +178,7 @@ async fn write_loop(
             Some(due) => tokio::select! {
                 n = rx.recv_many(&mut batch, 1024) => n,
                 _ = tokio::time::sleep_until(due) => {
-                    store_head(&path, &head).await;
+                    store_head(&mut sink, &head).await;
                     head_due = None;
                     continue;
                 }
@@ -187,30 +193,110 @@ async fn write_loop(
                 tracing::error!(decision_id = %record.decision_id, "audit record could not be encoded");
                 continue;
             };
-            match out.write_all(line.as_bytes()).await {
+            match sink.append(&line).await {
                 // Only a written line moves the chain on.
                 Ok(()) => {
                     head.hash = hash;
                     head.records += 1;
                 }
                 Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, decision_id = %record.decision_id, "audit write failed")
+                    tracing::error!(path = %sink, error = %e, decision_id = %record.decision_id, "audit write failed")
                 }
             }
         }
-        if let Err(e) = out.flush().await {
-            tracing::error!(path = %path.display(), error = %e, "audit flush failed");
+        if let Err(e) = sink.flush().await {
+            tracing::error!(path = %sink, error = %e, "audit flush failed");
         }
         head_due.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_EVERY);
         tokio::time::sleep(BATCH_PAUSE).await;
     }
     if head_due.is_some() {
-        store_head(&path, &head).await;
+        store_head(&mut sink, &head).await;
     }
 }
 
-async fn store_head(path: &Path, head: &chain::Head) {
-    if let Err(e) = chain::write_head(path, head).await {
-        tracing::error!(path = %path.display(), error = %e, "audit head write failed");
+async fn store_head(sink: &mut impl AuditSink, head: &chain::Head) {
+    if let Err(e) = sink.store_head(head).await {
+        tracing::error!(path = %sink, error = %e, "audit head write failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Lines and heads kept in memory; the line numbered `refuse` (from 1)
+    /// fails as a full disk would.
+    #[derive(Default, Clone)]
+    struct Memory {
+        lines: Arc<Mutex<Vec<String>>>,
+        heads: Arc<Mutex<Vec<chain::Head>>>,
+        attempts: Arc<Mutex<usize>>,
+        refuse: usize,
+    }
+
+    impl std::fmt::Display for Memory {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("memory")
+        }
+    }
+
+    impl AuditSink for Memory {
+        async fn append(&mut self, line: &str) -> std::io::Result<()> {
+            let mut attempts = self.attempts.lock().unwrap();
+            *attempts += 1;
+            if *attempts == self.refuse {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.lines.lock().unwrap().push(line.to_owned());
+            Ok(())
+        }
+        async fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        async fn store_head(&mut self, head: &chain::Head) -> std::io::Result<()> {
+            self.heads.lock().unwrap().push(head.clone());
+            Ok(())
+        }
+    }
+
+    fn field(line: &str, name: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        value[name].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_line_the_sink_refused_does_not_move_the_chain_and_the_head_follows_the_last() {
+        let sink = Memory {
+            refuse: 2,
+            ..Memory::default()
+        };
+        let head = chain::Head {
+            records: 0,
+            hash: chain::GENESIS.to_owned(),
+        };
+        let (log, writer) = AuditLog::start(sink.clone(), head);
+        for id in ["d1", "d2", "d3"] {
+            let record = AuditRecord::new("mint", id.into(), "t".into(), "::1".into());
+            log.record(record).await;
+        }
+        drop(log);
+        writer.finish().await;
+
+        let lines = sink.lines.lock().unwrap().clone();
+        let ids: Vec<String> = lines.iter().map(|l| field(l, "decision_id")).collect();
+        assert_eq!(ids, ["d1", "d3"]);
+        assert_eq!(field(&lines[0], "prev"), chain::GENESIS);
+        assert_eq!(field(&lines[1], "prev"), field(&lines[0], "hash"));
+        let last = sink.heads.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            last,
+            chain::Head {
+                records: 2,
+                hash: field(&lines[1], "hash"),
+            }
+        );
     }
 }

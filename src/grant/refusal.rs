@@ -117,8 +117,8 @@ impl From<SigningError> for Refusal {
     }
 }
 
-impl From<crate::store::StoreError> for Refusal {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<crate::durable::StoreError> for Refusal {
+    fn from(e: crate::durable::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
         Self::Unavailable("the store is unavailable; nothing was changed".into())
     }

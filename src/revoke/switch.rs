@@ -9,8 +9,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{Mutex, broadcast};
 
 use super::entry::RevokeRequest;
+use super::log::RevocationLog;
 use crate::clock::Clock;
-use crate::store::{Store, StoreError};
+use crate::durable::StoreError;
 use writ_proto::revocation::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevocationIndex, Selector};
 
 /// How many entries a slow follower may fall behind before it re-reads the store.
@@ -31,9 +32,9 @@ pub enum LiftOutcome {
     NotABlock,
 }
 
-/// Store, index and feed of the kill switch.
+/// Log, index and feed of the kill switch.
 pub struct KillSwitch {
-    store: Arc<dyn Store>,
+    log: Arc<dyn RevocationLog>,
     index: Arc<RevocationIndex>,
     feed: broadcast::Sender<Arc<Entry>>,
     clock: Arc<dyn Clock>,
@@ -51,20 +52,20 @@ fn new_id() -> String {
 }
 
 impl KillSwitch {
-    /// Builds the index from every entry in the store that can still matter.
+    /// Builds the index from every entry in the log that can still matter.
     pub async fn load(
-        store: Arc<dyn Store>,
+        log: Arc<dyn RevocationLog>,
         clock: Arc<dyn Clock>,
         horizon: u64,
     ) -> Result<Self, StoreError> {
         let index = Arc::new(RevocationIndex::new());
         let now = clock.unix_now();
-        let forgotten = store
+        let forgotten = log
             .forget_token_revocations(now.saturating_sub(EXPIRED_TOKEN_GRACE))
             .await?;
         let mut since = 0;
         loop {
-            let page = store.revocations_since(since, PAGE).await?;
+            let page = log.since(since, PAGE).await?;
             let Some(last) = page.last() else { break };
             since = last.seq;
             for entry in page {
@@ -76,7 +77,7 @@ impl KillSwitch {
         tracing::info!(entries = index.len(), forgotten, "revocation index loaded");
         let (feed, _) = broadcast::channel(FEED_BUFFER);
         Ok(Self {
-            store,
+            log,
             index,
             feed,
             clock,
@@ -132,7 +133,7 @@ impl KillSwitch {
         let pending = Arc::new(entry.clone());
         self.index.upsert(pending.clone());
         entry.effective_at = self.clock.unix_now();
-        match self.store.append_revocation(&entry).await {
+        match self.log.append(&entry).await {
             Ok(seq) => {
                 entry.seq = seq;
                 let entry = Arc::new(entry);
@@ -192,7 +193,7 @@ impl KillSwitch {
 
     async fn lift_now(&self, id: &str, who: String) -> Result<LiftOutcome, StoreError> {
         let _serial = self.writes.lock().await;
-        let Some(original) = self.store.revocation(id).await? else {
+        let Some(original) = self.log.get(id).await? else {
             return Ok(LiftOutcome::NotFound);
         };
         if original.kind != EntryKind::Revoke || !original.block {
@@ -216,7 +217,7 @@ impl KillSwitch {
             lifts: Some(original.id.clone()),
             token_exp: None,
         };
-        lift.seq = self.store.lift_revocation(&original.id, &lift).await?;
+        lift.seq = self.log.lift(&original.id, &lift).await?;
         let lifted = Entry {
             lifted_at: Some(now),
             ..original
@@ -229,14 +230,14 @@ impl KillSwitch {
         Ok(LiftOutcome::Lifted(lift))
     }
 
-    /// One entry by id, from the store.
+    /// One entry by id, from the log.
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, StoreError> {
-        self.store.revocation(id).await
+        self.log.get(id).await
     }
 
     /// Entries with `seq > since`, ascending, at most `limit`.
     pub async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.store.revocations_since(since, limit).await
+        self.log.since(since, limit).await
     }
 
     /// Live entries in the index (not lifted, block not lapsed), by seq.
@@ -270,7 +271,7 @@ impl KillSwitch {
                 let now = me.clock.unix_now();
                 let dropped = me.index.compact(now, me.horizon);
                 if let Err(e) = me
-                    .store
+                    .log
                     .forget_token_revocations(now.saturating_sub(EXPIRED_TOKEN_GRACE))
                     .await
                 {
@@ -288,39 +289,26 @@ impl KillSwitch {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::store::StoredKey;
 
-    /// A store whose disk is gone: every write fails.
+    /// A log whose disk is gone: every write fails.
     struct BrokenDisk;
 
     #[async_trait::async_trait]
-    impl Store for BrokenDisk {
-        async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+    impl RevocationLog for BrokenDisk {
+        async fn append(&self, _: &Entry) -> Result<u64, StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn lift(&self, _: &str, _: &Entry) -> Result<u64, StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn since(&self, _: u64, _: usize) -> Result<Vec<Entry>, StoreError> {
             Ok(Vec::new())
         }
-        async fn put_signing_key(&self, _: &StoredKey) -> Result<(), StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk gone")))
-        }
-        async fn record_token_lifetime(&self, _: u64, _: u64) -> Result<u64, StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk gone")))
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn append_revocation(&self, _: &Entry) -> Result<u64, StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk gone")))
-        }
-        async fn lift_revocation(&self, _: &str, _: &Entry) -> Result<u64, StoreError> {
-            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        async fn get(&self, _: &str) -> Result<Option<Entry>, StoreError> {
+            Ok(None)
         }
         async fn forget_token_revocations(&self, _: u64) -> Result<u64, StoreError> {
             Ok(0)
-        }
-        async fn revocation(&self, _: &str) -> Result<Option<Entry>, StoreError> {
-            Ok(None)
-        }
-        async fn revocations_since(&self, _: u64, _: usize) -> Result<Vec<Entry>, StoreError> {
-            Ok(Vec::new())
         }
     }
 

@@ -97,7 +97,7 @@ pub fn binding_holds(
             now: app.clock.unix_now(),
             access_token: Some(token),
         };
-        crate::attest::dpop::verify(proof, &expected, &app.dpop_replay).ok()
+        crate::attest::dpop::verify(proof, &expected, &*app.dpop_replay).ok()
     })
 }
 

@@ -93,8 +93,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 digests of admin bearer tokens.
     pub admin_token_digests: Vec<[u8; 32]>,
-    /// DPoP proof `jti`s seen inside the acceptance window.
-    pub dpop_replay: crate::attest::dpop::ReplayCache,
+    /// DPoP proof `jti`s seen inside the acceptance window (in memory: a
+    /// [`ReplayCache`](crate::attest::dpop::ReplayCache) of
+    /// `tokens.dpop_replay_cache` proofs).
+    pub dpop_replay: Arc<dyn crate::attest::dpop::ReplayStore>,
     /// RFC 7009 self-revocations per principal.
     pub(crate) self_revocations: rate::RateLimit,
 }
@@ -205,7 +207,9 @@ impl Server {
             store,
             clock,
             admin_token_digests,
-            dpop_replay: crate::attest::dpop::ReplayCache::new(config.tokens.dpop_replay_cache),
+            dpop_replay: Arc::new(crate::attest::dpop::ReplayCache::new(
+                config.tokens.dpop_replay_cache,
+            )),
             self_revocations: rate::RateLimit::new(SELF_REVOCATIONS_PER_MINUTE, 60),
             config,
         });
@@ -276,7 +280,7 @@ impl AppState {
             revocations: self.kill_switch.index(),
             policy: &self.policy,
             minter: &self.minter,
-            dpop_replay: &self.dpop_replay,
+            dpop_replay: &*self.dpop_replay,
             clock: &*self.clock,
             metrics: &self.metrics,
         }

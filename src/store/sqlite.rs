@@ -7,8 +7,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Store, StoreError, StoredKey};
-use crate::revoke::{Entry, EntryKind, Selector};
+use super::{Store, StoreError};
+use crate::revoke::{Entry, EntryKind, RevocationLog, Selector};
+use crate::token::{KeyStore, StoredKey, longest_live_lifetime};
 
 /// Schema versions, applied in order, each once.
 const MIGRATIONS: &[&str] = &[
@@ -106,7 +107,8 @@ where
     Ok(uint(row.try_get(0)?))
 }
 
-/// SQLite-backed [`Store`].
+/// SQLite-backed [`Store`]: the kill switch's [`RevocationLog`] and the key
+/// ring's [`KeyStore`] in one file.
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -219,6 +221,14 @@ fn owner_only_files(db: &std::path::Path) -> Result<(), StoreError> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query("SELECT kid, alg, pkcs8, created_at FROM signing_keys")
             .fetch_all(&self.pool)
@@ -256,7 +266,7 @@ impl Store for SqliteStore {
         .iter()
         .map(|r| Ok((uint(r.try_get(0)?), uint(r.try_get(1)?))))
         .collect::<Result<_, StoreError>>()?;
-        let (longest, alive) = super::longest_live_lifetime(&runs, max_ttl, now);
+        let (longest, alive) = longest_live_lifetime(&runs, max_ttl, now);
         // Only the oldest dead runs go: a dead run's start bounds the one before it.
         let dead = alive.iter().take_while(|a| !**a).count();
         if let Some(&(started_at, _)) = dead.checked_sub(1).and_then(|i| runs.get(i)) {
@@ -273,18 +283,16 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(longest)
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn append_revocation(&self, entry: &Entry) -> Result<u64, StoreError> {
+#[async_trait::async_trait]
+impl RevocationLog for SqliteStore {
+    async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
         // synchronous=FULL in WAL mode: the commit is on disk when this returns.
         insert_entry(&self.pool, entry).await
     }
 
-    async fn lift_revocation(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
+    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE revocations SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL")
             .bind(int(lift.effective_at))
@@ -296,16 +304,18 @@ impl Store for SqliteStore {
         Ok(seq)
     }
 
-    async fn forget_token_revocations(&self, before: u64) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM revocations WHERE token_exp IS NOT NULL AND token_exp < ?")
-                .bind(int(before))
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+    async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(int(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 
-    async fn revocation(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<Entry>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM revocations WHERE id = ?"
         ))
@@ -315,14 +325,12 @@ impl Store for SqliteStore {
         row.as_ref().map(entry_from_row).transpose()
     }
 
-    async fn revocations_since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?"
-        ))
-        .bind(int(since))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+    async fn forget_token_revocations(&self, before: u64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM revocations WHERE token_exp IS NOT NULL AND token_exp < ?")
+                .bind(int(before))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -1,5 +1,5 @@
 //! Signing keys: generated with ring at first start, kept (PKCS#8) in the
-//! store so restarts keep them, published as a JWKS.
+//! [`KeyStore`] so restarts keep them, published as a JWKS.
 
 use std::sync::Arc;
 
@@ -11,8 +11,9 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyP
 use serde_json::{Value, json};
 
 use super::SigningError;
+use super::key_store::{KeyStore, StoredKey};
 use crate::config::SigningAlgorithm;
-use crate::store::{Store, StoreError, StoredKey};
+use crate::durable::StoreError;
 
 enum Pair {
     Ecdsa(EcdsaKeyPair),
@@ -177,10 +178,10 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Loads keys from the store, generating the first key of `alg` if none
+    /// Loads keys from `store`, generating the first key of `alg` if none
     /// exists. Keys superseded less than `max_ttl_secs` ago stay published.
     pub async fn open(
-        store: &dyn Store,
+        store: &dyn KeyStore,
         alg: SigningAlgorithm,
         now: u64,
         max_ttl_secs: u64,

@@ -1,14 +1,19 @@
 //! Minted tokens: RFC 9068 JWT access tokens signed by a key writ generated
-//! and kept in the store.
+//! and kept durably.
 //!
 //! `keys` holds the signing key and the public JWKS, `mint` signs claims on
 //! the hot path with the parsed ring key, `verify` checks writ's own tokens
-//! when they come back (narrowing, introspection).
+//! when they come back (narrowing, introspection). `key_store` is the trait
+//! the key ring keeps its keys (and past token lifetimes) through,
+//! [`KeyStore`], which the store implements: token owns the trait and never
+//! imports the store.
 
+mod key_store;
 mod keys;
 mod mint;
 mod verify;
 
+pub use key_store::{KeyStore, StoredKey, longest_live_lifetime};
 pub use keys::{KeyRing, KeyRingError, SigningKey};
 pub use mint::{MintRequest, Minted, Minter};
 pub use verify::TokenVerifier;

@@ -127,7 +127,10 @@ impl DpopKey {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{DpopError, Expected, MAX_AGE_SECS, ReplayCache, verify};
+    use super::super::{
+        CheckedProof, DpopError, Expected, MAX_AGE_SECS, ReplayCache, ReplayError, ReplayStore,
+        verify,
+    };
     use super::*;
 
     fn replay() -> ReplayCache {
@@ -153,6 +156,44 @@ mod tests {
         let cache = replay();
         assert_eq!(verify(&proof, &expected, &cache).unwrap(), key.thumbprint());
         assert_eq!(verify(&proof, &expected, &cache), Err(DpopError::Replay));
+    }
+
+    /// A replay store other than the in-memory cache (as a store shared by
+    /// replicas will be): what it answers is what `verify` answers, and it
+    /// is asked to remember the proof until the last second it verifies.
+    #[test]
+    fn verify_remembers_through_any_replay_store() {
+        struct Remote(std::sync::Mutex<Vec<([u8; 16], u64)>>);
+        impl ReplayStore for Remote {
+            fn remember(&self, proof: &CheckedProof, _now: u64) -> Result<(), ReplayError> {
+                let mut seen = self.0.lock().unwrap();
+                if seen.iter().any(|(key, _)| key == proof.replay_key()) {
+                    return Err(ReplayError::Full { retry_after: 7 });
+                }
+                seen.push((*proof.replay_key(), proof.valid_until()));
+                Ok(())
+            }
+        }
+        let key = DpopKey::generate().unwrap();
+        let proof = key.proof("POST", "https://rs.example/a", None).unwrap();
+        let expected = Expected {
+            method: "POST",
+            uri: "https://rs.example/a",
+            now: now(),
+            access_token: None,
+        };
+        let remote = Remote(std::sync::Mutex::new(Vec::new()));
+
+        assert_eq!(
+            verify(&proof, &expected, &remote).unwrap(),
+            key.thumbprint()
+        );
+        let until = remote.0.lock().unwrap()[0].1;
+        assert!((now()..=now() + MAX_AGE_SECS).contains(&until), "{until}");
+        assert_eq!(
+            verify(&proof, &expected, &remote),
+            Err(DpopError::Busy { retry_after: 7 })
+        );
     }
 
     #[test]
