@@ -13,10 +13,12 @@
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
 //! - [`jws`]: compact JWS segments, before verification.
 //! - [`time`]: times on the wire.
+//! - [`id`]: random identifiers, refused rather than guessable.
 
 pub mod binding;
 pub mod claims;
 pub mod dpop;
+pub mod id;
 pub mod jws;
 pub mod revocation;
 pub mod time;
