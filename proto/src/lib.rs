@@ -12,6 +12,7 @@
 //!   key that signs proofs.
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
 //! - [`jws`]: compact JWS segments, before verification.
+//! - [`jwk`]: public keys as JWKs and their RFC 7638 thumbprints.
 //! - [`time`]: times on the wire.
 //! - [`id`]: random identifiers, refused rather than guessable.
 
@@ -19,6 +20,7 @@ pub mod binding;
 pub mod claims;
 pub mod dpop;
 pub mod id;
+pub mod jwk;
 pub mod jws;
 pub mod revocation;
 pub mod time;

@@ -3,5 +3,5 @@
 //! too, so both refuse exactly the same proofs.
 
 pub use writ_proto::dpop::{
-    CheckedProof, DpopError, Expected, ReplayCache, ReplayError, check, thumbprint, verify,
+    CheckedProof, DpopError, Expected, ReplayCache, ReplayError, check, verify,
 };
