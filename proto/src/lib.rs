@@ -11,6 +11,7 @@
 //! - [`dpop`]: DPoP (RFC 9449) proof verification, its replay cache, and the
 //!   key that signs proofs.
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
+//! - [`sse`]: decoding the revocation feed's Server-Sent Events, bounded.
 //! - [`jws`]: compact JWS segments, before verification.
 //! - [`jwk`]: public keys as JWKs and their RFC 7638 thumbprints.
 //! - [`time`]: times on the wire.
@@ -23,6 +24,7 @@ pub mod id;
 pub mod jwk;
 pub mod jws;
 pub mod revocation;
+pub mod sse;
 pub mod time;
 pub mod token;
 
