@@ -38,7 +38,10 @@ pub struct UtcFields {
 }
 
 impl UtcFields {
-    /// Splits seconds since the epoch into UTC hour and weekday.
+    /// Splits seconds since the epoch into UTC hour and weekday. Unix time
+    /// has 86 400 seconds a day, so no calendar is needed (a test checks
+    /// this against the `time` crate's); it is exact for every `u64`,
+    /// where `time` stops at year 9999.
     pub fn from_unix(secs: u64) -> Self {
         let days = secs / 86_400;
         // 1970-01-01 was a Thursday (index 3 when Monday is 0).
@@ -71,5 +74,15 @@ mod tests {
         let f = UtcFields::from_unix(1_795_492_162);
         assert_eq!((f.hour, f.weekday_name()), (3, "Tue"));
         assert_eq!(rfc3339(1_795_492_162), "2026-11-24T03:49:22Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hour_and_weekday_agree_with_the_time_crate(secs in 0u64..=253_402_300_799) {
+            let f = UtcFields::from_unix(secs);
+            let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap()).unwrap();
+            proptest::prop_assert_eq!(f.hour, t.hour());
+            proptest::prop_assert_eq!(f.weekday, t.weekday().number_days_from_monday());
+        }
     }
 }

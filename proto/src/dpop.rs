@@ -16,7 +16,7 @@ use crate::jws::Compact;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// A proof's `iat` may be this far in the past...
 pub const MAX_AGE_SECS: u64 = 60;
@@ -256,18 +256,6 @@ fn segment(s: &str) -> Result<Map<String, Value>, DpopError> {
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
 
-/// RFC 7638 thumbprint of a public JWK, from its required members only.
-pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, DpopError> {
-    let s = |k: &str| jwk.get(k).and_then(Value::as_str).ok_or(DpopError::Key);
-    let canonical = match s("kty")? {
-        "EC" => json!({"crv": s("crv")?, "kty": "EC", "x": s("x")?, "y": s("y")?}),
-        "OKP" => json!({"crv": s("crv")?, "kty": "OKP", "x": s("x")?}),
-        "RSA" => json!({"e": s("e")?, "kty": "RSA", "n": s("n")?}),
-        _ => return Err(DpopError::Key),
-    };
-    Ok(URL_SAFE_NO_PAD.encode(sha256(canonical.to_string().as_bytes())))
-}
-
 /// Checks a proof and remembers it: [`check`], then
 /// [`ReplayStore::remember`]. Returns the thumbprint of its key. Use it where
 /// the credential the proof comes with was verified first.
@@ -309,9 +297,9 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(DpopError::Key);
     }
-    let jkt = thumbprint(jwk)?;
     let parsed: jsonwebtoken::jwk::Jwk =
         serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| DpopError::Key)?;
+    let jkt = crate::jwk::thumbprint(&parsed).map_err(|_| DpopError::Key)?;
     let key = DecodingKey::from_jwk(&parsed).map_err(|_| DpopError::Key)?;
     let mut validation = Validation::new(alg);
     validation.validate_exp = false;
@@ -378,22 +366,6 @@ pub fn access_token_hash(access_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thumbprint_matches_rfc_7638_example() {
-        // RFC 7638 section 3.1.
-        let jwk = json!({
-            "kty": "RSA",
-            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-            "e": "AQAB",
-            "alg": "RS256",
-            "kid": "2011-04-29"
-        });
-        assert_eq!(
-            thumbprint(jwk.as_object().unwrap()).unwrap(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
-    }
 
     fn checked(iat: u64, jti: &str) -> CheckedProof {
         CheckedProof {

@@ -12,14 +12,20 @@
 //!   it remembers proofs in (and the in-memory one), and the key that signs
 //!   proofs.
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
+//! - [`sse`]: decoding the revocation feed's Server-Sent Events, bounded.
 //! - [`jws`]: compact JWS segments, before verification.
+//! - [`jwk`]: public keys as JWKs and their RFC 7638 thumbprints.
 //! - [`time`]: times on the wire.
+//! - [`id`]: random identifiers, refused rather than guessable.
 
 pub mod binding;
 pub mod claims;
 pub mod dpop;
+pub mod id;
+pub mod jwk;
 pub mod jws;
 pub mod revocation;
+pub mod sse;
 pub mod time;
 pub mod token;
 

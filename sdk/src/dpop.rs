@@ -12,9 +12,9 @@
 
 pub use writ_proto::dpop::{
     CheckedProof, DpopError, DpopKey, Expected, KeyError, MAX_AGE_SECS, MAX_PROOF_BYTES,
-    MAX_SKEW_SECS, ReplayCache, ReplayError, ReplayStore, access_token_hash, check, thumbprint,
-    verify,
+    MAX_SKEW_SECS, ReplayCache, ReplayError, ReplayStore, access_token_hash, check, verify,
 };
+pub use writ_proto::jwk::thumbprint;
 
 /// Seconds since the epoch.
 pub(crate) fn unix_now() -> u64 {

@@ -8,6 +8,7 @@ use std::sync::{RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use writ_proto::sse;
 
 use crate::revocations::RevocationSet;
 use crate::{Broker, Error, TokenSource};
@@ -191,9 +192,9 @@ pub(crate) async fn follow(broker: Broker, auth: FeedAuth, state: Weak<FeedState
 }
 
 /// One SSE connection, until it ends, breaks, or the verifier is dropped.
-/// Lines are split on raw bytes, so a multi-byte character split across
-/// chunks is never mangled; an event that does not parse ends the stream,
-/// and the catch-up that follows reads it again from the store.
+/// Every chunk heard (a heartbeat comment too) records that the feed is
+/// alive; an event that does not parse ends the stream, and the catch-up
+/// that follows reads it again from the store.
 async fn stream_once(
     broker: &Broker,
     auth: &FeedAuth,
@@ -242,26 +243,18 @@ async fn stream_once(
 }
 
 /// The SSE decoder of [`stream_once`], a pure function of the bytes heard so
-/// it can be fuzzed: lines are split on raw bytes (a multi-byte character
-/// split across chunks is never mangled), `data:` lines are joined, and a
-/// blank line ends an event, whose data must be JSON. Other fields (`id:`,
-/// `event:`, comments) are ignored. At most `limit` bytes are held between
-/// chunks: a longer event ends the stream.
+/// it can be fuzzed: [`writ_proto::sse`]'s decoder (lines split on raw
+/// bytes, at most `limit` bytes held), whose events each carry one entry in
+/// JSON. Ids and event names are not needed: an entry carries its `seq`.
 pub(crate) struct EventDecoder {
-    /// Bytes after the last newline: the start of the next line.
-    buf: Vec<u8>,
-    /// The data of the event being read.
-    data: Vec<u8>,
-    limit: usize,
+    sse: sse::Decoder,
 }
 
 impl EventDecoder {
     /// A decoder holding at most `limit` bytes between chunks.
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            buf: Vec::new(),
-            data: Vec::new(),
-            limit,
+            sse: sse::Decoder::new(limit),
         }
     }
 
@@ -273,46 +266,35 @@ impl EventDecoder {
         chunk: &[u8],
         mut on_event: impl FnMut(Value),
     ) -> Result<(), Error> {
-        // Lines are consumed by offset and drained once per chunk, and bytes
-        // held from earlier chunks (which hold no newline) are not searched
-        // again, so decoding costs time linear in the bytes heard.
-        let mut search_from = self.buf.len();
-        self.buf.extend_from_slice(chunk);
-        let mut consumed = 0;
-        while let Some(tail) = self.buf.get(search_from..)
-            && let Some(newline) = tail.iter().position(|b| *b == b'\n')
-        {
-            let end = search_from + newline;
-            let line = self.buf.get(consumed..end).unwrap_or_default();
-            consumed = end + 1;
-            search_from = consumed;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                if !self.data.is_empty() {
-                    let entry: Value = serde_json::from_slice(&self.data).map_err(|e| {
-                        Error::Protocol(format!("unreadable revocation event: {e}"))
-                    })?;
-                    on_event(entry);
-                    self.data.clear();
-                }
-            } else if let Some(d) = line.strip_prefix(b"data:") {
-                self.data
-                    .extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
+        self.sse.push(chunk, |event| {
+            // The data lines of an event are joined without the standard's
+            // LF, as the follower always has: an entry split over several
+            // lines reads the same wherever it was cut. An event without
+            // data holds no entry.
+            let mut data = event.data;
+            data.retain(|b| *b != b'\n');
+            if data.is_empty() {
+                return Ok(());
             }
-        }
-        self.buf.drain(..consumed);
-        if self.held() > self.limit {
-            return Err(Error::Protocol(format!(
-                "revocation event larger than {} bytes",
-                self.limit
-            )));
-        }
-        Ok(())
+            let entry: Value = serde_json::from_slice(&data)
+                .map_err(|e| Error::Protocol(format!("unreadable revocation event: {e}")))?;
+            on_event(entry);
+            Ok(())
+        })
     }
 
-    /// Bytes held between chunks.
+    /// Bytes held between chunks (the tests check the bound).
+    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
-        self.buf.len() + self.data.len()
+        self.sse.held()
+    }
+}
+
+impl From<sse::TooLarge> for Error {
+    /// A broker that sends an event past the limit is broken or hostile: a
+    /// protocol error, which ends the stream (a catch-up by polling follows).
+    fn from(e: sse::TooLarge) -> Self {
+        Self::Protocol(format!("revocation event larger than {} bytes", e.limit))
     }
 }
 
@@ -410,6 +392,29 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn a_broker_that_never_ends_a_line_is_cut_off_at_the_limit() {
+        // A hostile broker sends one endless line: the follower holds at
+        // most the limit, then drops the stream with a protocol error.
+        let mut decoder = EventDecoder::new(MAX_EVENT_BYTES);
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut fed = 0;
+        let error = loop {
+            match decoder.push(&chunk, |entry| panic!("no event expected: {entry}")) {
+                Ok(()) => {
+                    fed += chunk.len();
+                    assert!(decoder.held() <= MAX_EVENT_BYTES);
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(fed <= MAX_EVENT_BYTES, "{fed} bytes held before refusing");
+        assert!(
+            matches!(&error, Error::Protocol(m) if m.contains("larger than")),
+            "{error:?}"
+        );
     }
 
     proptest! {

@@ -3,6 +3,5 @@
 //! too, so both refuse exactly the same proofs.
 
 pub use writ_proto::dpop::{
-    CheckedProof, DpopError, Expected, ReplayCache, ReplayError, ReplayStore, check, thumbprint,
-    verify,
+    CheckedProof, DpopError, Expected, ReplayCache, ReplayError, ReplayStore, check, verify,
 };

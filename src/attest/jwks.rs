@@ -112,10 +112,7 @@ impl KeySet {
             let Ok(decoding) = DecodingKey::from_jwk(&parsed) else {
                 continue;
             };
-            let Some(thumbprint) = jwk
-                .as_object()
-                .and_then(|o| crate::attest::dpop::thumbprint(o).ok())
-            else {
+            let Ok(thumbprint) = writ_proto::jwk::thumbprint(&parsed) else {
                 continue;
             };
             set.thumbprints.insert(thumbprint);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use spiffe::SpiffeId;
 use writ_proto::claims::Confirmation;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -26,6 +27,27 @@ pub enum CertIdentityError {
     /// The URI SAN is not a well-formed SPIFFE ID.
     #[error("client certificate URI SAN is not a SPIFFE ID")]
     NotSpiffe,
+}
+
+/// The longest SPIFFE ID a certificate may name, in bytes (the SPIFFE ID
+/// specification's limit; the `spiffe` crate checks it only on IDs it
+/// builds, not on IDs it parses).
+pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
+
+/// The SPIFFE ID `uri` names, if it is one an X.509-SVID may carry: well
+/// formed (lower-case trust domain of `[a-z0-9.-_]`, path segments of
+/// `[A-Za-z0-9.-_]`, no empty, `.` or `..` segment, no query, fragment,
+/// port or user info), with a path (a workload, not a whole trust domain),
+/// at most [`MAX_SPIFFE_ID_BYTES`], and written exactly as its canonical
+/// form: the crate folds an upper-case scheme or trust domain to lower
+/// case, and a certificate naming one is refused rather than read as
+/// another ID.
+fn svid_id(uri: &str) -> Option<SpiffeId> {
+    if uri.len() > MAX_SPIFFE_ID_BYTES {
+        return None;
+    }
+    let id = SpiffeId::new(uri).ok()?;
+    (!id.path().is_empty() && id.to_string() == uri).then_some(id)
 }
 
 /// The identity of a verified client certificate.
@@ -72,15 +94,16 @@ impl<'a> MtlsAttestor<'a> {
 
     /// Whether a certificate's identity may be a principal here.
     pub fn check(&self, id: &CertIdentity) -> Result<(), AttestError> {
-        let rest = id.spiffe_id.strip_prefix("spiffe://").unwrap_or_default();
-        let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if domain != self.trust_domain {
+        let Some(id) =
+            svid_id(&id.spiffe_id).filter(|id| id.trust_domain_name() == self.trust_domain)
+        else {
             return Err(AttestError::ForeignIdentity(format!(
                 "client certificate names a SPIFFE ID outside trust domain {}",
                 self.trust_domain
             )));
-        }
-        if path == "unix" || path.starts_with("unix/") {
+        };
+        // The first path segment: "/unix/uid/0" splits as "", "unix", ...
+        if id.path().split('/').nth(1) == Some("unix") {
             return Err(AttestError::ForeignIdentity(
                 "a client certificate cannot prove a Unix principal".into(),
             ));
@@ -134,26 +157,7 @@ pub fn identity(cert_der: &[u8]) -> Result<CertIdentity, CertIdentityError> {
     let [GeneralName::URI(uri)] = san.value.general_names.as_slice() else {
         return Err(CertIdentityError::NotExactlyOneSpiffeId);
     };
-    let rest = uri
-        .strip_prefix("spiffe://")
-        .ok_or(CertIdentityError::NotSpiffe)?;
-    let (trust_domain, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_domain = !trust_domain.is_empty()
-        && trust_domain
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
-    let valid_path = !path.is_empty()
-        && path.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-        });
-    if !valid_domain || !valid_path {
-        return Err(CertIdentityError::NotSpiffe);
-    }
+    svid_id(uri).ok_or(CertIdentityError::NotSpiffe)?;
     let issuer = cert
         .issuer()
         .iter_common_name()
@@ -216,6 +220,14 @@ mod tests {
             "spiffe://a/../x",
             "spiffe://A/x",
             "spiffe://a/x?q",
+            "spiffe://a/x#f",
+            "spiffe://a:8443/x",
+            "spiffe://u@a/x",
+            "spiffe://a/x/",
+            "spiffe://a//x",
+            "spiffe://a/./x",
+            "spiffe://a/x%41",
+            "SPIFFE://a/x",
         ] {
             assert_eq!(
                 identity(&cert(vec![uri(u)])),
@@ -224,5 +236,50 @@ mod tests {
             );
         }
         assert_eq!(identity(b"junk"), Err(CertIdentityError::Malformed));
+    }
+
+    #[test]
+    fn a_spiffe_id_longer_than_2048_bytes_is_refused() {
+        let prefix = "spiffe://writ.local/";
+        let at_limit = format!("{prefix}{}", "a".repeat(MAX_SPIFFE_ID_BYTES - prefix.len()));
+        let over = format!("{at_limit}a");
+        assert_eq!(
+            identity(&cert(vec![uri(&at_limit)])).unwrap().spiffe_id,
+            at_limit
+        );
+        assert_eq!(
+            identity(&cert(vec![uri(&over)])),
+            Err(CertIdentityError::NotSpiffe)
+        );
+    }
+
+    #[test]
+    fn only_principals_of_the_trust_domain_and_never_unix_ones_pass() {
+        let id = |spiffe_id: &str| CertIdentity {
+            spiffe_id: spiffe_id.into(),
+            cert_sha256: String::new(),
+            issuer: String::new(),
+            expires_at: 0,
+        };
+        let attestor = MtlsAttestor::new("writ.local");
+        for ok in ["spiffe://writ.local/ops/alice", "spiffe://writ.local/unixy"] {
+            assert!(attestor.check(&id(ok)).is_ok(), "{ok}");
+        }
+        for refused in [
+            "spiffe://other.local/ops/alice",
+            "spiffe://writ.local.evil/ops",
+            "spiffe://writ.local/unix",
+            "spiffe://writ.local/unix/uid/0",
+            "spiffe://WRIT.local/ops",
+            "not a uri",
+        ] {
+            assert!(
+                matches!(
+                    attestor.check(&id(refused)),
+                    Err(AttestError::ForeignIdentity(_))
+                ),
+                "{refused}"
+            );
+        }
     }
 }

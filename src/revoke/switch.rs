@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{Mutex, broadcast};
 
 use super::entry::RevokeRequest;
@@ -43,12 +42,14 @@ pub struct KillSwitch {
     horizon: u64,
 }
 
-fn new_id() -> String {
-    let mut id = [0u8; 16];
-    if SystemRandom::new().fill(&mut id).is_err() {
-        tracing::error!("system randomness unavailable for a revocation id");
-    }
-    hex::encode(id)
+/// A fresh entry id. Drawn before anything changes: without randomness the
+/// write is refused as a store failure ("nothing was changed"), since two
+/// entries sharing an id would make a lift or a lookup find the wrong one.
+fn new_id() -> Result<String, StoreError> {
+    writ_proto::id::random_id().map_err(|e| {
+        tracing::error!(error = %e, "no revocation id: the write is refused");
+        StoreError::Io(std::io::Error::other(e))
+    })
 }
 
 impl KillSwitch {
@@ -115,7 +116,7 @@ impl KillSwitch {
     ) -> Result<Arc<Entry>, StoreError> {
         let _serial = self.writes.lock().await;
         let mut entry = Entry {
-            id: new_id(),
+            id: new_id()?,
             seq: 0,
             kind: EntryKind::Revoke,
             selector: req.selector,
@@ -204,7 +205,7 @@ impl KillSwitch {
         }
         let now = self.clock.unix_now();
         let mut lift = Entry {
-            id: new_id(),
+            id: new_id()?,
             seq: 0,
             kind: EntryKind::Lift,
             selector: original.selector.clone(),

@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::token::new_decision_id;
 use super::{AppState, auth};
 use crate::attest::Peer;
 use crate::audit::AuditRecord;
@@ -37,29 +36,34 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
-async fn authenticate(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(app): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let Some(peer) = req.extensions().get::<Peer>().cloned() else {
         let refusal = Refusal::Unavailable("connection facts are missing".into());
-        return ApiError::new(refusal, new_decision_id()).into_response();
+        return Err(ApiError::fresh(refusal));
     };
-    match auth::admin(&app, req.headers(), &peer) {
+    Ok(match auth::admin(&app, req.headers(), &peer) {
         Ok(id) => {
             req.extensions_mut().insert(AdminId(id));
             next.run(req).await
         }
-        Err(refusal) => finish(&app, record(&app, "revoke", &peer, None), Err(refusal)).await,
-    }
+        Err(refusal) => finish(&app, record(&app, "revoke", &peer, None)?, Err(refusal)).await,
+    })
 }
 
+/// The record of one admin call, or the 503 of a request that cannot have one.
 fn record(
     app: &AppState,
     action: &'static str,
     peer: &Peer,
     admin: Option<&AdminId>,
-) -> AuditRecord {
-    let mut r = app.audit_record(action, app.clock.unix_now(), peer);
+) -> Result<AuditRecord, ApiError> {
+    let mut r = app.audit_record(action, app.clock.unix_now(), peer)?;
     r.principal = admin.map(|a| format!("Admin::\"{}\"", a.0));
-    r
+    Ok(r)
 }
 
 /// Audits and renders the outcome of an admin call.
@@ -137,8 +141,8 @@ async fn revoke(
     Extension(admin): Extension<AdminId>,
     peer: Peer,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let mut record = record(&app, "revoke", &peer, Some(&admin));
+) -> Result<Response, ApiError> {
+    let mut record = record(&app, "revoke", &peer, Some(&admin))?;
     let outcome = async {
         let body = body.map_err(|_| Refusal::InvalidRequest("request body could not be read".into()))?;
         let req = RevokeRequest::parse(&body, app.clock.unix_now()).map_err(Refusal::InvalidRequest)?;
@@ -155,7 +159,7 @@ async fn revoke(
         Ok((StatusCode::CREATED, acknowledgement(&entry)))
     }
     .await;
-    finish(&app, record, outcome).await
+    Ok(finish(&app, record, outcome).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,8 +173,8 @@ async fn list(
     Extension(admin): Extension<AdminId>,
     peer: Peer,
     Query(q): Query<ListQuery>,
-) -> Response {
-    let mut record = record(&app, "read", &peer, Some(&admin));
+) -> Result<Response, ApiError> {
+    let mut record = record(&app, "read", &peer, Some(&admin))?;
     record.target = Some("revocations".into());
     let outcome = (|| {
         authorize(
@@ -197,7 +201,7 @@ async fn list(
             json!({"entries": page, "next_cursor": next}),
         ))
     })();
-    finish(&app, record, outcome).await
+    Ok(finish(&app, record, outcome).await)
 }
 
 async fn show(
@@ -205,8 +209,8 @@ async fn show(
     Extension(admin): Extension<AdminId>,
     peer: Peer,
     Path(id): Path<String>,
-) -> Response {
-    let mut record = record(&app, "read", &peer, Some(&admin));
+) -> Result<Response, ApiError> {
+    let mut record = record(&app, "read", &peer, Some(&admin))?;
     let outcome = async {
         let entry = app
             .kill_switch
@@ -228,7 +232,7 @@ async fn show(
         Ok((StatusCode::OK, entry.to_json(true)))
     }
     .await;
-    finish(&app, record, outcome).await
+    Ok(finish(&app, record, outcome).await)
 }
 
 async fn lift(
@@ -236,8 +240,8 @@ async fn lift(
     Extension(admin): Extension<AdminId>,
     peer: Peer,
     Path(id): Path<String>,
-) -> Response {
-    let mut record = record(&app, "lift", &peer, Some(&admin));
+) -> Result<Response, ApiError> {
+    let mut record = record(&app, "lift", &peer, Some(&admin))?;
     let outcome = async {
         let original = app
             .kill_switch
@@ -278,5 +282,5 @@ async fn lift(
         }
     }
     .await;
-    finish(&app, record, outcome).await
+    Ok(finish(&app, record, outcome).await)
 }

@@ -62,6 +62,29 @@ impl ApiError {
             decision_id: decision_id.into(),
         }
     }
+
+    /// `refusal` under a fresh decision id; without one, the 503 of
+    /// [`new_decision_id`].
+    pub fn fresh(refusal: Refusal) -> Self {
+        match new_decision_id() {
+            Ok(id) => Self::new(refusal, id),
+            Err(unavailable) => unavailable,
+        }
+    }
+}
+
+/// A fresh id for one decision (128 random bits, hex). Without system
+/// randomness there is none, and the request is refused with a 503 that
+/// names no decision (the failure is logged): two decisions sharing an id
+/// would make the audit trail find the wrong record.
+pub fn new_decision_id() -> Result<String, ApiError> {
+    writ_proto::id::random_id().map_err(|e| {
+        tracing::error!(error = %e, "no decision id: the request is refused");
+        ApiError::new(
+            Refusal::Unavailable("no randomness for a decision id".into()),
+            String::new(),
+        )
+    })
 }
 
 impl IntoResponse for ApiError {

@@ -11,7 +11,6 @@ use axum::http::request::Parts;
 use super::AppState;
 use super::auth::{self, Caller, RequestFacts};
 use super::error::ApiError;
-use super::token::new_decision_id;
 use crate::attest::Peer;
 use crate::grant::Refusal;
 
@@ -21,8 +20,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Peer>().cloned().ok_or_else(|| {
             // Only a request that bypassed the listener lacks it.
-            let refusal = Refusal::Unavailable("connection facts are missing".into());
-            ApiError::new(refusal, new_decision_id())
+            ApiError::fresh(Refusal::Unavailable("connection facts are missing".into()))
         })
     }
 }
@@ -50,6 +48,6 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         };
         auth::caller(app, &peer, &request)
             .map(Self)
-            .map_err(|refusal| ApiError::new(refusal, new_decision_id()))
+            .map_err(ApiError::fresh)
     }
 }

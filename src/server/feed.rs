@@ -20,7 +20,6 @@ use tokio::sync::{broadcast, mpsc};
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::form;
-use super::token::new_decision_id;
 use super::{AppState, auth};
 use crate::attest::Peer;
 use crate::grant::Refusal;
@@ -36,7 +35,7 @@ pub(super) struct FeedQuery {
 }
 
 fn refused(refusal: Refusal) -> Response {
-    ApiError::new(refusal, new_decision_id()).into_response()
+    ApiError::fresh(refusal).into_response()
 }
 
 /// `GET /v1/revocations?since=SEQ&limit=N`
@@ -170,8 +169,8 @@ pub(super) async fn self_revoke(
     peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let mut record = app.audit_record("self_revoke", app.clock.unix_now(), &peer);
+) -> Result<Response, ApiError> {
+    let mut record = app.audit_record("self_revoke", app.clock.unix_now(), &peer)?;
     let outcome = async {
         let form = form::read(&headers, body)?;
         let token = form.required("token")?;
@@ -220,5 +219,5 @@ pub(super) async fn self_revoke(
     }
     .await
     .map(|()| StatusCode::OK.into_response());
-    super::respond(&app, record, outcome).await
+    Ok(super::respond(&app, record, outcome).await)
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::error::ApiError;
 use super::form;
 use super::{AppState, auth};
 use crate::attest::Peer;
@@ -22,11 +23,11 @@ pub(super) async fn introspect(
     peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let mut record = app.audit_record("introspect", app.clock.unix_now(), &peer);
+) -> Result<Response, ApiError> {
+    let mut record = app.audit_record("introspect", app.clock.unix_now(), &peer)?;
     let outcome =
         answer(&app, &peer, &headers, body, &mut record).map(|body| Json(body).into_response());
-    super::respond(&app, record, outcome).await
+    Ok(super::respond(&app, record, outcome).await)
 }
 
 fn answer(

@@ -287,19 +287,20 @@ impl AppState {
     }
 
     /// A deny record for one request at `now` from `peer`, to be filled in
-    /// as the request is decided.
+    /// as the request is decided; or, with no decision id to be had, the 503
+    /// that refuses the request before anything is done.
     pub(crate) fn audit_record(
         &self,
         action: &'static str,
         now: u64,
         peer: &Peer,
-    ) -> crate::audit::AuditRecord {
-        crate::audit::AuditRecord::new(
+    ) -> Result<crate::audit::AuditRecord, ApiError> {
+        Ok(crate::audit::AuditRecord::new(
             action,
-            token::new_decision_id(),
+            error::new_decision_id()?,
             crate::clock::rfc3339(now),
             peer.addr.ip().to_string(),
-        )
+        ))
     }
 }
 

@@ -15,7 +15,6 @@ use tower::ServiceBuilder;
 
 use super::AppState;
 use super::error::ApiError;
-use super::token::new_decision_id;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::rfc3339;
 use crate::grant::Refusal;
@@ -70,13 +69,24 @@ async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
         "server is overloaded"
     };
     tracing::warn!(reason = why, "request shed");
-    let refusal = Refusal::Unavailable(why.into());
-    let mut record = AuditRecord::new("request", new_decision_id(), rfc3339(now), "-".into());
-    record.error = Some(refusal.code());
-    record.reason = Some(why.into());
-    let response = ApiError::new(refusal, record.decision_id.clone()).into_response();
+    refuse_unrouted(&audit, now, Refusal::Unavailable(why.into())).await
+}
+
+/// Audits and renders a request refused before any handler ran (shed, timed
+/// out, too large). Without a decision id the answer is the 503 of
+/// [`new_decision_id`](super::error::new_decision_id), and so is the record.
+async fn refuse_unrouted(audit: &AuditLog, now: u64, refusal: Refusal) -> Response {
+    let error = ApiError::fresh(refusal);
+    let mut record = AuditRecord::new(
+        "request",
+        error.decision_id.clone(),
+        rfc3339(now),
+        "-".into(),
+    );
+    record.error = Some(error.refusal.code());
+    record.reason = Some(error.refusal.description());
     audit.record(record).await;
-    response
+    error.into_response()
 }
 
 /// Reads a request body up to [`MAX_BODY_BYTES`]. A larger one (declared or
@@ -142,23 +152,14 @@ async fn bounded_body(
 
 /// 413 for an oversized body, audited, closing an HTTP/1 connection.
 async fn too_large(app: &AppState, version: axum::http::Version) -> Response {
-    let refusal = Refusal::PayloadTooLarge;
-    let mut record = AuditRecord::new(
-        "request",
-        new_decision_id(),
-        rfc3339(app.clock.unix_now()),
-        "-".into(),
-    );
-    record.error = Some(refusal.code());
-    record.reason = Some(refusal.description());
-    let mut response = ApiError::new(refusal, record.decision_id.clone()).into_response();
+    let mut response =
+        refuse_unrouted(&app.audit, app.clock.unix_now(), Refusal::PayloadTooLarge).await;
     // HTTP/2 streams end without closing the connection (and forbid the header).
     if version < axum::http::Version::HTTP_2 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    app.audit.record(record).await;
     response
 }
 

@@ -10,33 +10,24 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
 
+use super::error::ApiError;
 use super::{AppState, form};
 use crate::attest::Peer;
 use crate::audit::AuditRecord;
 use crate::grant::{self, Granted, Learned, Outcome, Refusal, TYPE_ACCESS_TOKEN};
-
-/// A fresh id for one decision (128 random bits, hex).
-pub fn new_decision_id() -> String {
-    let mut id = [0u8; 16];
-    // SystemRandom only fails if the OS has no randomness; the id is then
-    // still unique enough for correlation within the process.
-    if SystemRandom::new().fill(&mut id).is_err() {
-        tracing::error!("system randomness unavailable for a decision id");
-    }
-    hex::encode(id)
-}
 
 pub(super) async fn token(
     State(app): State<Arc<AppState>>,
     peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let now = app.clock.unix_now();
+    // The decision id first: without one nothing is granted.
+    let record = app.audit_record("mint", now, &peer)?;
     let outcome: Outcome = match form::read(&headers, body) {
         Ok(form) => grant::grant(&app.grant_context(), &form, &peer, &headers, now).await,
         Err(refusal) => Err(refusal.into()),
@@ -49,9 +40,9 @@ pub(super) async fn token(
         Err(r) if matches!(r.refusal, Refusal::Unavailable(_)) => app.metrics.decision("error"),
         Err(_) => app.metrics.decision("deny"),
     }
-    let record = audit(app.audit_record("mint", now, &peer), &outcome);
+    let record = audit(record, &outcome);
     let rendered = outcome.map(render).map_err(|refused| refused.refusal);
-    super::respond(&app, record, rendered).await
+    Ok(super::respond(&app, record, rendered).await)
 }
 
 /// The token response (RFC 8693 section 2.2.1).

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{CommonParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-use serde_json::{Value, json};
+use writ_proto::jwk;
 
 use super::SigningError;
 use super::key_store::{KeyStore, StoredKey};
@@ -26,6 +25,8 @@ pub struct SigningKey {
     alg: SigningAlgorithm,
     pair: Pair,
     rng: SystemRandom,
+    /// The public key as published, with `kid`, `alg` and `use`.
+    jwk: Jwk,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -65,14 +66,30 @@ impl SigningKey {
                 Pair::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| SigningError)?)
             }
         };
-        let mut key = Self {
-            kid: String::new(),
+        let public = match &pair {
+            Pair::Ecdsa(p) => jwk::p256(p.public_key().as_ref()).ok_or(SigningError)?,
+            Pair::Ed25519(p) => jwk::ed25519(p.public_key().as_ref()),
+        };
+        let kid = jwk::thumbprint(&public).map_err(|_| SigningError)?;
+        let jwk = Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(match alg {
+                    SigningAlgorithm::ES256 => KeyAlgorithm::ES256,
+                    SigningAlgorithm::EdDSA => KeyAlgorithm::EdDSA,
+                }),
+                key_id: Some(kid.clone()),
+                ..CommonParameters::default()
+            },
+            algorithm: public.algorithm,
+        };
+        Ok(Self {
+            kid,
             alg,
             pair,
             rng,
-        };
-        key.kid = thumbprint(&key.public_members());
-        Ok(key)
+            jwk,
+        })
     }
 
     /// The key id: the RFC 7638 thumbprint of the public key.
@@ -96,62 +113,20 @@ impl SigningKey {
         }
     }
 
-    /// The public JWK members in RFC 7638 order (for the thumbprint).
-    fn public_members(&self) -> Value {
-        match &self.pair {
-            Pair::Ecdsa(p) => {
-                // Uncompressed point: 0x04 || x || y.
-                let point = p.public_key().as_ref();
-                let (x, y) = point
-                    .get(1..)
-                    .unwrap_or_default()
-                    .split_at(point.len().saturating_sub(1) / 2);
-                json!({"crv": "P-256", "kty": "EC", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
-            }
-            Pair::Ed25519(p) => {
-                json!({"crv": "Ed25519", "kty": "OKP", "x": URL_SAFE_NO_PAD.encode(p.public_key().as_ref())})
-            }
-        }
-    }
-
     /// The public JWK, with `kid`, `alg` and `use`.
-    pub fn public_jwk(&self) -> Value {
-        let mut jwk = self.public_members();
-        if let Some(o) = jwk.as_object_mut() {
-            o.insert("kid".into(), self.kid.clone().into());
-            o.insert("alg".into(), self.alg.as_str().into());
-            o.insert("use".into(), "sig".into());
-        }
-        jwk
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.jwk
     }
 
     /// A jsonwebtoken key that verifies this key's signatures.
     fn decoding_key(&self) -> Result<(DecodingKey, Algorithm), SigningError> {
-        let members = self.public_members();
-        let s = |k: &str| {
-            members
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
+        let key = DecodingKey::from_jwk(&self.jwk).map_err(|_| SigningError)?;
+        let alg = match self.alg {
+            SigningAlgorithm::ES256 => Algorithm::ES256,
+            SigningAlgorithm::EdDSA => Algorithm::EdDSA,
         };
-        match self.alg {
-            SigningAlgorithm::ES256 => Ok((
-                DecodingKey::from_ec_components(&s("x"), &s("y")).map_err(|_| SigningError)?,
-                Algorithm::ES256,
-            )),
-            SigningAlgorithm::EdDSA => Ok((
-                DecodingKey::from_ed_components(&s("x")).map_err(|_| SigningError)?,
-                Algorithm::EdDSA,
-            )),
-        }
+        Ok((key, alg))
     }
-}
-
-fn thumbprint(members: &Value) -> String {
-    // serde_json writes object keys in sorted order, as RFC 7638 requires.
-    let canonical = members.to_string();
-    URL_SAFE_NO_PAD.encode(crate::digest::sha256(canonical.as_bytes()))
 }
 
 /// Why the key ring could not be opened.
@@ -232,7 +207,7 @@ impl KeyRing {
                 source: SigningError,
             })?;
         let mut verifying = Vec::new();
-        let mut jwks = Vec::new();
+        let mut published = Vec::new();
         for (i, (key, retired)) in keys.iter().enumerate() {
             if *retired && i != active_idx {
                 continue;
@@ -242,10 +217,10 @@ impl KeyRing {
                 source,
             })?;
             verifying.push((key.kid().to_owned(), dk, a));
-            jwks.push(key.public_jwk());
+            published.push(key.public_jwk().clone());
         }
         let active = Arc::new(keys.swap_remove(active_idx).0);
-        let jwks = serde_json::to_vec(&json!({ "keys": jwks })).unwrap_or_default();
+        let jwks = serde_json::to_vec(&JwkSet { keys: published }).unwrap_or_default();
         Ok(Self {
             active,
             verifying,
@@ -269,5 +244,57 @@ impl KeyRing {
             .iter()
             .find(|(k, _, _)| k == kid)
             .map(|(_, dk, a)| (dk, *a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// The published form: the public members, `kid` (the RFC 7638
+    /// thumbprint), `alg` and `use`, and nothing else.
+    #[test]
+    fn a_published_key_has_its_public_members_kid_alg_and_use() {
+        for (alg, members) in [
+            (
+                SigningAlgorithm::ES256,
+                &["alg", "crv", "kid", "kty", "use", "x", "y"][..],
+            ),
+            (
+                SigningAlgorithm::EdDSA,
+                &["alg", "crv", "kid", "kty", "use", "x"][..],
+            ),
+        ] {
+            let (key, _) = SigningKey::generate(alg).unwrap();
+            let published = serde_json::to_value(key.public_jwk()).unwrap();
+            let mut names: Vec<&str> = published
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            names.sort_unstable();
+            assert_eq!(names, members, "{published}");
+            assert_eq!(published["kid"], key.kid());
+            assert_eq!(published["alg"], alg.as_str());
+            assert_eq!(published["use"], "sig");
+            let (kty, crv) = match alg {
+                SigningAlgorithm::ES256 => ("EC", "P-256"),
+                SigningAlgorithm::EdDSA => ("OKP", "Ed25519"),
+            };
+            assert_eq!(
+                (&published["kty"], &published["crv"]),
+                (&json!(kty), &json!(crv))
+            );
+            // The kid is the thumbprint of the public members alone.
+            let mut public = published.clone();
+            for m in ["kid", "alg", "use"] {
+                public.as_object_mut().unwrap().remove(m);
+            }
+            let public: Jwk = serde_json::from_value(public).unwrap();
+            assert_eq!(jwk::thumbprint(&public).unwrap(), key.kid());
+            assert!(matches!(published["x"], Value::String(_)));
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
+use writ_proto::sse;
 
 use super::http::Reply;
 use super::server::Server;
@@ -310,20 +311,14 @@ impl FeedEvent {
     }
 }
 
-/// The fields of the event being read.
-#[derive(Debug, Default)]
-struct Partial {
-    id: Option<String>,
-    event: Option<String>,
-    data: Vec<String>,
-}
+/// The most one event may hold: far above any entry the broker sends.
+const MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// An open `text/event-stream` response, read event by event; comments
-/// (heartbeats) are skipped.
+/// An open `text/event-stream` response, read event by event with
+/// writ-proto's decoder (the SDK's); comments (heartbeats) are skipped.
 pub struct EventStream {
     response: reqwest::Response,
-    pending: Vec<u8>,
-    current: Partial,
+    decoder: sse::Decoder,
     ready: VecDeque<FeedEvent>,
 }
 
@@ -346,8 +341,7 @@ impl EventStream {
         }
         Self {
             response,
-            pending: Vec::new(),
-            current: Partial::default(),
+            decoder: sse::Decoder::new(MAX_EVENT_BYTES),
             ready: VecDeque::new(),
         }
     }
@@ -397,42 +391,16 @@ impl EventStream {
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(newline) = self.pending.iter().position(|&byte| byte == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=newline).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let line = String::from_utf8(line).expect("the event stream is UTF-8");
-            self.push_line(&line);
-        }
-    }
-
-    fn push_line(&mut self, line: &str) {
-        if line.is_empty() {
-            let partial = std::mem::take(&mut self.current);
-            if !partial.data.is_empty() {
-                self.ready.push_back(FeedEvent {
-                    id: partial.id,
-                    event: partial.event,
-                    data: partial.data.join("\n"),
+        let ready = &mut self.ready;
+        self.decoder
+            .push(bytes, |event| {
+                ready.push_back(FeedEvent {
+                    id: event.id,
+                    event: event.event,
+                    data: String::from_utf8(event.data).expect("the event stream is UTF-8"),
                 });
-            }
-            return;
-        }
-        if line.starts_with(':') {
-            return;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line, ""),
-        };
-        match field {
-            "id" => self.current.id = Some(value.to_string()),
-            "event" => self.current.event = Some(value.to_string()),
-            "data" => self.current.data.push(value.to_string()),
-            _ => {}
-        }
+                Ok::<_, sse::TooLarge>(())
+            })
+            .unwrap_or_else(|error| panic!("reading the event stream: {error}"));
     }
 }

@@ -2,6 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 /// Seconds since the Unix epoch, now.
 #[allow(
     clippy::disallowed_methods,
@@ -43,8 +46,11 @@ pub struct Utc {
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-fn utc(unix: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(unix).expect("a time writ can name")
+/// `unix` as a UTC date and time (the `time` crate's calendar, not writ's).
+#[track_caller]
+fn utc(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or_else(|error| panic!("{unix} is not a time of years 1..9999: {error}"))
 }
 
 impl Utc {
@@ -65,8 +71,8 @@ impl Utc {
 /// `unix` written as a Cedar `datetime` literal ("2024-10-15T11:35:00Z").
 pub fn cedar_datetime(unix: i64) -> String {
     utc(unix)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a whole-second UTC time formats")
+        .format(&Rfc3339)
+        .unwrap_or_else(|error| panic!("{unix} cannot be written as RFC 3339: {error}"))
 }
 
 /// `unix` as an RFC 3339 timestamp in UTC ("2024-10-15T11:35:00Z"), e.g. a block's `until`.
@@ -78,7 +84,7 @@ pub fn rfc3339(unix: i64) -> String {
 /// "2024-10-15T13:35:00+02:00"), fractions of a second dropped; `None` when
 /// it is not one.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    OffsetDateTime::parse(text, &Rfc3339)
         .ok()
-        .map(time::OffsetDateTime::unix_timestamp)
+        .map(OffsetDateTime::unix_timestamp)
 }

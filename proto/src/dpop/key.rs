@@ -9,7 +9,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use super::{access_token_hash, thumbprint};
+use super::access_token_hash;
+use crate::jwk;
 
 /// Why a DPoP key could not be made, or could not sign a proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,24 +53,9 @@ impl DpopKey {
             .map_err(|_| failed("generation failed"))?;
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .map_err(|_| failed("rejected by ring"))?;
-        // An uncompressed point: 0x04, x (32 bytes), y (32 bytes).
-        let point = pair.public_key().as_ref();
-        let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
-            return Err(failed("unexpected public key encoding"));
-        };
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(x),
-            "y": URL_SAFE_NO_PAD.encode(y),
-        });
-        let thumbprint = jwk
-            .as_object()
-            .map(thumbprint)
-            .transpose()
-            .ok()
-            .flatten()
-            .ok_or_else(|| failed("thumbprint"))?;
+        let jwk = jwk::p256(pair.public_key().as_ref())
+            .ok_or_else(|| failed("unexpected public key encoding"))?;
+        let thumbprint = jwk::thumbprint(&jwk).map_err(|_| failed("thumbprint"))?;
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
         Ok(Self {
             pair,
