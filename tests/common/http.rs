@@ -233,13 +233,12 @@ pub fn jwt_claims(token: &str) -> Value {
 
 /// `token` with its claims replaced and its header and signature kept: a tampered token.
 pub fn with_claims(token: &str, claims: &Value) -> String {
-    let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "not a compact JWS: {token}");
+    let jws = compact(token);
     format!(
         "{}.{}.{}",
-        parts[0],
+        jws.header,
         b64url(claims.to_string().as_bytes()),
-        parts[2]
+        jws.signature
     )
 }
 
@@ -270,14 +269,13 @@ pub fn verify_with_jwks(
         .map_err(|error| format!("verify: {error}"))
 }
 
+fn compact(token: &str) -> writ_proto::jws::Compact<'_> {
+    writ_proto::jws::Compact::split(token).unwrap_or_else(|| panic!("not a compact JWS: {token}"))
+}
+
 fn decode_segment(token: &str, index: usize) -> Value {
-    let segment = token
-        .split('.')
-        .nth(index)
-        .unwrap_or_else(|| panic!("not a compact JWS: {token}"));
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .unwrap_or_else(|error| panic!("segment {index} of {token} is not base64url: {error}"));
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|error| panic!("segment {index} of {token} is not JSON: {error}"))
+    let jws = compact(token);
+    let segment = [jws.header, jws.payload][index];
+    writ_proto::jws::decode_segment(segment)
+        .unwrap_or_else(|| panic!("segment {index} of {token} is not base64url JSON"))
 }
