@@ -165,7 +165,7 @@ fn play(steps: &[Step]) -> (Arc<KillSwitch>, RevocationSet) {
                 }
             }
         }
-        let mut sdk = RevocationSet::new();
+        let mut sdk = RevocationSet::new(30);
         for entry in switch.since(0, 1_000).await.unwrap() {
             sdk.apply(&entry.to_json(false));
         }

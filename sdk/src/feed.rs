@@ -81,9 +81,10 @@ pub(crate) struct FeedState {
 }
 
 impl FeedState {
-    pub(crate) fn new() -> Self {
+    /// The state of a verifier with `leeway` seconds of clock skew.
+    pub(crate) fn new(leeway: u64) -> Self {
         Self {
-            set: RwLock::new(RevocationSet::default()),
+            set: RwLock::new(RevocationSet::new(leeway)),
             base: Instant::now(),
             heard_ms: AtomicU64::new(0),
         }

@@ -10,17 +10,47 @@ use serde_json::Value;
 use writ_proto::AccessClaims;
 use writ_proto::revocation::{Entry, EntryKind, RevocationIndex};
 
+/// Entries applied between two sweeps for entries that can revoke nothing
+/// alive any more.
+const SWEEP_EVERY: u64 = 1_024;
+
 /// Revocation entries heard on the feed.
 #[derive(Debug, Default)]
 pub struct RevocationSet {
     index: RevocationIndex,
     last_seq: u64,
+    leeway: u64,
+    applied: u64,
 }
 
 impl RevocationSet {
-    /// An empty set.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty set for a verifier that accepts tokens up to `leeway`
+    /// seconds past their `exp`.
+    pub fn new(leeway: u64) -> Self {
+        Self {
+            leeway,
+            ..Self::default()
+        }
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Forgets the entries that revoke one token (RFC 7009) once that token
+    /// is past its `exp`, the broker's grace and this verifier's leeway:
+    /// no verifier accepts it any more. Every other entry is kept, since
+    /// how long the tokens it names live is the broker's to know. Returns
+    /// how many were forgotten.
+    pub fn forget_expired(&mut self, now: u64) -> usize {
+        self.index
+            .compact(now.saturating_sub(self.leeway), u64::MAX)
     }
 
     /// The highest `seq` applied: where the feed resumes.
@@ -44,6 +74,10 @@ impl RevocationSet {
                     );
                 }
                 self.index.upsert(Arc::new(e));
+                self.applied += 1;
+                if self.applied.is_multiple_of(SWEEP_EVERY) {
+                    self.forget_expired(crate::dpop::unix_now());
+                }
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "unreadable revocation entry; ignored"),
@@ -86,7 +120,7 @@ mod tests {
             ("actor", json!("agent:bot")),
             ("all", json!(true)),
         ] {
-            let mut set = RevocationSet::default();
+            let mut set = RevocationSet::new(30);
             set.apply(
                 &json!({"id": "e1", "seq": 3, "kind": "revoke", "selector": {kind: value},
                                "effective_at": "1970-01-01T00:01:40Z"}),
@@ -98,8 +132,27 @@ mod tests {
     }
 
     #[test]
+    fn one_token_entries_are_forgotten_only_after_its_exp_grace_and_leeway() {
+        let mut set = RevocationSet::new(30);
+        set.apply(
+            &json!({"id": "one", "seq": 1, "kind": "revoke", "selector": {"jti": "j"},
+            "effective_at": "1970-01-01T00:01:40Z", "token_exp": "1970-01-01T00:02:00Z"}),
+        );
+        set.apply(
+            &json!({"id": "all", "seq": 2, "kind": "revoke", "selector": {"subject": "s"},
+            "effective_at": "1970-01-01T00:01:40Z"}),
+        );
+        let exp = 120;
+        let kept_until = exp + writ_proto::revocation::EXPIRED_TOKEN_GRACE + 30;
+        assert_eq!(set.forget_expired(kept_until), 0);
+        assert!(set.revoked(&claims(100)).is_some());
+        assert_eq!(set.forget_expired(kept_until + 1), 1);
+        assert_eq!(set.len(), 1, "an entry for every token of a subject stays");
+    }
+
+    #[test]
     fn lifts_do_not_unrevoke_and_unreadable_entries_still_advance_the_feed() {
-        let mut set = RevocationSet::default();
+        let mut set = RevocationSet::new(30);
         set.apply(&json!({"id": "e1", "seq": 1, "kind": "revoke", "selector": {"jti": "j"}, "effective_at": "1970-01-01T00:01:40Z"}));
         set.apply(&json!({"id": "e2", "seq": 2, "kind": "lift", "lifts": "e1", "selector": {"jti": "j"}, "effective_at": "1970-01-01T00:02:00Z"}));
         assert!(set.revoked(&claims(50)).is_some());

@@ -114,7 +114,7 @@ impl VerifierBuilder {
         let feed = match &self.feed {
             None => None,
             Some(auth) => {
-                let state = Arc::new(FeedState::new());
+                let state = Arc::new(FeedState::new(self.leeway.as_secs()));
                 feed::catch_up(&self.broker, auth, &state).await?;
                 Some((state, auth.clone()))
             }

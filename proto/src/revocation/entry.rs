@@ -212,6 +212,10 @@ impl Entry {
             "lifted_at": time(self.lifted_at),
             "lifts": self.lifts,
         });
+        // The one token's `exp` lets a follower forget the entry with it.
+        if let (Some(exp), Some(o)) = (self.token_exp, v.as_object_mut()) {
+            o.insert("token_exp".into(), Value::String(rfc3339(exp)));
+        }
         if for_admins && let Some(o) = v.as_object_mut() {
             o.insert("reason".into(), Value::String(self.reason.clone()));
             o.insert("who".into(), Value::String(self.who.clone()));
@@ -246,7 +250,8 @@ impl Entry {
             until: time("until"),
             lifted_at: time("lifted_at"),
             lifts: text("lifts").map(str::to_owned),
-            token_exp: None,
+            // Unreadable: kept for good, like an entry for many tokens.
+            token_exp: time("token_exp"),
         })
     }
 }
@@ -289,6 +294,14 @@ mod tests {
 
     #[test]
     fn the_feed_form_round_trips_without_the_admin_fields() {
+        let one_token = Entry {
+            token_exp: Some(1_500),
+            ..entry()
+        };
+        assert_eq!(
+            Entry::from_json(&one_token.to_json(false)).map(|e| e.token_exp),
+            Ok(Some(1_500))
+        );
         let e = entry();
         let back = Entry::from_json(&e.to_json(false)).unwrap();
         assert_eq!(
