@@ -263,8 +263,9 @@ async fn introspect_as(
     Reply::read(req.send().await.unwrap()).await
 }
 
-#[tokio::test]
-async fn bound_credential_is_refused_without_its_proof_and_accepted_with_it() {
+/// A broker whose issuer is [`SELF_ISSUER`], a DPoP key, a credential for
+/// the broker's own audience bound to that key, and a token to introspect.
+async fn bound_introspection_credential() -> (TestEnv, Server, SigningKey, String, String) {
     let mut env = TestEnv::new();
     env.config.issuer = Some(SELF_ISSUER.to_string());
     let server = env.start().await;
@@ -283,6 +284,12 @@ async fn bound_credential_is_refused_without_its_proof_and_accepted_with_it() {
         .mint(&env.k8s_token(), ORDERS, "orders.read")
         .await
         .access_token;
+    (env, server, key, credential, subject)
+}
+
+#[tokio::test]
+async fn bound_credential_is_refused_without_its_proof_and_accepted_with_it() {
+    let (_env, server, key, credential, subject) = bound_introspection_credential().await;
 
     let without = introspect_as(&server, &credential, None, &subject).await;
     let stranger = SigningKey::generate(Alg::Es256);
@@ -340,26 +347,9 @@ async fn introspect_with_scheme(
 /// the DPoP scheme (section 7.1).
 #[tokio::test]
 async fn the_scheme_must_match_the_binding_even_with_a_valid_proof() {
-    let mut env = TestEnv::new();
-    env.config.issuer = Some(SELF_ISSUER.to_string());
-    let server = env.start().await;
-    let key = SigningKey::generate(Alg::Es256);
-    let request = TokenRequest::exchange(&env.k8s_token(), SELF_ISSUER, "introspect");
-    let bound = assert_granted(
-        &token_with_proof(
-            &server,
-            &request,
-            &proof_for_self(&key, "/oauth2/token", "t", None),
-        )
-        .await,
-    )
-    .access_token;
+    let (env, server, key, bound, subject) = bound_introspection_credential().await;
     let unbound = server
         .mint(&env.k8s_token(), SELF_ISSUER, "introspect")
-        .await
-        .access_token;
-    let subject = server
-        .mint(&env.k8s_token(), ORDERS, "orders.read")
         .await
         .access_token;
     let over =
