@@ -12,7 +12,7 @@
 #[non_exhaustive]
 pub enum StoreError {
     /// The URL names no supported store.
-    #[error("unsupported store url (expected sqlite://PATH)")]
+    #[error("unsupported store url (expected sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl,
     /// The database failed.
     #[error("store: {0}")]

@@ -2,17 +2,19 @@
 //!
 //! [`RevocationLog`] belongs to the kill switch ([`crate::revoke`]),
 //! [`KeyStore`] to the key ring ([`crate::token`]); this module implements
-//! them ([`SqliteStore`], one SQLite file, the default) and adds only what
-//! the server itself asks of a store, [`Store::ping`]. A PostgreSQL store for
-//! several replicas implements the same traits. `store` sits above the
+//! them ([`SqliteStore`], one SQLite file, the default; [`PostgresStore`],
+//! one database shared by several replicas) and adds only what the server
+//! itself asks of a store, [`Store::ping`]. `store` sits above the
 //! modules whose traits it implements and none of them imports it; the
 //! error they share is [`crate::durable::StoreError`], re-exported here.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 pub use crate::durable::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::revoke::RevocationLog;
@@ -27,10 +29,18 @@ pub trait Store: RevocationLog + KeyStore {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store a URL names, running migrations.
+/// Connections a PostgreSQL store opens at most, per replica.
+pub const POSTGRES_CONNECTIONS: u32 = 8;
+
+/// Opens the store a URL names (`sqlite://PATH`, or `postgres://` /
+/// `postgresql://` for several replicas), running migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            PostgresStore::open(url, POSTGRES_CONNECTIONS).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl)
     }

@@ -39,6 +39,8 @@ pub struct Config {
     pub trust_domain: Option<String>,
     /// Raw lines appended to `[tokens]` (e.g. `dpop_replay_cache = 20`).
     pub extra_tokens_lines: Vec<String>,
+    /// `store.url`; unset means `sqlite://writ.db` in the scratch directory.
+    pub store_url: Option<String>,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             admin_principals: Vec::new(),
             extra_tokens_lines: Vec::new(),
             trust_domain: None,
+            store_url: None,
         }
     }
 }
@@ -196,7 +199,7 @@ key = "server-key.pem"
 {client_ca}
 
 [store]
-url = "sqlite://writ.db"
+url = "{store_url}"
 
 [tokens]
 algorithm = {algorithm}
@@ -217,6 +220,7 @@ principals = [{principals}]
 
 "#,
             algorithm = quote(&config.algorithm),
+            store_url = config.store_url.as_deref().unwrap_or("sqlite://writ.db"),
             default_ttl = quote(&config.default_ttl),
             max_ttl = quote(&config.max_ttl),
             extra_tokens = config.extra_tokens_lines.join("\n"),

@@ -1,0 +1,298 @@
+//! The store for several replicas: one PostgreSQL database shared by every
+//! `writ serve`. Migrations run under a session advisory lock, so replicas
+//! starting at once migrate one after the other; kill-switch entries take
+//! their `seq` under a transaction advisory lock, so they commit in `seq`
+//! order and no reader sees entry 7 before entry 6.
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use super::{Store, StoreError};
+use crate::revoke::{Entry, EntryKind, RevocationLog, Selector};
+use crate::token::{KeyStore, StoredKey, longest_live_lifetime};
+
+/// Advisory lock keys (any two constants no other user of the database
+/// takes): one for migrations, one serializing kill-switch appends, one for
+/// the token-lifetime record.
+const MIGRATION_LOCK: i64 = 0x7772_6974_0001;
+const APPEND_LOCK: i64 = 0x7772_6974_0002;
+const LIFETIME_LOCK: i64 = 0x7772_6974_0003;
+
+/// Schema versions, applied in order, each once.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        pkcs8 BYTEA NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE revocations (
+        seq BIGINT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        selector_kind TEXT NOT NULL,
+        selector_value TEXT,
+        reason TEXT NOT NULL,
+        who TEXT NOT NULL,
+        effective_at BIGINT NOT NULL,
+        block BOOLEAN NOT NULL,
+        until BIGINT,
+        lifted_at BIGINT,
+        lifts TEXT,
+        token_exp BIGINT
+    )",
+    "CREATE TABLE token_lifetimes (
+        run BIGSERIAL PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        max_ttl BIGINT NOT NULL
+    )",
+];
+
+const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp";
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn entry_from_row(r: &PgRow) -> Result<Entry, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let selector_kind: String = r.try_get("selector_kind")?;
+    let selector_value: Option<String> = r.try_get("selector_value")?;
+    Ok(Entry {
+        seq: uint(r.try_get("seq")?),
+        id: r.try_get("id")?,
+        kind: match kind.as_str() {
+            "revoke" => EntryKind::Revoke,
+            "lift" => EntryKind::Lift,
+            other => return Err(StoreError::Corrupt(format!("entry kind {other:?}"))),
+        },
+        selector: Selector::from_parts(&selector_kind, selector_value.as_deref())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        reason: r.try_get("reason")?,
+        who: r.try_get("who")?,
+        effective_at: uint(r.try_get("effective_at")?),
+        block: r.try_get("block")?,
+        until: r.try_get::<Option<i64>, _>("until")?.map(uint),
+        lifted_at: r.try_get::<Option<i64>, _>("lifted_at")?.map(uint),
+        lifts: r.try_get("lifts")?,
+        token_exp: r.try_get::<Option<i64>, _>("token_exp")?.map(uint),
+    })
+}
+
+/// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
+/// is one past the last committed one.
+async fn insert_entry(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    e: &Entry,
+) -> Result<u64, StoreError> {
+    let kind = match e.kind {
+        EntryKind::Revoke => "revoke",
+        EntryKind::Lift => "lift",
+    };
+    let row = sqlx::query(
+        "INSERT INTO revocations (seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp)
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM revocations), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         RETURNING seq",
+    )
+    .bind(&e.id)
+    .bind(kind)
+    .bind(e.selector.kind())
+    .bind(e.selector.value())
+    .bind(&e.reason)
+    .bind(&e.who)
+    .bind(int(e.effective_at))
+    .bind(e.block)
+    .bind(e.until.map(int))
+    .bind(e.lifted_at.map(int))
+    .bind(&e.lifts)
+    .bind(e.token_exp.map(int))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(uint(row.try_get(0)?))
+}
+
+/// Takes a transaction-scoped advisory lock: released at commit or rollback.
+async fn xact_lock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// PostgreSQL-backed [`Store`]: the kill switch's [`RevocationLog`] and the
+/// key ring's [`KeyStore`], shared by every replica.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://` or `postgresql://`)
+    /// with at most `max_connections`, and migrates it.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not applied yet, one replica at a time: the
+    /// advisory lock is held for the whole transaction.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, MIGRATION_LOCK).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            sqlx::query(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for PostgresStore {
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query("SELECT kid, alg, pkcs8, created_at FROM signing_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid")?,
+                    alg: r.try_get("alg")?,
+                    pkcs8: r.try_get("pkcs8")?,
+                    created_at: uint(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.pkcs8)
+        .bind(int(key.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_token_lifetime(&self, max_ttl: u64, now: u64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, LIFETIME_LOCK).await?;
+        let runs: Vec<(u64, u64)> =
+            sqlx::query("SELECT started_at, max_ttl FROM token_lifetimes ORDER BY started_at, run")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((uint(r.try_get(0)?), uint(r.try_get(1)?))))
+                .collect::<Result<_, StoreError>>()?;
+        let (longest, alive) = longest_live_lifetime(&runs, max_ttl, now);
+        // Only the oldest dead runs go: a dead run's start bounds the one before it.
+        let dead = alive.iter().take_while(|a| !**a).count();
+        if let Some(&(started_at, _)) = dead.checked_sub(1).and_then(|i| runs.get(i)) {
+            sqlx::query("DELETE FROM token_lifetimes WHERE started_at <= $1")
+                .bind(int(started_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO token_lifetimes (started_at, max_ttl) VALUES ($1, $2)")
+            .bind(int(now))
+            .bind(int(max_ttl))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(longest)
+    }
+}
+
+#[async_trait::async_trait]
+impl RevocationLog for PostgresStore {
+    async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, APPEND_LOCK).await?;
+        let seq = insert_entry(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        xact_lock(&mut tx, APPEND_LOCK).await?;
+        sqlx::query("UPDATE revocations SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL")
+            .bind(int(lift.effective_at))
+            .bind(lifted_id)
+            .execute(&mut *tx)
+            .await?;
+        let seq = insert_entry(&mut tx, lift).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(int(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM revocations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn forget_token_revocations(&self, before: u64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM revocations WHERE token_exp IS NOT NULL AND token_exp < $1")
+                .bind(int(before))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}
