@@ -113,11 +113,35 @@ impl Default for TlsConfig {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://path` (relative to the config directory).
+    /// `sqlite://path` (relative to the config directory), or
+    /// `postgres://user[:password]@host/db` (`postgresql://` too).
     pub url: String,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A PostgreSQL URL may carry a password: never print it.
+        f.debug_struct("StoreConfig")
+            .field("url", &without_password(&self.url))
+            .finish()
+    }
+}
+
+/// `url` with the password of its userinfo, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for StoreConfig {
@@ -462,6 +486,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_password_never_reaches_debug_output() {
+        let store = StoreConfig {
+            url: "postgres://writ:s3cret@db.internal:5432/writ".into(),
+        };
+        let shown = format!("{store:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://writ:***@db.internal:5432/writ"),
+            "{shown}"
+        );
+        assert_eq!(without_password("sqlite://writ.db"), "sqlite://writ.db");
+        assert_eq!(
+            without_password("postgres://postgres@127.0.0.1/writ"),
+            "postgres://postgres@127.0.0.1/writ"
+        );
+    }
 
     #[test]
     fn unknown_key_is_named() {
