@@ -117,8 +117,11 @@ impl Default for TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://path` (relative to the config directory), or
-    /// `postgres://user[:password]@host/db` (`postgresql://` too).
+    /// `postgres://user[:password]@host/db` (`postgresql://` too; TLS with
+    /// `?sslmode=verify-full`, through rustls and ring).
     pub url: String,
+    /// Connections a PostgreSQL store opens at most, per replica.
+    pub max_connections: u32,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -126,6 +129,7 @@ impl std::fmt::Debug for StoreConfig {
         // A PostgreSQL URL may carry a password: never print it.
         f.debug_struct("StoreConfig")
             .field("url", &without_password(&self.url))
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -148,6 +152,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://writ.db".into(),
+            max_connections: 8,
         }
     }
 }
@@ -491,6 +496,7 @@ mod tests {
     fn a_store_password_never_reaches_debug_output() {
         let store = StoreConfig {
             url: "postgres://writ:s3cret@db.internal:5432/writ".into(),
+            max_connections: 8,
         };
         let shown = format!("{store:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -146,7 +146,8 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("https://{addr}"));
 
-        let store = crate::store::open(&config.store.url).await?;
+        let store =
+            crate::store::open_with(&config.store.url, config.store.max_connections).await?;
         let keys = Arc::new(
             KeyRing::open(
                 store.as_ref(),

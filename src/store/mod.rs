@@ -29,18 +29,19 @@ pub trait Store: RevocationLog + KeyStore {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Connections a PostgreSQL store opens at most, per replica.
-pub const POSTGRES_CONNECTIONS: u32 = 8;
-
 /// Opens the store a URL names (`sqlite://PATH`, or `postgres://` /
-/// `postgresql://` for several replicas), running migrations.
+/// `postgresql://` with the default `store.max_connections`), running
+/// migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, crate::config::StoreConfig::default().max_connections).await
+}
+
+/// Like [`open`], with a PostgreSQL pool of at most `max_connections`.
+pub async fn open_with(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            PostgresStore::open(url, POSTGRES_CONNECTIONS).await?,
-        ))
+        Ok(Arc::new(PostgresStore::open(url, max_connections).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
