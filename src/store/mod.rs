@@ -9,6 +9,7 @@
 //! error they share is [`crate::durable::StoreError`], re-exported here.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

@@ -5,11 +5,12 @@
 //! order and no reader sees entry 7 before entry 6.
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
-use crate::revoke::{Entry, EntryKind, RevocationLog, Selector};
-use crate::token::{KeyStore, StoredKey, longest_live_lifetime};
+use crate::revoke::{Entry, EntryKind, RevocationLog};
+use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
 /// Advisory lock keys (any two constants no other user of the database
 /// takes): one for migrations, one serializing kill-switch appends, one for
@@ -47,41 +48,6 @@ const MIGRATIONS: &[&str] = &[
         max_ttl BIGINT NOT NULL
     )",
 ];
-
-const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp";
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn entry_from_row(r: &PgRow) -> Result<Entry, StoreError> {
-    let kind: String = r.try_get("kind")?;
-    let selector_kind: String = r.try_get("selector_kind")?;
-    let selector_value: Option<String> = r.try_get("selector_value")?;
-    Ok(Entry {
-        seq: uint(r.try_get("seq")?),
-        id: r.try_get("id")?,
-        kind: match kind.as_str() {
-            "revoke" => EntryKind::Revoke,
-            "lift" => EntryKind::Lift,
-            other => return Err(StoreError::Corrupt(format!("entry kind {other:?}"))),
-        },
-        selector: Selector::from_parts(&selector_kind, selector_value.as_deref())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        reason: r.try_get("reason")?,
-        who: r.try_get("who")?,
-        effective_at: uint(r.try_get("effective_at")?),
-        block: r.try_get("block")?,
-        until: r.try_get::<Option<i64>, _>("until")?.map(uint),
-        lifted_at: r.try_get::<Option<i64>, _>("lifted_at")?.map(uint),
-        lifts: r.try_get("lifts")?,
-        token_exp: r.try_get::<Option<i64>, _>("token_exp")?.map(uint),
-    })
-}
 
 /// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
 /// is one past the last committed one.
@@ -225,9 +191,7 @@ impl KeyStore for PostgresStore {
                 .map(|r| Ok((uint(r.try_get(0)?), uint(r.try_get(1)?))))
                 .collect::<Result<_, StoreError>>()?;
         let (longest, alive) = longest_live_lifetime(&runs, max_ttl, now);
-        // Only the oldest dead runs go: a dead run's start bounds the one before it.
-        let dead = alive.iter().take_while(|a| !**a).count();
-        if let Some(&(started_at, _)) = dead.checked_sub(1).and_then(|i| runs.get(i)) {
+        if let Some(started_at) = forgettable_through(&runs, &alive) {
             sqlx::query("DELETE FROM token_lifetimes WHERE started_at <= $1")
                 .bind(int(started_at))
                 .execute(&mut *tx)

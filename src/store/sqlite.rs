@@ -7,9 +7,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
-use crate::revoke::{Entry, EntryKind, RevocationLog, Selector};
-use crate::token::{KeyStore, StoredKey, longest_live_lifetime};
+use crate::revoke::{Entry, EntryKind, RevocationLog};
+use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
 /// Schema versions, applied in order, each once.
 const MIGRATIONS: &[&str] = &[
@@ -42,41 +43,6 @@ const MIGRATIONS: &[&str] = &[
     // RFC 7009 entries live as long as their token.
     "ALTER TABLE revocations ADD COLUMN token_exp INTEGER",
 ];
-
-const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp";
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
-    let kind: String = r.try_get("kind")?;
-    let selector_kind: String = r.try_get("selector_kind")?;
-    let selector_value: Option<String> = r.try_get("selector_value")?;
-    Ok(Entry {
-        seq: uint(r.try_get("seq")?),
-        id: r.try_get("id")?,
-        kind: match kind.as_str() {
-            "revoke" => EntryKind::Revoke,
-            "lift" => EntryKind::Lift,
-            other => return Err(StoreError::Corrupt(format!("entry kind {other:?}"))),
-        },
-        selector: Selector::from_parts(&selector_kind, selector_value.as_deref())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        reason: r.try_get("reason")?,
-        who: r.try_get("who")?,
-        effective_at: uint(r.try_get("effective_at")?),
-        block: r.try_get::<i64, _>("block")? != 0,
-        until: r.try_get::<Option<i64>, _>("until")?.map(uint),
-        lifted_at: r.try_get::<Option<i64>, _>("lifted_at")?.map(uint),
-        lifts: r.try_get("lifts")?,
-        token_exp: r.try_get::<Option<i64>, _>("token_exp")?.map(uint),
-    })
-}
 
 async fn insert_entry<'e, E>(exec: E, e: &Entry) -> Result<u64, StoreError>
 where
@@ -267,9 +233,7 @@ impl KeyStore for SqliteStore {
         .map(|r| Ok((uint(r.try_get(0)?), uint(r.try_get(1)?))))
         .collect::<Result<_, StoreError>>()?;
         let (longest, alive) = longest_live_lifetime(&runs, max_ttl, now);
-        // Only the oldest dead runs go: a dead run's start bounds the one before it.
-        let dead = alive.iter().take_while(|a| !**a).count();
-        if let Some(&(started_at, _)) = dead.checked_sub(1).and_then(|i| runs.get(i)) {
+        if let Some(started_at) = forgettable_through(&runs, &alive) {
             sqlx::query("DELETE FROM token_lifetimes WHERE started_at <= ?")
                 .bind(int(started_at))
                 .execute(&mut *tx)

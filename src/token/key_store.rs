@@ -63,9 +63,29 @@ pub fn longest_live_lifetime(runs: &[(u64, u64)], current: u64, now: u64) -> (u6
     (longest, alive)
 }
 
+/// The start of the newest run a store may forget along with every older
+/// one: the oldest runs whose tokens are all dead (`alive` as
+/// [`longest_live_lifetime`] returns it). Only a prefix goes, since a dead
+/// run's start is what bounds the run before it.
+pub fn forgettable_through(runs: &[(u64, u64)], alive: &[bool]) -> Option<u64> {
+    let dead = alive.iter().take_while(|a| !**a).count();
+    dead.checked_sub(1)
+        .and_then(|i| runs.get(i))
+        .map(|&(started_at, _)| started_at)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::longest_live_lifetime;
+    use super::{forgettable_through, longest_live_lifetime};
+
+    #[test]
+    fn only_the_oldest_dead_runs_may_be_forgotten() {
+        let runs = [(0, 10), (5, 10), (100, 10)];
+        assert_eq!(forgettable_through(&runs, &[false, false, true]), Some(5));
+        assert_eq!(forgettable_through(&runs, &[false, true, false]), Some(0));
+        assert_eq!(forgettable_through(&runs, &[true, false, true]), None);
+        assert_eq!(forgettable_through(&[], &[]), None);
+    }
 
     #[test]
     fn a_lowered_max_ttl_keeps_the_longer_one_until_its_tokens_expire() {

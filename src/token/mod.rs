@@ -13,7 +13,7 @@ mod keys;
 mod mint;
 mod verify;
 
-pub use key_store::{KeyStore, StoredKey, longest_live_lifetime};
+pub use key_store::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 pub use keys::{KeyRing, KeyRingError, SigningKey};
 pub use mint::{MintRequest, Minted, Minter};
 pub use verify::TokenVerifier;
