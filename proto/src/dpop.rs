@@ -271,6 +271,39 @@ pub fn verify(
     Ok(checked.jkt)
 }
 
+/// Why a request's `DPoP` header cannot be read as one proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProofHeaderError {
+    /// Two or more `DPoP` headers (RFC 9449 section 4.3: exactly one).
+    #[error("send exactly one DPoP header")]
+    MoreThanOne,
+    /// The header is not visible ASCII text.
+    #[error("DPoP header is not text")]
+    NotText,
+}
+
+/// The request's one DPoP proof, from the values of its `DPoP` headers:
+/// none is `None`, more than one is refused (RFC 9449 section 4.3). The
+/// broker and every SDK verifier read the header through this.
+pub fn single_proof<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Option<&'a str>, ProofHeaderError> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(one), None) => std::str::from_utf8(one)
+            .ok()
+            // Visible ASCII (and tab), as HTTP header text is read.
+            .filter(|text| {
+                text.bytes()
+                    .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            })
+            .map(Some)
+            .ok_or(ProofHeaderError::NotText),
+        (Some(_), Some(_)) => Err(ProofHeaderError::MoreThanOne),
+    }
+}
+
 /// Checks everything about a proof but replay: form, `typ`, `alg`, a public
 /// `jwk`, the signature, `htm`, `htu`, the `iat` window and `ath`.
 pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopError> {
@@ -366,6 +399,24 @@ pub fn access_token_hash(access_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dpop_header_is_read_as_one_proof_or_refused() {
+        assert_eq!(single_proof([]), Ok(None));
+        assert_eq!(single_proof([b"a.b.c".as_slice()]), Ok(Some("a.b.c")));
+        assert_eq!(
+            single_proof([b"a".as_slice(), b"a".as_slice()]),
+            Err(ProofHeaderError::MoreThanOne)
+        );
+        assert_eq!(
+            single_proof([b"\xff\xfe".as_slice()]),
+            Err(ProofHeaderError::NotText)
+        );
+        assert_eq!(
+            single_proof([b"a\x01b".as_slice()]),
+            Err(ProofHeaderError::NotText)
+        );
+    }
 
     fn checked(iat: u64, jti: &str) -> CheckedProof {
         CheckedProof {

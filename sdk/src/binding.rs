@@ -71,16 +71,9 @@ impl<'a> Presented<'a> {
             .and_then(|v| v.to_str().ok())
             .ok_or(VerifyError::Missing)?;
         let (scheme, token) = Scheme::split(value).ok_or(VerifyError::Missing)?;
-        let mut proofs = headers.get_all("dpop").iter();
-        let dpop_proof = match (proofs.next(), proofs.next()) {
-            (None, _) => None,
-            (Some(one), None) => Some(
-                one.to_str()
-                    .map_err(|_| VerifyError::DpopProof(dpop::DpopError::Malformed))?,
-            ),
-            // RFC 9449 section 4.3: exactly one proof.
-            (Some(_), Some(_)) => return Err(VerifyError::DpopProof(dpop::DpopError::Malformed)),
-        };
+        let values = headers.get_all("dpop").iter().map(|v| v.as_bytes());
+        let dpop_proof = dpop::single_proof(values)
+            .map_err(|_| VerifyError::DpopProof(dpop::DpopError::Malformed))?;
         Ok(Self {
             token,
             scheme,

@@ -12,7 +12,8 @@
 
 pub use writ_proto::dpop::{
     CheckedProof, DpopError, DpopKey, Expected, KeyError, MAX_AGE_SECS, MAX_PROOF_BYTES,
-    MAX_SKEW_SECS, ReplayCache, ReplayError, ReplayStore, access_token_hash, check, verify,
+    MAX_SKEW_SECS, ProofHeaderError, ReplayCache, ReplayError, ReplayStore, access_token_hash,
+    check, single_proof, verify,
 };
 pub use writ_proto::jwk::thumbprint;
 

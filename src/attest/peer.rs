@@ -38,7 +38,11 @@ impl Peer {
         scheme: Option<Scheme>,
         proven_jkt: impl FnOnce() -> Option<String>,
     ) -> bool {
-        let certificate = self.client.as_ref().map(CertIdentity::thumbprint);
+        // Only a certificate-bound token needs the thumbprint computed.
+        let certificate = cnf
+            .filter(|c| c.x5t_s256.is_some())
+            .and(self.client.as_ref())
+            .map(CertIdentity::thumbprint);
         let possession = Possession {
             scheme,
             certificate: certificate.as_deref(),

@@ -155,17 +155,8 @@ impl TokenRequest {
 
 /// The request's single DPoP proof, if any (two are an error: `Err`).
 pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
-    let mut proofs = headers.get_all("dpop").iter();
-    match (proofs.next(), proofs.next()) {
-        (None, _) => Ok(None),
-        (Some(p), None) => p
-            .to_str()
-            .map(Some)
-            .map_err(|_| Refusal::InvalidDpopProof("DPoP header is not text".into())),
-        (Some(_), Some(_)) => Err(Refusal::InvalidDpopProof(
-            "send exactly one DPoP header".into(),
-        )),
-    }
+    let values = headers.get_all("dpop").iter().map(|v| v.as_bytes());
+    writ_proto::dpop::single_proof(values).map_err(|e| Refusal::InvalidDpopProof(e.to_string()))
 }
 
 /// RFC 9449: a proof of possession binds the new token to the proof's key.
