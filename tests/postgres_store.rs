@@ -16,57 +16,9 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
-use sqlx::Connection;
 use writ::revoke::{Entry, EntryKind, RevocationLog, Selector};
 use writ::store::{PostgresStore, Store};
 use writ::token::{KeyStore, StoredKey};
-
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of its own for one test; [`Database::drop_now`] removes it.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(test: &str) -> Self {
-        let name = format!(
-            "writ_{test}_{}_{}",
-            std::process::id(),
-            now().unsigned_abs()
-        );
-        let mut admin = sqlx::PgConnection::connect(&format!("{SERVER}/postgres"))
-            .await
-            .unwrap_or_else(|error| {
-                panic!(
-                    "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres ({error}); \
-                     start it (e.g. `service postgresql start`) with trust auth for local TCP"
-                )
-            });
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Self {
-            url: format!("{SERVER}/{name}"),
-            name,
-        }
-    }
-
-    async fn drop_now(self) {
-        let mut admin = sqlx::PgConnection::connect(&format!("{SERVER}/postgres"))
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
 
 fn entry(id: &str, selector: Selector) -> Entry {
     Entry {

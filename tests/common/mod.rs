@@ -20,6 +20,7 @@ mod issuer;
 mod jwks_server;
 mod pki;
 mod policies;
+mod postgres;
 mod revocation;
 mod server;
 mod time;
@@ -39,6 +40,7 @@ pub use pki::{Leaf, Pki, uri_san};
 pub use policies::{
     ENTITIES, NARROWING_POLICY, SCHEMA, STANDARD_POLICIES, permit_orders_read_when,
 };
+pub use postgres::{Database, POSTGRES};
 pub use revocation::{
     EventStream, FEED, FEED_STREAM, FeedEvent, REVOCATIONS, Revocation, assert_revocation_created,
     entries_of, entry_id, entry_seq, is_entry_id, revocation_body,
