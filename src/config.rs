@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub unix_socket: Option<PathBuf>,
     /// SPIFFE trust domain for unix and mtls principals.
     pub trust_domain: String,
+    /// This replica's name among those sharing a store (heartbeats, the
+    /// audit chain); defaults to the host name and pid, unique per process.
+    pub replica_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             issuer: None,
             unix_socket: None,
             trust_domain: "writ.local".into(),
+            replica_id: None,
         }
     }
 }
@@ -122,6 +126,14 @@ pub struct StoreConfig {
     pub url: String,
     /// Connections a PostgreSQL store opens at most, per replica.
     pub max_connections: u32,
+    /// How long the admin's answer to a new kill-switch entry waits for
+    /// every live replica to apply it.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub propagation_wait: Duration,
+    /// A replica whose view of the kill switch is older than this mints
+    /// nothing and is not ready: it fails closed.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub max_staleness: Duration,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -130,6 +142,8 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("url", &without_password(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("propagation_wait", &self.propagation_wait)
+            .field("max_staleness", &self.max_staleness)
             .finish()
     }
 }
@@ -153,6 +167,8 @@ impl Default for StoreConfig {
         Self {
             url: "sqlite://writ.db".into(),
             max_connections: 8,
+            propagation_wait: Duration::from_secs(1),
+            max_staleness: Duration::from_secs(5),
         }
     }
 }
@@ -455,6 +471,19 @@ impl Config {
                 owners.push((td, issuer.name.as_str()));
             }
         }
+        // A view refreshed every FOLLOW_POLL is never older than a second
+        // when healthy: a shorter limit would refuse on ordinary jitter.
+        if self.store.max_staleness < Duration::from_secs(1) {
+            return bad("store.max_staleness must be at least 1s".into());
+        }
+        if self
+            .server
+            .replica_id
+            .as_deref()
+            .is_some_and(|id| id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+        {
+            return bad("server.replica_id must be 1 to 128 printable characters".into());
+        }
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
         }
@@ -496,7 +525,7 @@ mod tests {
     fn a_store_password_never_reaches_debug_output() {
         let store = StoreConfig {
             url: "postgres://writ:s3cret@db.internal:5432/writ".into(),
-            max_connections: 8,
+            ..StoreConfig::default()
         };
         let shown = format!("{store:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -142,7 +142,17 @@ fn play(steps: &[Step]) -> (Arc<KillSwitch>, RevocationSet) {
         let url = format!("sqlite://{}", dir.path().join("writ.db").display());
         let store = writ::store::open(&url).await.unwrap();
         let clock = Arc::new(TestClock(AtomicU64::new(START)));
-        let switch = Arc::new(KillSwitch::load(store, clock.clone(), 3_600).await.unwrap());
+        let switch = Arc::new(
+            KillSwitch::load(
+                store,
+                clock.clone(),
+                3_600,
+                "agreement".into(),
+                std::time::Duration::from_secs(3_600),
+            )
+            .await
+            .unwrap(),
+        );
         let mut made = Vec::new();
         for step in steps {
             match step {

@@ -16,7 +16,7 @@ use writ::config::Config;
 use writ::grant::{self, Context, Form, Settings, TOKEN_EXCHANGE, TYPE_JWT};
 use writ::model::{Scopes, TargetId};
 use writ::policy::PolicyEngine;
-use writ::revoke::RevocationIndex;
+use writ::revoke::{Freshness, RevocationIndex};
 use writ::token::{KeyRing, Minter, TokenVerifier};
 
 /// The `iss` of the in-process broker.
@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub verifier: TokenVerifier,
     /// An empty kill switch index (what a broker without entries checks).
     pub revocations: RevocationIndex,
+    /// A view that never goes stale: one process, nothing to follow.
+    pub freshness: Freshness,
     pub dpop_replay: ReplayCache,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
@@ -81,6 +83,7 @@ impl Pipeline {
             minter,
             verifier,
             revocations: RevocationIndex::new(),
+            freshness: Freshness::new(std::time::Duration::MAX),
             dpop_replay: ReplayCache::new(config.tokens.dpop_replay_cache),
             metrics: Metrics::new(),
             clock,
@@ -132,6 +135,7 @@ impl Pipeline {
             attest: &self.registry,
             verifier: &self.verifier,
             revocations: index.unwrap_or(&self.revocations),
+            freshness: &self.freshness,
             policy: &self.policy,
             minter: &self.minter,
             dpop_replay: &self.dpop_replay,

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,9 @@ pub struct Metrics {
     reloads: Family<Outcome, Counter>,
     attestation_failures: Family<Reason, Counter>,
     mint_seconds: Histogram,
+    kill_switch_reads: Family<Outcome, Counter>,
+    kill_switch_applied: Gauge,
+    kill_switch_age: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -59,12 +63,33 @@ impl Metrics {
             "Time from request to signed token",
             mint_seconds.clone(),
         );
+        let kill_switch_reads = Family::<Outcome, Counter>::default();
+        let kill_switch_applied = Gauge::default();
+        let kill_switch_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "kill_switch_reads",
+            "Reads of the shared kill-switch log by outcome (an error is a store error)",
+            kill_switch_reads.clone(),
+        );
+        registry.register(
+            "kill_switch_applied_seq",
+            "The last kill-switch seq this replica has applied",
+            kill_switch_applied.clone(),
+        );
+        registry.register(
+            "kill_switch_staleness_seconds",
+            "Age of this replica's view of the kill switch (lag behind the store)",
+            kill_switch_age.clone(),
+        );
         Self {
             registry,
             decisions,
             reloads,
             attestation_failures,
             mint_seconds,
+            kill_switch_reads,
+            kill_switch_applied,
+            kill_switch_age,
         }
     }
 
@@ -89,6 +114,22 @@ impl Metrics {
     /// Observes the duration of a successful mint.
     pub fn mint_duration(&self, seconds: f64) {
         self.mint_seconds.observe(seconds);
+    }
+
+    /// Counts a read of the kill-switch log.
+    pub fn kill_switch_read(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.kill_switch_reads
+            .get_or_create(&Outcome { outcome })
+            .inc();
+    }
+
+    /// Sets how far this replica has applied the kill switch, and how old
+    /// its view is.
+    pub fn kill_switch_view(&self, applied_seq: u64, age: std::time::Duration) {
+        self.kill_switch_applied
+            .set(i64::try_from(applied_seq).unwrap_or(i64::MAX));
+        self.kill_switch_age.set(age.as_secs_f64());
     }
 
     /// The Prometheus text exposition.

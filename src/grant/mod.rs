@@ -55,7 +55,7 @@ use crate::audit::Metrics;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::PolicyEngine;
-use crate::revoke::{Entry, RevocationIndex};
+use crate::revoke::{Entry, Freshness, RevocationIndex};
 use crate::token::{Minter, TokenVerifier};
 
 /// The configuration a grant reads.
@@ -93,6 +93,8 @@ pub struct Context<'a> {
     pub verifier: &'a TokenVerifier,
     /// The kill switch's hot-path index.
     pub revocations: &'a RevocationIndex,
+    /// How old that index is: past `store.max_staleness`, nothing is minted.
+    pub freshness: &'a Freshness,
     /// Cedar.
     pub policy: &'a PolicyEngine,
     /// Signs new tokens.

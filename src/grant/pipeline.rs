@@ -112,6 +112,10 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
 /// The kill switch: 403 naming the entry that blocks this token at `now`,
 /// never its reason text.
 fn kill_switch(ctx: &Context<'_>, minting: &Minting<'_>, now: u64) -> Result<(), Stop> {
+    // Another replica may have acknowledged a block this one has not read.
+    ctx.freshness
+        .check()
+        .map_err(|stale| Refusal::Unavailable(stale.to_string()))?;
     match rules::blocked(ctx, minting, now) {
         None => Ok(()),
         Some(entry) => Err(blocked(&entry)),

@@ -1,14 +1,18 @@
 //! The kill switch as a service: an entry takes effect in the index at once,
-//! is made durable, and only then is acknowledged and sent to every follower
-//! of the feed. Writes are serialized so the feed's `seq` order is the order
-//! followers receive entries in.
+//! is made durable, and only then is acknowledged. Every replica sharing the
+//! log (this one included) then applies it by following the log in `seq`
+//! order, woken by the store and polling besides, and sends it to the
+//! followers of its feed in that order; each says in a heartbeat how far it
+//! has applied, which is what the admin's answer waits for.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, Notify, broadcast};
 
 use super::entry::RevokeRequest;
-use super::log::RevocationLog;
+use super::freshness::{Freshness, Stale};
+use super::log::{ReplicaStatus, RevocationLog};
 use crate::clock::Clock;
 use crate::durable::StoreError;
 use writ_proto::revocation::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevocationIndex, Selector};
@@ -17,6 +21,12 @@ use writ_proto::revocation::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, RevocationIn
 const FEED_BUFFER: usize = 4096;
 /// Entries read from the store per page.
 pub const PAGE: usize = 1000;
+/// How often a replica reads the log even when nothing woke it.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// How often a replica that applied nothing new still says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the admin's answer looks at the replicas' progress.
+const PROPAGATION_POLL: Duration = Duration::from_millis(10);
 
 /// What lifting an entry did.
 #[derive(Debug)]
@@ -31,6 +41,16 @@ pub enum LiftOutcome {
     NotABlock,
 }
 
+/// How far the live replicas have applied an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Propagation {
+    /// Live replicas that have applied it.
+    pub applied: usize,
+    /// Replicas heard of within `store.max_staleness`: the others refuse to
+    /// mint on their own, their view being too old.
+    pub live: usize,
+}
+
 /// Log, index and feed of the kill switch.
 pub struct KillSwitch {
     log: Arc<dyn RevocationLog>,
@@ -40,6 +60,23 @@ pub struct KillSwitch {
     writes: Mutex<()>,
     /// Entries older than this (seconds) can revoke no live token.
     horizon: u64,
+    /// This replica's name in heartbeats.
+    replica_id: String,
+    /// Following the log: one reader at a time, so entries are applied and
+    /// fed in `seq` order.
+    follow: Mutex<Followed>,
+    freshness: Freshness,
+}
+
+/// How far this replica has followed the log.
+struct Followed {
+    /// Every entry up to this `seq` is applied.
+    applied: u64,
+    /// The last heartbeat: when, and the `seq` it reported.
+    heartbeat: Option<(Instant, u64)>,
+    /// This replica has left the table (shutting down): no more heartbeats,
+    /// which would put it back.
+    left: bool,
 }
 
 /// A fresh entry id. Drawn before anything changes: without randomness the
@@ -53,13 +90,18 @@ fn new_id() -> Result<String, StoreError> {
 }
 
 impl KillSwitch {
-    /// Builds the index from every entry in the log that can still matter.
+    /// Builds the index from every entry in the log that can still matter,
+    /// as replica `replica_id`, whose view is stale after `max_staleness`
+    /// without a complete read of the log.
     pub async fn load(
         log: Arc<dyn RevocationLog>,
         clock: Arc<dyn Clock>,
         horizon: u64,
+        replica_id: String,
+        max_staleness: Duration,
     ) -> Result<Self, StoreError> {
         let index = Arc::new(RevocationIndex::new());
+        let read_began = Instant::now();
         let now = clock.unix_now();
         let forgotten = log
             .forget_token_revocations(now.saturating_sub(EXPIRED_TOKEN_GRACE))
@@ -77,6 +119,8 @@ impl KillSwitch {
         }
         tracing::info!(entries = index.len(), forgotten, "revocation index loaded");
         let (feed, _) = broadcast::channel(FEED_BUFFER);
+        let freshness = Freshness::new(max_staleness);
+        freshness.synced(read_began);
         Ok(Self {
             log,
             index,
@@ -84,7 +128,164 @@ impl KillSwitch {
             clock,
             writes: Mutex::new(()),
             horizon,
+            replica_id,
+            follow: Mutex::new(Followed {
+                applied: since,
+                heartbeat: None,
+                left: false,
+            }),
+            freshness,
         })
+    }
+
+    /// The index, if this replica's view is fresh enough to mint on.
+    pub fn fresh_index(&self) -> Result<&RevocationIndex, Stale> {
+        self.freshness.check().map(|()| &*self.index)
+    }
+
+    /// How old this replica's view of the log is.
+    pub fn staleness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    /// This replica's name in heartbeats.
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// The last `seq` this replica has applied.
+    pub async fn applied(&self) -> u64 {
+        self.follow.lock().await.applied
+    }
+
+    /// Applies every entry committed after the last one applied, in `seq`
+    /// order, sends each to the feed, and says how far it got in a
+    /// heartbeat (at once when it applied something, else every
+    /// [`HEARTBEAT`]). Only a complete read with its heartbeat renews the
+    /// view: a replica the others cannot see counts itself stale too.
+    pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        let mut follow = self.follow.lock().await;
+        let read_began = Instant::now();
+        loop {
+            let page = self.log.since(follow.applied, PAGE).await?;
+            let Some(last) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            for entry in page {
+                self.apply(entry);
+            }
+            follow.applied = last;
+        }
+        let applied = follow.applied;
+        let due = follow
+            .heartbeat
+            .is_none_or(|(at, seq)| seq != applied || read_began.duration_since(at) >= HEARTBEAT);
+        if due && !follow.left {
+            self.log.heartbeat(&self.replica_id, applied).await?;
+            follow.heartbeat = Some((read_began, applied));
+        }
+        self.freshness.synced(read_began);
+        Ok(applied)
+    }
+
+    /// One entry read from the log, into the index and the feed.
+    fn apply(&self, entry: Entry) {
+        match entry.kind {
+            EntryKind::Revoke => {
+                let entry = Arc::new(entry);
+                if entry.matters_at(self.clock.unix_now(), self.horizon) {
+                    self.index.upsert(entry.clone());
+                } else {
+                    // A pending copy this replica put in before the write.
+                    self.index.remove(&entry);
+                }
+                let _ = self.feed.send(entry);
+            }
+            EntryKind::Lift => {
+                let lifted = entry.lifts.as_ref().and_then(|id| {
+                    self.index.get(&Entry {
+                        id: id.clone(),
+                        ..entry.clone()
+                    })
+                });
+                if let Some(lifted) = lifted.filter(|l| l.lifted_at.is_none()) {
+                    self.index.upsert(Arc::new(Entry {
+                        lifted_at: Some(entry.effective_at),
+                        ..(*lifted).clone()
+                    }));
+                }
+                let _ = self.feed.send(Arc::new(entry));
+            }
+        }
+    }
+
+    /// Follows the log until the kill switch is dropped: woken by the store
+    /// when another replica appends, and every [`FOLLOW_POLL`] regardless.
+    /// `observe` learns whether each read succeeded (for metrics); failures
+    /// are logged when they start and when they end, not at every poll.
+    pub fn spawn_follow(self: &Arc<Self>, observe: impl Fn(bool) + Send + 'static) {
+        let wake = Arc::new(Notify::new());
+        self.log.watch(Arc::downgrade(&wake));
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(FOLLOW_POLL) => {}
+                }
+                let Some(me) = me.upgrade() else { break };
+                let outcome = me.catch_up().await;
+                observe(outcome.is_ok());
+                match outcome {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "cannot read the kill-switch log; this replica fails closed once its view is older than store.max_staleness");
+                    }
+                    Ok(applied) if failing => {
+                        failing = false;
+                        tracing::info!(applied, "reading the kill-switch log again");
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Waits up to `wait` for every live replica to apply entry `seq`.
+    pub async fn propagation(&self, seq: u64, wait: Duration) -> Result<Propagation, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let live_within = u64::try_from(self.freshness.limit().as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let replicas = self.log.replicas().await?;
+            let live: Vec<&ReplicaStatus> = replicas
+                .iter()
+                .filter(|r| r.silent_for_ms <= live_within)
+                .collect();
+            let progress = Propagation {
+                applied: live.iter().filter(|r| r.applied_seq >= seq).count(),
+                live: live.len(),
+            };
+            if progress.applied == progress.live || tokio::time::Instant::now() >= deadline {
+                return Ok(progress);
+            }
+            tokio::time::sleep(PROPAGATION_POLL).await;
+        }
+    }
+
+    /// The replicas the store knows, as it last heard of them.
+    pub async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
+        self.log.replicas().await
+    }
+
+    /// Takes this replica out of the heartbeat table: it is shutting down,
+    /// and the admin must not wait for it.
+    pub async fn leave(&self) {
+        let mut follow = self.follow.lock().await;
+        follow.left = true;
+        if let Err(e) = self.log.leave(&self.replica_id).await {
+            tracing::warn!(error = %e, "could not leave the replica table; others stop counting this replica after store.max_staleness");
+        }
     }
 
     /// The hot-path index.
@@ -139,7 +340,7 @@ impl KillSwitch {
                 entry.seq = seq;
                 let entry = Arc::new(entry);
                 self.index.upsert(entry.clone());
-                let _ = self.feed.send(entry.clone());
+                self.publish().await;
                 Ok(entry)
             }
             Err(e) => {
@@ -226,9 +427,18 @@ impl KillSwitch {
         if self.index.get(&lifted).is_some() {
             self.index.upsert(Arc::new(lifted));
         }
-        let lift = Arc::new(lift);
-        let _ = self.feed.send(lift.clone());
-        Ok(LiftOutcome::Lifted(lift))
+        self.publish().await;
+        Ok(LiftOutcome::Lifted(Arc::new(lift)))
+    }
+
+    /// After a local write: applies it (and whatever other replicas wrote
+    /// before it) in `seq` order, feeds it and reports it in a heartbeat. The
+    /// write is durable and in this replica's index already, so a failure
+    /// here only delays the feed until the follower's next read.
+    async fn publish(&self) {
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "kill-switch entry written; feeding it waits for the next read of the log");
+        }
     }
 
     /// One entry by id, from the log.
@@ -311,14 +521,30 @@ mod tests {
         async fn forget_token_revocations(&self, _: u64) -> Result<u64, StoreError> {
             Ok(0)
         }
+        fn watch(&self, _: std::sync::Weak<Notify>) {}
+        async fn heartbeat(&self, _: &str, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Io(std::io::Error::other("disk gone")))
+        }
+        async fn leave(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     #[tokio::test]
     async fn a_failed_store_write_leaves_no_entry_and_sends_nothing() {
         let ks = Arc::new(
-            KillSwitch::load(Arc::new(BrokenDisk), Arc::new(SystemClock), 900)
-                .await
-                .unwrap(),
+            KillSwitch::load(
+                Arc::new(BrokenDisk),
+                Arc::new(SystemClock),
+                900,
+                "test".into(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap(),
         );
         let mut feed = ks.subscribe();
         let request = RevokeRequest {

@@ -132,6 +132,33 @@ fn describe(selector: &Selector) -> String {
     }
 }
 
+/// `{"applied": N, "live": M}` once every live replica has applied entry
+/// `seq`, or `store.propagation_wait` has passed; `null` when the store
+/// cannot say (the entry is durable all the same).
+async fn replicas_applied(app: &AppState, seq: u64) -> serde_json::Value {
+    match app
+        .kill_switch
+        .propagation(seq, app.config.store.propagation_wait)
+        .await
+    {
+        Ok(p) => {
+            if p.applied < p.live {
+                tracing::warn!(
+                    seq,
+                    applied = p.applied,
+                    live = p.live,
+                    "kill-switch entry not yet applied by every live replica"
+                );
+            }
+            json!({"applied": p.applied, "live": p.live})
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, seq, "cannot tell which replicas applied the entry");
+            serde_json::Value::Null
+        }
+    }
+}
+
 fn acknowledgement(entry: &Entry) -> serde_json::Value {
     json!({"id": entry.id, "seq": entry.seq, "effective_at": rfc3339(entry.effective_at)})
 }
@@ -156,7 +183,9 @@ async fn revoke(
         let entry = app.kill_switch.revoke(req, format!("Admin::\"{}\"", admin.0)).await?;
         tracing::warn!(entry = %entry.id, seq = entry.seq, selector = %describe(&entry.selector), block, "kill switch: revocation recorded");
         record.revocation = Some(entry.id.clone());
-        Ok((StatusCode::CREATED, acknowledgement(&entry)))
+        let mut answer = acknowledgement(&entry);
+        answer["replicas"] = replicas_applied(&app, entry.seq).await;
+        Ok((StatusCode::CREATED, answer))
     }
     .await;
     Ok(finish(&app, record, outcome).await)

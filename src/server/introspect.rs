@@ -50,7 +50,11 @@ fn answer(
         Ok(claims) => {
             record.jti = Some(claims.jti.clone());
             record.target = Some(claims.aud.clone());
-            if let Some(entry) = app.kill_switch.index().revokes(&claims) {
+            let revocations = app
+                .kill_switch
+                .fresh_index()
+                .map_err(|stale| Refusal::Unavailable(stale.to_string()))?;
+            if let Some(entry) = revocations.revokes(&claims) {
                 record.revocation = Some(entry.id.clone());
                 json!({"active": false})
             } else {

@@ -117,6 +117,7 @@ pub struct Running {
     shutdown: tokio::sync::watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
     audit: AuditWriter,
+    kill_switch: Arc<KillSwitch>,
 }
 
 impl Server {
@@ -164,7 +165,22 @@ impl Server {
             .await?;
         // Entries older than that (plus leeway) revoke nothing alive.
         let horizon = longest_lifetime + crate::attest::LEEWAY_SECS;
-        let kill_switch = Arc::new(KillSwitch::load(store.clone(), clock.clone(), horizon).await?);
+        let replica_id = config
+            .server
+            .replica_id
+            .clone()
+            .unwrap_or_else(default_replica_id);
+        let kill_switch = Arc::new(
+            KillSwitch::load(
+                store.clone(),
+                clock.clone(),
+                horizon,
+                replica_id.clone(),
+                config.store.max_staleness,
+            )
+            .await?,
+        );
+        kill_switch.catch_up().await?;
         kill_switch.spawn_compaction();
         let attest = Arc::new(
             Registry::from_config(&config, clock.clone())
@@ -179,6 +195,10 @@ impl Server {
                 .map_err(|e| StartError::Tls(format!("policy loader panicked: {e}")))??,
         );
         let metrics = Arc::new(Metrics::new());
+        {
+            let metrics = metrics.clone();
+            kill_switch.spawn_follow(move |ok| metrics.kill_switch_read(ok));
+        }
         {
             let metrics = metrics.clone();
             crate::policy::spawn_watcher(
@@ -217,6 +237,7 @@ impl Server {
         tracing::info!(
             %addr,
             %issuer,
+            replica = %replica_id,
             policies = policy.snapshot().policy_count(),
             issuers = state.attest.len(),
             "writ is serving"
@@ -225,6 +246,7 @@ impl Server {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let limits = state.config.limits.clone();
         let state_socket = state.config.server.unix_socket.clone();
+        let kill_switch = state.kill_switch.clone();
         drop(state);
         if let Some(path) = &state_socket {
             let unix = listener::UnixTransport {
@@ -250,8 +272,17 @@ impl Server {
             shutdown,
             serve,
             audit: audit_writer,
+            kill_switch,
         })
     }
+}
+
+/// `server.replica_id` when unset: the host name and the process id, so
+/// two processes on one host are two replicas.
+fn default_replica_id() -> String {
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
+    format!("{host}-{}", std::process::id())
 }
 
 /// Binds the Unix socket (replacing a stale one) with mode 0660.
@@ -279,6 +310,7 @@ impl AppState {
             attest: &self.attest,
             verifier: &self.verifier,
             revocations: self.kill_switch.index(),
+            freshness: self.kill_switch.staleness(),
             policy: &self.policy,
             minter: &self.minter,
             dpop_replay: &*self.dpop_replay,
@@ -355,6 +387,7 @@ impl Running {
     /// Stops accepting, lets connections finish briefly, flushes the audit log.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.kill_switch.leave().await;
         let _ = self.serve.await;
         // Connections still open keep a sender alive; do not wait for them forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.audit.finish()).await;

@@ -221,17 +221,28 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when policies are loaded (they are, once serving) and the store answers.
+/// Ready when the store answers and this replica's view of the kill
+/// switch is fresh enough to mint on.
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
-        }
+    if let Err(e) = app.store.ping().await {
+        tracing::warn!(error = %e, "not ready: store unreachable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response();
     }
+    if let Err(stale) = app.kill_switch.staleness().check() {
+        tracing::warn!(
+            age_ms = stale.age.as_millis(),
+            "not ready: kill-switch view too old"
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{stale}\n")).into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    app.metrics.kill_switch_view(
+        app.kill_switch.applied().await,
+        app.kill_switch.staleness().age(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -2,14 +2,21 @@
 //! `writ serve`. Migrations run under a session advisory lock, so replicas
 //! starting at once migrate one after the other; kill-switch entries take
 //! their `seq` under a transaction advisory lock, so they commit in `seq`
-//! order and no reader sees entry 7 before entry 6.
+//! order and no reader sees entry 7 before entry 6. Each commit notifies
+//! [`CHANNEL`], which every replica listens on to read the new entries at
+//! once; replicas report how far they have read in the `replicas` table,
+//! timed by the database's clock.
+
+use std::sync::Weak;
+use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
 
 use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
-use crate::revoke::{Entry, EntryKind, RevocationLog};
+use crate::revoke::{Entry, EntryKind, ReplicaStatus, RevocationLog};
 use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
 /// Advisory lock keys (any two constants no other user of the database
@@ -18,6 +25,18 @@ use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifeti
 const MIGRATION_LOCK: i64 = 0x7772_6974_0001;
 const APPEND_LOCK: i64 = 0x7772_6974_0002;
 const LIFETIME_LOCK: i64 = 0x7772_6974_0003;
+
+/// The `NOTIFY` channel of kill-switch appends.
+const CHANNEL: &str = "writ_revocations";
+/// How long a broken `LISTEN` connection waits before connecting again
+/// (polling keeps replicas current meanwhile).
+const RELISTEN: Duration = Duration::from_secs(1);
+/// How often an idle listener checks whether its kill switch is gone.
+const LISTENER_CHECK: Duration = Duration::from_secs(5);
+/// How long a replica that stopped without leaving stays in the table.
+const FORGET_REPLICA_MS: i64 = 3_600_000;
+/// The database's clock, in milliseconds since the epoch.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Schema versions, applied in order, each once.
 const MIGRATIONS: &[&str] = &[
@@ -46,6 +65,12 @@ const MIGRATIONS: &[&str] = &[
         run BIGSERIAL PRIMARY KEY,
         started_at BIGINT NOT NULL,
         max_ttl BIGINT NOT NULL
+    )",
+    // One row per running replica: how far it has applied the kill switch.
+    "CREATE TABLE replicas (
+        replica_id TEXT PRIMARY KEY,
+        applied_seq BIGINT NOT NULL,
+        seen_at_ms BIGINT NOT NULL
     )",
 ];
 
@@ -78,7 +103,58 @@ async fn insert_entry(
     .bind(e.token_exp.map(int))
     .fetch_one(&mut **tx)
     .await?;
+    // Delivered at commit, to every replica listening.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut **tx)
+        .await?;
     Ok(uint(row.try_get(0)?))
+}
+
+/// Wakes `wake` on every notification of [`CHANNEL`] (and after each
+/// reconnection, since notifications sent meanwhile are lost) until `wake`
+/// is dropped.
+async fn listen(pool: PgPool, wake: Weak<Notify>) {
+    let mut listener: Option<PgListener> = None;
+    loop {
+        let Some(waker) = wake.upgrade() else { return };
+        let Some(l) = listener.as_mut() else {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut l) => match l.listen(CHANNEL).await {
+                    Ok(()) => {
+                        listener = Some(l);
+                        waker.notify_one();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "LISTEN failed; polling meanwhile"),
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile")
+                }
+            }
+            drop(waker);
+            if listener.is_none() {
+                tokio::time::sleep(RELISTEN).await;
+            }
+            continue;
+        };
+        drop(waker);
+        match tokio::time::timeout(LISTENER_CHECK, l.try_recv()).await {
+            Err(_idle) => {}
+            Ok(Ok(Some(_))) => {
+                if let Some(waker) = wake.upgrade() {
+                    waker.notify_one();
+                }
+            }
+            // The connection dropped: what was sent meanwhile is lost, so
+            // reconnect and read the log again.
+            Ok(Ok(None)) => listener = None,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "LISTEN connection lost; polling meanwhile");
+                listener = None;
+                tokio::time::sleep(RELISTEN).await;
+            }
+        }
+    }
 }
 
 /// Takes a transaction-scoped advisory lock: released at commit or rollback.
@@ -258,5 +334,54 @@ impl RevocationLog for PostgresStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected())
+    }
+
+    fn watch(&self, wake: Weak<Notify>) {
+        tokio::spawn(listen(self.pool.clone(), wake));
+    }
+
+    async fn heartbeat(&self, replica_id: &str, applied_seq: u64) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO replicas (replica_id, applied_seq, seen_at_ms) VALUES ($1, $2, {DB_NOW_MS})
+             ON CONFLICT (replica_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, seen_at_ms = EXCLUDED.seen_at_ms"
+        ))
+        .bind(replica_id)
+        .bind(int(applied_seq))
+        .execute(&self.pool)
+        .await?;
+        // Replicas killed without leaving: shown by `writ status` for an
+        // hour, then forgotten.
+        sqlx::query(&format!(
+            "DELETE FROM replicas WHERE seen_at_ms < {DB_NOW_MS} - $1"
+        ))
+        .bind(FORGET_REPLICA_MS)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn leave(&self, replica_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM replicas WHERE replica_id = $1")
+            .bind(replica_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT replica_id, applied_seq, GREATEST({DB_NOW_MS} - seen_at_ms, 0) FROM replicas ORDER BY replica_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReplicaStatus {
+                    replica_id: r.try_get(0)?,
+                    applied_seq: uint(r.try_get(1)?),
+                    silent_for_ms: uint(r.try_get(2)?),
+                })
+            })
+            .collect()
     }
 }

@@ -1,6 +1,11 @@
 //! The default store: one SQLite file in WAL mode, fully synced writes.
+//! One process owns it, so the replicas it knows are that process's, kept
+//! in memory rather than synced to disk every second.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError, Weak};
+use std::time::Instant;
 
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -9,7 +14,7 @@ use sqlx::sqlite::{
 
 use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
-use crate::revoke::{Entry, EntryKind, RevocationLog};
+use crate::revoke::{Entry, EntryKind, ReplicaStatus, RevocationLog};
 use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
 /// Schema versions, applied in order, each once.
@@ -77,6 +82,8 @@ where
 /// ring's [`KeyStore`] in one file.
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Heartbeats: replica id → (applied seq, when).
+    replicas: Mutex<BTreeMap<String, (u64, Instant)>>,
 }
 
 impl SqliteStore {
@@ -95,7 +102,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            replicas: Mutex::new(BTreeMap::new()),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -296,5 +306,37 @@ impl RevocationLog for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected())
+    }
+
+    fn watch(&self, _wake: Weak<tokio::sync::Notify>) {
+        // Only this process writes the file, and its writes follow at once.
+    }
+
+    async fn heartbeat(&self, replica_id: &str, applied_seq: u64) -> Result<(), StoreError> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(replica_id.to_owned(), (applied_seq, Instant::now()));
+        Ok(())
+    }
+
+    async fn leave(&self, replica_id: &str) -> Result<(), StoreError> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(replica_id);
+        Ok(())
+    }
+
+    async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
+        let replicas = self.replicas.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(replicas
+            .iter()
+            .map(|(id, (applied_seq, at))| ReplicaStatus {
+                replica_id: id.clone(),
+                applied_seq: *applied_seq,
+                silent_for_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect())
     }
 }

@@ -14,6 +14,7 @@
 )]
 
 mod cli;
+mod db_proxy;
 mod env;
 mod http;
 mod issuer;
@@ -28,6 +29,7 @@ mod unix;
 mod wait;
 
 pub use cli::{CliOutput, run_python, run_writ, run_writ_with_env};
+pub use db_proxy::DbProxy;
 pub use env::{Config, TestEnv};
 pub use http::{
     ACCESS_TOKEN, ID_TOKEN, JWT, Minted, Reply, TOKEN_EXCHANGE, TokenRequest, assert_granted,

@@ -115,6 +115,17 @@ impl Server {
         self.process.child.id()
     }
 
+    /// Freezes writ (SIGSTOP): a replica cut off by a partition, alive but
+    /// silent.
+    pub fn pause(&self) {
+        assert!(signal(self.child_pid(), "STOP"), "kill -STOP failed");
+    }
+
+    /// Lets a paused writ run again (SIGCONT).
+    pub fn resume(&self) {
+        assert!(signal(self.child_pid(), "CONT"), "kill -CONT failed");
+    }
+
     /// Sends SIGHUP (policy reload).
     pub fn sighup(&self) {
         assert!(
