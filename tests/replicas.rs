@@ -264,3 +264,64 @@ async fn a_replica_that_stops_cleanly_is_no_longer_waited_for() {
     a.stop().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn writ_status_lists_every_replica_with_its_applied_seq_and_only_for_an_admin() {
+    let db = Database::create("status").await;
+    let env = env_on(&db);
+    let a = env.start_replica("a").await;
+    let b = env.start_replica("b").await;
+    let entry = a.revoke(json!({"jti": "for-status"}), false, None).await;
+    let admin = [("WRIT_ADMIN_TOKEN", env.admin_token.as_str())];
+
+    let shown = run_writ_with_env(
+        env.dir(),
+        &["status", "--server", &b.url, "--ca", "ca.pem", "--json"],
+        &admin,
+    )
+    .await;
+    assert_eq!(shown.code, Some(0), "{}", shown.describe());
+    let rows: Vec<Value> = shown
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["replica_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    for row in &rows {
+        assert_eq!(row["applied_seq"], entry.seq, "{row}");
+        assert_eq!(row["lag"], 0, "{row}");
+        assert_eq!(row["live"], true, "{row}");
+    }
+    let table = run_writ_with_env(
+        env.dir(),
+        &["status", "--server", &a.url, "--ca", "ca.pem"],
+        &admin,
+    )
+    .await;
+    assert!(
+        table.stdout.contains("answered by a"),
+        "{}",
+        table.describe()
+    );
+
+    // Not an admin: 401, and the CLI says so.
+    assert_eq!(a.get("/admin/v1/replicas").await.status, 401);
+    let refused = run_writ_with_env(
+        env.dir(),
+        &["status", "--server", &a.url, "--ca", "ca.pem"],
+        &[("WRIT_ADMIN_TOKEN", "not-the-admin-token")],
+    )
+    .await;
+    assert!(
+        refused.code != Some(0) && refused.stderr.contains("401"),
+        "{}",
+        refused.describe()
+    );
+    a.stop().await;
+    b.stop().await;
+    db.drop_now().await;
+}

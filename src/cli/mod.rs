@@ -51,6 +51,9 @@ enum Command {
     /// The kill switch: revoke tokens and block new ones on a running broker
     /// (admin token from the WRIT_ADMIN_TOKEN environment variable).
     Revoke(revoke::RevokeArgs),
+    /// The replicas sharing the broker's store: each one's applied
+    /// kill-switch seq and lag (admin token from WRIT_ADMIN_TOKEN).
+    Status(status::StatusArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -242,6 +245,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(args) => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             revoke::run(&config, args).await
+        }
+        Command::Status(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            status::run(&config, args).await
         }
         Command::Policy {
             command: PolicyCommand::Check { dir },
@@ -444,3 +451,4 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 mod demo;
 mod dev;
 mod revoke;
+mod status;

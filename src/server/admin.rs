@@ -33,6 +33,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/v1/revocations", get(list).post(revoke))
         .route("/admin/v1/revocations/{id}", get(show).delete(lift))
+        .route("/admin/v1/replicas", get(replicas))
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -309,6 +310,52 @@ async fn lift(
                 "entry {id} blocks nothing; there is nothing to lift"
             ))),
         }
+    }
+    .await;
+    Ok(finish(&app, record, outcome).await)
+}
+
+/// `GET /admin/v1/replicas`: the replicas the store knows, how far each has
+/// applied the kill switch and how long since it was heard of (`writ
+/// status`). Reading it is the `read` action, like the entries.
+async fn replicas(
+    State(app): State<Arc<AppState>>,
+    Extension(admin): Extension<AdminId>,
+    peer: Peer,
+) -> Result<Response, ApiError> {
+    let mut record = record(&app, "read", &peer, Some(&admin))?;
+    record.target = Some("replicas".into());
+    let outcome = async {
+        authorize(
+            &app,
+            &admin,
+            &app.issuer,
+            AdminAction::Read { entry: None },
+            &mut record,
+        )?;
+        let replicas = app.kill_switch.replicas().await?;
+        let live_within = app.config.store.max_staleness.as_millis();
+        let newest = replicas.iter().map(|r| r.applied_seq).max().unwrap_or(0);
+        let rows: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                json!({
+                    "replica_id": r.replica_id,
+                    "applied_seq": r.applied_seq,
+                    "lag": newest - r.applied_seq,
+                    "silent_for_ms": r.silent_for_ms,
+                    "live": u128::from(r.silent_for_ms) <= live_within,
+                })
+            })
+            .collect();
+        Ok((
+            StatusCode::OK,
+            json!({
+                "answered_by": app.kill_switch.replica_id(),
+                "staleness_ms": u64::try_from(app.kill_switch.staleness().age().as_millis()).unwrap_or(u64::MAX),
+                "replicas": rows,
+            }),
+        ))
     }
     .await;
     Ok(finish(&app, record, outcome).await)

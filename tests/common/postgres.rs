@@ -70,14 +70,22 @@ impl Database {
 
 impl TestEnv {
     /// Starts one replica: `writ serve` from `writ-<name>.toml` (the current
-    /// config with its own audit file), on a port of its own. Replicas of one
-    /// env share the store, the issuer and the policies.
+    /// config with `server.replica_id = name` and its own audit file), on a
+    /// port of its own. Replicas of one env share the store, the issuer and
+    /// the policies.
     pub async fn start_replica(&self, name: &str) -> Server {
         self.write_config();
-        let toml = self.config_toml().replace(
-            "path = \"audit.jsonl\"",
-            &format!("path = \"audit-{name}.jsonl\""),
-        );
+        let toml = self
+            .config_toml()
+            .replace(
+                "path = \"audit.jsonl\"",
+                &format!("path = \"audit-{name}.jsonl\""),
+            )
+            .replacen(
+                "[server]\n",
+                &format!("[server]\nreplica_id = \"{name}\"\n"),
+                1,
+            );
         let config = format!("writ-{name}.toml");
         self.write(&config, &toml);
         Server::start(
