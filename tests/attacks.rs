@@ -596,9 +596,11 @@ async fn a_self_revocation_is_kept_only_as_long_as_its_token_lives() {
     let (env, mut server) = start_standard().await;
     let short = assert_granted(
         &server
-            .token(&orders_read(&env.k8s_token()).requested_ttl(1))
+            .token(&orders_read(&env.k8s_token()).requested_ttl(5))
             .await,
     );
+    // Long enough to be live when revoked on a loaded machine, short enough
+    // to be long dead after the sleep below.
     assert_eq!(server.self_revoke(&short.access_token).await.status, 200);
     let by_admin = server
         .revoke(json!({"jti": "some-other-token"}), false, None)
@@ -606,7 +608,7 @@ async fn a_self_revocation_is_kept_only_as_long_as_its_token_lives() {
     assert_eq!(server.feed_entries().await.len(), 2);
 
     // Past the token's exp and the 60 s verifiers may allow after it.
-    tokio::time::sleep(Duration::from_secs(63)).await;
+    tokio::time::sleep(Duration::from_secs(67)).await;
     server.restart().await;
 
     let left = server.feed_entries().await;

@@ -325,3 +325,53 @@ async fn writ_status_lists_every_replica_with_its_applied_seq_and_only_for_an_ad
     b.stop().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_dpop_proof_accepted_by_one_replica_is_refused_by_every_other() {
+    let db = Database::create("dpop_shared").await;
+    let proxy = DbProxy::start().await;
+    let mut env = env_on(&db);
+    let a = env.start_replica("a").await;
+    let b = env.start_replica("b").await;
+    env.config.store_url = Some(proxy.url(&db.name));
+    let c = env.start_replica("c").await;
+    let key = SigningKey::generate(Alg::Es256);
+    let htu = format!("{SELF_ISSUER}/oauth2/token");
+    let once = key.dpop_proof("POST", &htu, "used-once", None);
+
+    assert_granted(&a.token_with_dpop(&exchange(&env), &once).await);
+
+    for replica in [&a, &b] {
+        let replayed = replica.token_with_dpop(&exchange(&env), &once).await;
+        assert_refused_because(&replayed, 400, "invalid_dpop_proof", "replayed");
+    }
+    let fresh = key.dpop_proof("POST", &htu, "a-new-one", None);
+    assert_granted(&b.token_with_dpop(&exchange(&env), &fresh).await);
+
+    // A replica that cannot ask the others whether they saw a proof refuses
+    // it (and says to retry) instead of risking a replay.
+    proxy.cut();
+    let unknowable = key.dpop_proof("POST", &htu, "while-cut-off", None);
+    let reply = c.token_with_dpop(&exchange(&env), &unknowable).await;
+    assert_refused(&reply, 503, "temporarily_unavailable");
+    // Once it can ask again, the proof no replica accepted goes through.
+    proxy.restore();
+    let mut attempt = 0;
+    eventually("C to check proofs again", async || {
+        // A client signs a new proof for every request, retries included.
+        attempt += 1;
+        let later = key.dpop_proof("POST", &htu, &format!("after-the-cut-{attempt}"), None);
+        let reply = c.token_with_dpop(&exchange(&env), &later).await;
+        match reply.status {
+            200 => Ok(()),
+            _ => Err(reply.describe()),
+        }
+    })
+    .await;
+
+    for server in [a, b, c] {
+        server.stop().await;
+    }
+    drop(proxy);
+    db.drop_now().await;
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use writ::attest::dpop::ReplayCache;
+use writ::attest::dpop::{ProofReplay, ReplayCache};
 use writ::attest::{Peer, Registry};
 use writ::audit::Metrics;
 use writ::certs::{self, DevIssuer};
@@ -35,7 +35,7 @@ pub struct Pipeline {
     pub revocations: RevocationIndex,
     /// A view that never goes stale: one process, nothing to follow.
     pub freshness: Freshness,
-    pub dpop_replay: ReplayCache,
+    pub dpop_replay: ProofReplay,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
     /// A caller on loopback without a client certificate.
@@ -84,7 +84,7 @@ impl Pipeline {
             verifier,
             revocations: RevocationIndex::new(),
             freshness: Freshness::new(std::time::Duration::MAX),
-            dpop_replay: ReplayCache::new(config.tokens.dpop_replay_cache),
+            dpop_replay: ProofReplay::local(ReplayCache::new(config.tokens.dpop_replay_cache)),
             metrics: Metrics::new(),
             clock,
             peer: Peer {

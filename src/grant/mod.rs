@@ -50,7 +50,7 @@ pub use request::{
 };
 
 use crate::attest::Registry;
-use crate::attest::dpop::ReplayStore;
+use crate::attest::dpop::ProofReplay;
 use crate::audit::Metrics;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -100,7 +100,7 @@ pub struct Context<'a> {
     /// Signs new tokens.
     pub minter: &'a Minter,
     /// DPoP proofs seen inside the acceptance window.
-    pub dpop_replay: &'a dyn ReplayStore,
+    pub dpop_replay: &'a ProofReplay,
     /// Time: the kill switch is checked again at the moment of signing.
     pub clock: &'a dyn Clock,
     /// Counts attestation failures.

@@ -45,6 +45,7 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     if let Some(proof) = &request.dpop {
         ctx.dpop_replay
             .remember(proof, now)
+            .await
             .map_err(|e| learned.stopped(Refusal::from(e)))?;
     }
     let ancestry = lifetime::ancestry(parties.parent.as_ref(), parties.delegation.as_ref())

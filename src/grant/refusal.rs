@@ -7,7 +7,7 @@
 //! record the `decision_id` finds.
 
 use crate::attest::AttestError;
-use crate::attest::dpop::ReplayError;
+use crate::attest::dpop::{ProofReplayError, ReplayError};
 use crate::policy::PolicyError;
 use crate::token::{SigningError, TokenError};
 
@@ -137,6 +137,20 @@ impl From<PolicyError> for Refusal {
 
 /// A proof the replay cache did not take: a replay is an invalid proof; a
 /// full cache is writ's problem, so the client retries.
+impl From<ProofReplayError> for Refusal {
+    fn from(e: ProofReplayError) -> Self {
+        match e {
+            ProofReplayError::Replay(e) => e.into(),
+            ProofReplayError::Store(e) => {
+                tracing::warn!(error = %e, "DPoP proof refused: the shared replay record is unreachable");
+                Self::Unavailable(
+                    "DPoP proofs cannot be checked for replay right now; retry".into(),
+                )
+            }
+        }
+    }
+}
+
 impl From<ReplayError> for Refusal {
     fn from(e: ReplayError) -> Self {
         match e {

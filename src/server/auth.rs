@@ -81,7 +81,7 @@ fn admin_id(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<String> 
 /// Whether a writ token presented as a credential (with `scheme` when it
 /// came in `Authorization`) meets its binding: for a DPoP-bound token, the
 /// request carries a fresh proof over this request and this token (`ath`).
-pub fn binding_holds(
+pub async fn binding_holds(
     app: &AppState,
     claims: &AccessClaims,
     token: &str,
@@ -89,16 +89,25 @@ pub fn binding_holds(
     peer: &Peer,
     req: &RequestFacts<'_>,
 ) -> bool {
-    peer.holds(claims.cnf.as_ref(), scheme, || {
-        let proof = dpop_proof(req.headers).ok().flatten()?;
-        let expected = crate::attest::dpop::Expected {
-            method: req.method,
-            uri: req.uri,
-            now: app.clock.unix_now(),
-            access_token: Some(token),
-        };
-        crate::attest::dpop::verify(proof, &expected, &*app.dpop_replay).ok()
-    })
+    // Only a DPoP-bound token consumes the request's proof.
+    let proven_jkt = match claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()) {
+        Some(_) => dpop_key(app, token, req).await,
+        None => None,
+    };
+    peer.holds(claims.cnf.as_ref(), scheme, || proven_jkt)
+}
+
+/// The thumbprint of the key of the request's DPoP proof over `token`, if
+/// it carries exactly one that checks out and was not seen before.
+async fn dpop_key(app: &AppState, token: &str, req: &RequestFacts<'_>) -> Option<String> {
+    let proof = dpop_proof(req.headers).ok().flatten()?;
+    let expected = crate::attest::dpop::Expected {
+        method: req.method,
+        uri: req.uri,
+        now: app.clock.unix_now(),
+        access_token: Some(token),
+    };
+    app.dpop_replay.verify(proof, &expected).await.ok()
 }
 
 /// An admin only.
@@ -109,23 +118,25 @@ pub fn admin(app: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<String,
 
 /// An admin, an mTLS identity, or a workload whose writ token is for this
 /// broker, meets its key binding, and is not revoked.
-pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Caller, Refusal> {
+pub async fn caller(
+    app: &AppState,
+    peer: &Peer,
+    req: &RequestFacts<'_>,
+) -> Result<Caller, Refusal> {
     let headers = req.headers;
     if let Some(id) = admin_id(app, headers, peer) {
         return Ok(Caller::Admin(id));
     }
     if let Some((scheme, token)) = authorization(headers) {
-        return match app.verifier.verify(token) {
-            Ok(claims)
-                if claims.aud == app.issuer
-                    && binding_holds(app, &claims, token, Some(scheme), peer, req)
-                    && app.kill_switch.index().revokes(&claims).is_none() =>
-            {
-                Ok(Caller::Workload(Box::new(claims)))
-            }
-            _ => Err(Refusal::InvalidClient(
-                "credentials are not valid here".into(),
-            )),
+        let refused = || Refusal::InvalidClient("credentials are not valid here".into());
+        let claims = app.verifier.verify(token).map_err(|_| refused())?;
+        let valid = claims.aud == app.issuer
+            && binding_holds(app, &claims, token, Some(scheme), peer, req).await
+            && app.kill_switch.index().revokes(&claims).is_none();
+        return if valid {
+            Ok(Caller::Workload(Box::new(claims)))
+        } else {
+            Err(refused())
         };
     }
     match &peer.client {

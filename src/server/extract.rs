@@ -47,6 +47,7 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
             headers: &parts.headers,
         };
         auth::caller(app, &peer, &request)
+            .await
             .map(Self)
             .map_err(ApiError::fresh)
     }

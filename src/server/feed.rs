@@ -187,7 +187,7 @@ pub(super) async fn self_revoke(
             uri: &format!("{}/oauth2/revoke", app.issuer),
             headers: &headers,
         };
-        if !auth::binding_holds(&app, &claims, token, None, &peer, &request) {
+        if !auth::binding_holds(&app, &claims, token, None, &peer, &request).await {
             return Err(Refusal::InvalidClient(
                 "the token is bound to a key; revoke it with its DPoP proof or client certificate"
                     .into(),

@@ -25,12 +25,13 @@ pub(super) async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut record = app.audit_record("introspect", app.clock.unix_now(), &peer)?;
-    let outcome =
-        answer(&app, &peer, &headers, body, &mut record).map(|body| Json(body).into_response());
+    let outcome = answer(&app, &peer, &headers, body, &mut record)
+        .await
+        .map(|body| Json(body).into_response());
     Ok(super::respond(&app, record, outcome).await)
 }
 
-fn answer(
+async fn answer(
     app: &AppState,
     peer: &Peer,
     headers: &HeaderMap,
@@ -43,7 +44,7 @@ fn answer(
         uri: &uri,
         headers,
     };
-    record.principal = Some(auth::caller(app, peer, &req)?.name());
+    record.principal = Some(auth::caller(app, peer, &req).await?.name());
     let form = form::read(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 
+use crate::attest::dpop::{ProofReplay, ReplayCache};
 use crate::attest::{Peer, Registry};
 use crate::audit::{AuditLog, AuditWriter, Metrics};
 use crate::clock::Clock;
@@ -93,10 +94,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// SHA-256 digests of admin bearer tokens.
     pub admin_token_digests: Vec<[u8; 32]>,
-    /// DPoP proof `jti`s seen inside the acceptance window (in memory: a
+    /// DPoP proofs seen inside the acceptance window: in memory (a
     /// [`ReplayCache`](crate::attest::dpop::ReplayCache) of
-    /// `tokens.dpop_replay_cache` proofs).
-    pub dpop_replay: Arc<dyn crate::attest::dpop::ReplayStore>,
+    /// `tokens.dpop_replay_cache` proofs) and, with several replicas, in
+    /// the shared store.
+    pub dpop_replay: Arc<crate::attest::dpop::ProofReplay>,
     /// RFC 7009 self-revocations per principal.
     pub(crate) self_revocations: rate::RateLimit,
 }
@@ -208,6 +210,12 @@ impl Server {
             );
         }
         let (audit, audit_writer) = AuditLog::open(&config.audit.path).await?;
+        let seen_proofs = ReplayCache::new(config.tokens.dpop_replay_cache);
+        let dpop_replay = Arc::new(match store.clone().shared_proofs() {
+            Some(shared) => ProofReplay::shared(seen_proofs, shared),
+            None => ProofReplay::local(seen_proofs),
+        });
+        dpop_replay.spawn_sweep(clock.clone());
         let admin_token_digests = config
             .admin
             .token_sha256
@@ -228,9 +236,7 @@ impl Server {
             store,
             clock,
             admin_token_digests,
-            dpop_replay: Arc::new(crate::attest::dpop::ReplayCache::new(
-                config.tokens.dpop_replay_cache,
-            )),
+            dpop_replay: dpop_replay.clone(),
             self_revocations: rate::RateLimit::new(SELF_REVOCATIONS_PER_MINUTE, 60),
             config,
         });
@@ -313,7 +319,7 @@ impl AppState {
             freshness: self.kill_switch.staleness(),
             policy: &self.policy,
             minter: &self.minter,
-            dpop_replay: &*self.dpop_replay,
+            dpop_replay: &self.dpop_replay,
             clock: &*self.clock,
             metrics: &self.metrics,
         }

@@ -18,6 +18,7 @@ pub use crate::durable::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use crate::attest::dpop::SharedProofLog;
 use crate::revoke::RevocationLog;
 use crate::token::KeyStore;
 
@@ -28,6 +29,11 @@ use crate::token::KeyStore;
 pub trait Store: RevocationLog + KeyStore {
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where DPoP proofs are recorded for every replica, when several may
+    /// share this store; `None` when one process owns it and its memory
+    /// suffices.
+    fn shared_proofs(self: Arc<Self>) -> Option<Arc<dyn SharedProofLog>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH`, or `postgres://` /

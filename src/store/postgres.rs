@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
+use crate::attest::dpop::{ReplayKey, SharedProofLog};
 use crate::revoke::{Entry, EntryKind, ReplicaStatus, RevocationLog};
 use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
@@ -72,6 +73,14 @@ const MIGRATIONS: &[&str] = &[
         applied_seq BIGINT NOT NULL,
         seen_at_ms BIGINT NOT NULL
     )",
+    // DPoP proofs accepted by any replica, while they are live. Unlogged:
+    // fast, and lost only on a database crash, when proofs accepted in the
+    // last minute could be replayed once more.
+    "CREATE UNLOGGED TABLE dpop_proofs (
+        key BYTEA PRIMARY KEY,
+        valid_until BIGINT NOT NULL
+    )",
+    "CREATE INDEX dpop_proofs_valid_until ON dpop_proofs (valid_until)",
 ];
 
 /// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
@@ -222,6 +231,42 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn shared_proofs(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn SharedProofLog>> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedProofLog for PostgresStore {
+    async fn remember_proof(
+        &self,
+        key: &ReplayKey,
+        valid_until: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        // A record whose proof is no longer live (not swept yet) is taken
+        // over; a live one is left alone and the proof is a replay.
+        let done = sqlx::query(
+            "INSERT INTO dpop_proofs (key, valid_until) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET valid_until = EXCLUDED.valid_until
+             WHERE dpop_proofs.valid_until < $3",
+        )
+        .bind(key.as_slice())
+        .bind(int(valid_until))
+        .bind(int(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn forget_proofs(&self, before: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM dpop_proofs WHERE valid_until < $1")
+            .bind(int(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

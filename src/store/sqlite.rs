@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 
 use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
 use super::{Store, StoreError};
+use crate::attest::dpop::SharedProofLog;
 use crate::revoke::{Entry, EntryKind, ReplicaStatus, RevocationLog};
 use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
 
@@ -200,6 +201,10 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn shared_proofs(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn SharedProofLog>> {
+        None
     }
 }
 
