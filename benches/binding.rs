@@ -7,7 +7,9 @@
 //! proof (each unique, each fresh) before the window opens, which is the
 //! broker's own cost; the `DpopSignedInLoop*` modes sign per request.
 //!
-//! Run: `cargo bench --bench binding`.
+//! Run: `cargo bench --bench binding`; `WRIT_BENCH_STORE=postgres cargo
+//! bench --bench binding` puts the broker on PostgreSQL (127.0.0.1:5432),
+//! where a DPoP proof is also recorded for every replica.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -148,6 +150,10 @@ fn main() {
             rates.push((mode, rate(&live, mode, &sa, &identity, seconds).await));
         }
         let bearer = rates[0].1;
+        println!(
+            "store {}",
+            std::env::var("WRIT_BENCH_STORE").unwrap_or_else(|_| "sqlite".into())
+        );
         for (mode, r) in &rates {
             println!(
                 "tokens_per_sec_{mode:?} {r:.0} ({:.0}% of bearer)",

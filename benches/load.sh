@@ -5,6 +5,8 @@
 #
 #   benches/load.sh            # 20 s of load
 #   WRIT_LOAD_SECONDS=60 benches/load.sh
+#   WRIT_LOAD_STORE=postgres benches/load.sh   # store on 127.0.0.1:5432
+#                              # (database writ_load_bench, recreated)
 #
 # It installs wrk (Debian package) if missing, starts writ on an ephemeral
 # loopback port in a scratch directory, and stops it when done.
@@ -12,6 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${WRIT_LOAD_SECONDS:-20}"
 connections="${WRIT_LOAD_CONNECTIONS:-64}"
+store="${WRIT_LOAD_STORE:-sqlite}"
+case "$store" in
+  sqlite) store_url="sqlite://writ.db" ;;
+  postgres)
+    dropdb --if-exists --force -h 127.0.0.1 -U postgres writ_load_bench
+    createdb -h 127.0.0.1 -U postgres writ_load_bench
+    store_url="postgres://postgres@127.0.0.1:5432/writ_load_bench" ;;
+  *) echo "WRIT_LOAD_STORE is sqlite or postgres" >&2; exit 2 ;;
+esac
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk..." >&2
@@ -31,7 +42,7 @@ cat > "$scratch/writ.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
 [store]
-url = "sqlite://writ.db"
+url = "$store_url"
 [audit]
 path = "audit.jsonl"
 [[issuers]]
@@ -81,7 +92,7 @@ ratio="$(python3 -c "print(f'{100 * $rate / $inproc:.0f}%')")"
 server_cores="$(python3 -c "print(f'{($ticks_after - $ticks_before) / $(getconf CLK_TCK) / $secs:.2f}')")"
 per_core_ratio="$(python3 -c "print(f'{100 * ($rate / $server_cores) / ($inproc / $(nproc)):.0f}%')")"
 cat <<REPORT
-writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s)
+writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s, $store store)
   tokens/s over HTTPS:        $rate
   latency p50 / p99:          $(get wrk_p50_ms) ms / $(get wrk_p99_ms) ms
   non-2xx / socket errors:    $non2xx / $errors

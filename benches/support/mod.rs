@@ -203,6 +203,27 @@ pub fn policy_dir_with(n: usize) -> tempfile::TempDir {
     dir
 }
 
+/// The store of a live broker: a scratch SQLite file, or with
+/// `WRIT_BENCH_STORE=postgres` the database `writ_bench` on 127.0.0.1:5432,
+/// dropped and created afresh.
+pub async fn bench_store_url(dir: &Path) -> String {
+    use sqlx::Connection;
+    if std::env::var("WRIT_BENCH_STORE").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.join("writ.db").display());
+    }
+    let server = "postgres://postgres@127.0.0.1:5432";
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("WRIT_BENCH_STORE=postgres needs PostgreSQL on 127.0.0.1:5432 (user postgres)");
+    for sql in [
+        "DROP DATABASE IF EXISTS writ_bench WITH (FORCE)",
+        "CREATE DATABASE writ_bench",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    format!("{server}/writ_bench")
+}
+
 /// A real broker on an ephemeral loopback port (dev material, example
 /// policies, a scratch store) and what a client needs to reach it.
 pub struct LiveBroker {
@@ -222,6 +243,12 @@ impl LiveBroker {
     /// With `client_ca`, the dev CA also signs client certificates (mTLS
     /// attestation), and a policy lets mTLS callers read `payments-db`.
     pub async fn start_with_client_ca(client_ca: bool) -> Self {
+        Self::start_on(client_ca, None).await
+    }
+
+    /// A broker on `store_url` (several are replicas of one broker when
+    /// they share a PostgreSQL database), or on [`bench_store_url`].
+    pub async fn start_on(client_ca: bool, store_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs_dir = dir.path().join("certs");
         certs::init(&certs_dir).unwrap();
@@ -230,7 +257,10 @@ impl LiveBroker {
         config.server.listen = ([127, 0, 0, 1], 0).into();
         config.tls.cert = certs_dir.join(certs::SERVER_CERT);
         config.tls.key = certs_dir.join(certs::SERVER_KEY);
-        config.store.url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        config.store.url = match store_url {
+            Some(url) => url,
+            None => bench_store_url(dir.path()).await,
+        };
         config.policy.dir = dir.path().join("policies");
         config.audit.path = dir.path().join("audit.jsonl");
         if client_ca {
