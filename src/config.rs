@@ -60,6 +60,8 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The signing-key lifecycle.
+    pub keys: KeysConfig,
     /// True when no file was given: dev certificates and the dev issuer are trusted.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -122,6 +124,10 @@ pub struct StoreConfig {
     pub url: String,
     /// Connections a PostgreSQL store opens at most, per replica.
     pub max_connections: u32,
+    /// A file of 32 random bytes (raw or 64 hex characters, mode 0600 or
+    /// stricter): private signing keys are stored encrypted under it
+    /// (AES-256-GCM). Production should set it.
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -130,6 +136,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("url", &without_password(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
             .finish()
     }
 }
@@ -153,6 +160,29 @@ impl Default for StoreConfig {
         Self {
             url: "sqlite://writ.db".into(),
             max_connections: 8,
+            key_encryption_key_file: None,
+        }
+    }
+}
+
+/// `[keys]`: the signing-key lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long a rotated key is published before it signs, so verifiers
+    /// that cache the JWKS never meet an unknown `kid`.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub publish_ahead: Duration,
+    /// How often keys rotate on their own (`"0s"`: never).
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub rotate_every: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            publish_ahead: Duration::from_secs(60),
+            rotate_every: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -394,6 +424,9 @@ impl Config {
         }
         join(&mut self.policy.dir);
         join(&mut self.audit.path);
+        if let Some(kek) = self.store.key_encryption_key_file.as_mut() {
+            join(kek);
+        }
         if let Some(sock) = self.server.unix_socket.as_mut() {
             join(sock);
         }
@@ -497,6 +530,7 @@ mod tests {
         let store = StoreConfig {
             url: "postgres://writ:s3cret@db.internal:5432/writ".into(),
             max_connections: 8,
+            key_encryption_key_file: None,
         };
         let shown = format!("{store:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

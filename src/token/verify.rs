@@ -40,8 +40,8 @@ impl TokenVerifier {
     /// clock is the broker's own); returns the claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = token::header(token)?;
-        let (key, alg) = self
-            .keys
+        let snapshot = self.keys.snapshot();
+        let (key, alg) = snapshot
             .verifying_key(&header.kid)
             .ok_or(TokenError::UnknownKey)?;
         let expected = Expected {
