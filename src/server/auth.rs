@@ -9,6 +9,7 @@ use super::AppState;
 use crate::attest::Peer;
 use crate::grant::{Refusal, dpop_proof};
 use crate::token::AccessClaims;
+use crate::token::Verified;
 use writ_proto::binding::Scheme;
 
 /// An authenticated caller.
@@ -116,10 +117,10 @@ pub fn caller(app: &AppState, peer: &Peer, req: &RequestFacts<'_>) -> Result<Cal
     }
     if let Some((scheme, token)) = authorization(headers) {
         return match app.verifier.verify(token) {
-            Ok(claims)
+            Ok(Verified { claims, kid })
                 if claims.aud == app.issuer
                     && binding_holds(app, &claims, token, Some(scheme), peer, req)
-                    && app.kill_switch.index().revokes(&claims).is_none() =>
+                    && app.kill_switch.index().revokes(&claims, &kid).is_none() =>
             {
                 Ok(Caller::Workload(Box::new(claims)))
             }

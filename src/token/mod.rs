@@ -26,7 +26,7 @@ pub use keys::{
 pub use lifecycle::{KeyState, Transition};
 pub use mint::{MintRequest, Minted, Minter};
 pub use seal::{Kek, KekError};
-pub use verify::TokenVerifier;
+pub use verify::{TokenVerifier, Verified};
 pub use writ_proto::claims::{AccessClaims, ActorChain, Confirmation};
 
 /// How many tokens a token may derive from (its `ancestry`): narrowing and
