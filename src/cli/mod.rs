@@ -51,6 +51,9 @@ enum Command {
     /// The kill switch: revoke tokens and block new ones on a running broker
     /// (admin token from the WRIT_ADMIN_TOKEN environment variable).
     Revoke(revoke::RevokeArgs),
+    /// Signing keys of a running broker: rotate, list, revoke (admin token
+    /// from the WRIT_ADMIN_TOKEN environment variable).
+    Keys(keys::KeysArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -242,6 +245,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(args) => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             revoke::run(&config, args).await
+        }
+        Command::Keys(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            keys::run(&config, args).await
         }
         Command::Policy {
             command: PolicyCommand::Check { dir },
@@ -443,4 +450,5 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 
 mod demo;
 mod dev;
+mod keys;
 mod revoke;

@@ -109,7 +109,8 @@ impl SelectorArgs {
     }
 }
 
-fn admin_token() -> Result<String, CliError> {
+/// The admin bearer token from `WRIT_ADMIN_TOKEN`.
+pub(super) fn admin_token() -> Result<String, CliError> {
     std::env::var("WRIT_ADMIN_TOKEN")
         .ok()
         .map(|t| t.trim().to_owned())
