@@ -41,6 +41,10 @@ pub struct Config {
     pub extra_tokens_lines: Vec<String>,
     /// `store.url`; unset means `sqlite://writ.db` in the scratch directory.
     pub store_url: Option<String>,
+    /// Raw lines appended to `[store]` (e.g. `key_encryption_key_file = "kek"`).
+    pub extra_store_lines: Vec<String>,
+    /// Raw lines of a `[keys]` section (e.g. `publish_ahead = "2s"`).
+    pub keys_lines: Vec<String>,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             extra_tokens_lines: Vec::new(),
             trust_domain: None,
             store_url: None,
+            extra_store_lines: Vec::new(),
+            keys_lines: Vec::new(),
         }
     }
 }
@@ -200,6 +206,10 @@ key = "server-key.pem"
 
 [store]
 url = "{store_url}"
+{extra_store}
+
+[keys]
+{keys}
 
 [tokens]
 algorithm = {algorithm}
@@ -224,6 +234,8 @@ principals = [{principals}]
             default_ttl = quote(&config.default_ttl),
             max_ttl = quote(&config.max_ttl),
             extra_tokens = config.extra_tokens_lines.join("\n"),
+            extra_store = config.extra_store_lines.join("\n"),
+            keys = config.keys_lines.join("\n"),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
             client_ca = if config.client_ca {
