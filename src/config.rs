@@ -60,6 +60,8 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The signing-key lifecycle.
+    pub keys: KeysConfig,
     /// True when no file was given: dev certificates and the dev issuer are trusted.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -134,6 +136,10 @@ pub struct StoreConfig {
     /// nothing and is not ready: it fails closed.
     #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub max_staleness: Duration,
+    /// A file of 32 random bytes (raw or 64 hex characters, mode 0600 or
+    /// stricter): private signing keys are stored encrypted under it
+    /// (AES-256-GCM). Production should set it.
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -144,6 +150,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("max_connections", &self.max_connections)
             .field("propagation_wait", &self.propagation_wait)
             .field("max_staleness", &self.max_staleness)
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
             .finish()
     }
 }
@@ -169,6 +176,29 @@ impl Default for StoreConfig {
             max_connections: 8,
             propagation_wait: Duration::from_secs(1),
             max_staleness: Duration::from_secs(5),
+            key_encryption_key_file: None,
+        }
+    }
+}
+
+/// `[keys]`: the signing-key lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long a rotated key is published before it signs, so verifiers
+    /// that cache the JWKS never meet an unknown `kid`.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub publish_ahead: Duration,
+    /// How often keys rotate on their own (`"0s"`: never).
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub rotate_every: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            publish_ahead: Duration::from_secs(60),
+            rotate_every: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -410,6 +440,9 @@ impl Config {
         }
         join(&mut self.policy.dir);
         join(&mut self.audit.path);
+        if let Some(kek) = self.store.key_encryption_key_file.as_mut() {
+            join(kek);
+        }
         if let Some(sock) = self.server.unix_socket.as_mut() {
             join(sock);
         }

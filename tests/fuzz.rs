@@ -30,7 +30,7 @@ use writ::config::{Config, SigningAlgorithm};
 use writ::model::{AttestationKind, EntityType, ModelError, Scope, Scopes};
 use writ::policy::PolicySnapshot;
 use writ::revoke::{MAX_VALUE_BYTES, RevokeRequest, Selector};
-use writ::token::{KeyRing, MintRequest, Minter, TokenError, TokenVerifier};
+use writ::token::{KeyRing, KeySettings, MintRequest, Minter, TokenError, TokenVerifier};
 use writ::{Principal, SystemClock, TargetId, Ttl};
 use writ_sdk::dpop::{self, DpopError, DpopKey, Expected};
 
@@ -362,15 +362,26 @@ fn tokens() -> &'static Tokens {
         let url = format!("sqlite://{}", dir.path().join("writ.db").display());
         let keys = runtime().block_on(async {
             let store = writ::store::open(&url).await.unwrap();
-            KeyRing::open(&*store, SigningAlgorithm::ES256, now, 900)
+            let settings = KeySettings {
+                algorithm: SigningAlgorithm::ES256,
+                publish_ahead: 60,
+                rotate_every: 0,
+                retire_after: 960,
+            };
+            KeyRing::open(store, None, settings, Arc::new(SystemClock))
                 .await
                 .unwrap()
         });
-        let keys = Arc::new(keys);
-        let active = keys.active();
+        let kid = keys
+            .snapshot()
+            .signer_at(now)
+            .unwrap()
+            .key()
+            .kid()
+            .to_owned();
         Tokens {
-            kid: active.kid().to_owned(),
-            minter: Minter::new(active, ISSUER),
+            kid,
+            minter: Minter::new(keys.clone(), ISSUER),
             verifier: TokenVerifier::new(keys, ISSUER, Arc::new(SystemClock)).max_lifetime(900),
             _dir: dir,
         }
@@ -440,7 +451,7 @@ proptest! {
     ) {
         let scopes = Scopes::parse(&scope.join(" ")).unwrap();
         let minted = mint(&sub, &aud, &scopes, ttl);
-        let claims = tokens().verifier.verify(&minted.token).unwrap();
+        let claims = tokens().verifier.verify(&minted.token).unwrap().claims;
         prop_assert_eq!(&claims.sub, &sub);
         prop_assert_eq!(&claims.aud, &aud);
         prop_assert_eq!(claims.scope, scopes.to_string());

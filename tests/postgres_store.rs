@@ -18,7 +18,7 @@ use common::*;
 use serde_json::json;
 use writ::revoke::{Entry, EntryKind, RevocationLog, Selector};
 use writ::store::{PostgresStore, Store};
-use writ::token::{KeyStore, StoredKey};
+use writ::token::{KeyState, KeyStore, StoredKey};
 
 fn entry(id: &str, selector: Selector) -> Entry {
     Entry {
@@ -119,12 +119,21 @@ async fn entries_keys_and_lifetimes_round_trip_and_refusals_are_kept() {
         kid: "k1".into(),
         alg: "ES256".into(),
         pkcs8: vec![1, 2, 3],
+        sealed: false,
         created_at: 5,
+        state: KeyState::Active,
+        activates_at: 5,
+        retires_at: None,
+        revoked_at: None,
     };
-    store.put_signing_key(&key).await.unwrap();
+    assert!(store.insert_signing_key(&key).await.unwrap());
+    let second = StoredKey {
+        kid: "k2".into(),
+        ..key.clone()
+    };
     assert!(
-        store.put_signing_key(&key).await.is_err(),
-        "a kid is unique"
+        !store.insert_signing_key(&second).await.unwrap(),
+        "at most one active key: the second insert does nothing"
     );
     let keys = store.signing_keys().await.unwrap();
     assert_eq!((keys.len(), keys[0].pkcs8.clone()), (1, vec![1, 2, 3]));

@@ -3,8 +3,8 @@
 //! and SQLite store; the SDK hears the same entries as the feed serves them
 //! (JSON, without the admin fields) and applies them to its own copy. Random
 //! entries (every selector kind, blocks, lifts, several effective times)
-//! and random tokens (ancestry, act chains, issuers) must get the same
-//! answer from both.
+//! and random tokens (ancestry, act chains, issuers, signing key) must get
+//! the same answer from both.
 
 #![allow(
     clippy::unwrap_used,
@@ -54,6 +54,7 @@ const ISSUERS: [&str; 4] = [
 ];
 const ACTORS: [&str; 2] = ["agent:a", "agent:b"];
 const JTIS: [&str; 3] = ["j1", "j2", "j3"];
+const KIDS: [&str; 2] = ["key-a", "key-b"];
 
 fn selector() -> impl Strategy<Value = Selector> {
     prop_oneof![
@@ -63,6 +64,7 @@ fn selector() -> impl Strategy<Value = Selector> {
         prop::sample::select(&AUDIENCES[..]).prop_map(|v| Selector::Audience(v.into())),
         prop::sample::select(&ISSUERS[..]).prop_map(|v| Selector::Issuer(v.into())),
         prop::sample::select(&ACTORS[..]).prop_map(|v| Selector::Actor(v.into())),
+        prop::sample::select(&KIDS[..]).prop_map(|v| Selector::Kid(v.into())),
         Just(Selector::All),
     ]
 }
@@ -114,7 +116,8 @@ prop_compose! {
             0..=2,
         ),
         iat in (START - 3)..(START + 30),
-    ) -> AccessClaims {
+        kid in prop::sample::select(&KIDS[..]),
+    ) -> (AccessClaims, &'static str) {
         let mut claims = json!({
             "iss": "https://writ", "sub": sub, "aud": aud, "client_id": sub, "scope": "read",
             "iat": iat, "nbf": iat, "exp": iat + 300, "jti": jti, "ancestry": ancestry,
@@ -126,7 +129,7 @@ prop_compose! {
         if !actors.is_empty() {
             claims["act"] = act(&actors);
         }
-        serde_json::from_value(claims).unwrap()
+        (serde_json::from_value(claims).unwrap(), kid)
     }
 }
 
@@ -196,16 +199,17 @@ proptest! {
         tokens in prop::collection::vec(token(), 1..16),
     ) {
         let (switch, sdk) = play(&steps);
-        for claims in &tokens {
-            let broker = switch.index().revokes(claims).map(|e| e.id.clone());
-            let sdk_says = sdk.revoked(claims);
+        for (claims, kid) in &tokens {
+            let broker = switch.index().revokes(claims, kid).map(|e| e.id.clone());
+            let sdk_says = sdk.revoked(claims, kid);
             prop_assert_eq!(
                 broker.is_some(),
                 sdk_says.is_some(),
-                "broker {:?}, SDK {:?}, token {:?}",
+                "broker {:?}, SDK {:?}, token {:?} signed by {}",
                 broker,
                 sdk_says,
-                claims
+                claims,
+                kid
             );
         }
     }
@@ -231,7 +235,26 @@ fn both_sides_revoke_what_an_entry_names_and_nothing_else() {
         iat: START + 1,
         ..named.clone()
     };
-    assert!(switch.index().revokes(&named).is_some() && sdk.revoked(&named).is_some());
-    assert!(switch.index().revokes(&other).is_none() && sdk.revoked(&other).is_none());
-    assert!(switch.index().revokes(&later).is_none() && sdk.revoked(&later).is_none());
+    let k = KIDS[0];
+    assert!(switch.index().revokes(&named, k).is_some() && sdk.revoked(&named, k).is_some());
+    assert!(switch.index().revokes(&other, k).is_none() && sdk.revoked(&other, k).is_none());
+    assert!(switch.index().revokes(&later, k).is_none() && sdk.revoked(&later, k).is_none());
+}
+
+/// A `kid` entry revokes, at both sides, every token that key signed up to
+/// its time, whoever the token is for, and no token another key signed.
+#[test]
+fn both_sides_revoke_every_token_a_revoked_key_signed_and_only_those() {
+    let (switch, sdk) = play(&[Step::Revoke(Selector::Kid(KIDS[0].into()), false)]);
+    let token: AccessClaims = serde_json::from_value(json!({
+        "iss": "https://writ", "sub": SUBJECTS[2], "aud": "cache", "client_id": SUBJECTS[2],
+        "scope": "read", "iat": START, "nbf": START, "exp": START + 60, "jti": "j2",
+        "attestation": "kubernetes", "principal_type": "Workload",
+    }))
+    .unwrap();
+    let (stolen, other) = (KIDS[0], KIDS[1]);
+    assert!(switch.index().revokes(&token, stolen).is_some());
+    assert!(sdk.revoked(&token, stolen).is_some());
+    assert!(switch.index().revokes(&token, other).is_none());
+    assert!(sdk.revoked(&token, other).is_none());
 }

@@ -17,7 +17,7 @@ use writ::grant::{self, Context, Form, Settings, TOKEN_EXCHANGE, TYPE_JWT};
 use writ::model::{Scopes, TargetId};
 use writ::policy::PolicyEngine;
 use writ::revoke::{Freshness, RevocationIndex};
-use writ::token::{KeyRing, Minter, TokenVerifier};
+use writ::token::{KeyRing, KeySettings, Minter, TokenVerifier};
 
 /// The `iss` of the in-process broker.
 pub const BROKER: &str = "https://127.0.0.1:8443";
@@ -68,12 +68,16 @@ impl Pipeline {
         let store_url = format!("sqlite://{}", dir.path().join("writ.db").display());
         let store = writ::store::open(&store_url).await.unwrap();
         let max_ttl = config.tokens.max_ttl.as_secs();
-        let keys = Arc::new(
-            KeyRing::open(&*store, config.tokens.algorithm, clock.unix_now(), max_ttl)
-                .await
-                .unwrap(),
-        );
-        let minter = Minter::new(keys.active(), BROKER);
+        let settings = KeySettings {
+            algorithm: config.tokens.algorithm,
+            publish_ahead: config.keys.publish_ahead.as_secs(),
+            rotate_every: config.keys.rotate_every.as_secs(),
+            retire_after: max_ttl + 60,
+        };
+        let keys = KeyRing::open(store, None, settings, clock.clone())
+            .await
+            .unwrap();
+        let minter = Minter::new(keys.clone(), BROKER);
         let verifier = TokenVerifier::new(keys, BROKER, clock.clone()).max_lifetime(max_ttl);
         let issuer = DevIssuer::load(&dir.path().join("certs")).unwrap();
         Self {

@@ -84,9 +84,10 @@ impl RevocationSet {
         }
     }
 
-    /// The id of an entry that revokes the token with these claims, if any.
-    pub fn revoked(&self, claims: &AccessClaims) -> Option<String> {
-        self.index.revokes(claims).map(|e| e.id.clone())
+    /// The id of an entry that revokes the token with these claims,
+    /// signed by key `kid` (its header's), if any.
+    pub fn revoked(&self, claims: &AccessClaims, kid: &str) -> Option<String> {
+        self.index.revokes(claims, kid).map(|e| e.id.clone())
     }
 }
 
@@ -118,6 +119,7 @@ mod tests {
             ("issuer", json!("https://k8s")),
             ("issuer", json!("https://agents")),
             ("actor", json!("agent:bot")),
+            ("kid", json!("k")),
             ("all", json!(true)),
         ] {
             let mut set = RevocationSet::new(30);
@@ -125,8 +127,12 @@ mod tests {
                 &json!({"id": "e1", "seq": 3, "kind": "revoke", "selector": {kind: value},
                                "effective_at": "1970-01-01T00:01:40Z"}),
             );
-            assert_eq!(set.revoked(&claims(100)).as_deref(), Some("e1"), "{kind}");
-            assert_eq!(set.revoked(&claims(101)), None, "{kind}");
+            assert_eq!(
+                set.revoked(&claims(100), "k").as_deref(),
+                Some("e1"),
+                "{kind}"
+            );
+            assert_eq!(set.revoked(&claims(101), "k"), None, "{kind}");
             assert_eq!(set.last_seq(), 3);
         }
     }
@@ -145,7 +151,7 @@ mod tests {
         let exp = 120;
         let kept_until = exp + writ_proto::revocation::EXPIRED_TOKEN_GRACE + 30;
         assert_eq!(set.forget_expired(kept_until), 0);
-        assert!(set.revoked(&claims(100)).is_some());
+        assert!(set.revoked(&claims(100), "k").is_some());
         assert_eq!(set.forget_expired(kept_until + 1), 1);
         assert_eq!(set.len(), 1, "an entry for every token of a subject stays");
     }
@@ -155,7 +161,7 @@ mod tests {
         let mut set = RevocationSet::new(30);
         set.apply(&json!({"id": "e1", "seq": 1, "kind": "revoke", "selector": {"jti": "j"}, "effective_at": "1970-01-01T00:01:40Z"}));
         set.apply(&json!({"id": "e2", "seq": 2, "kind": "lift", "lifts": "e1", "selector": {"jti": "j"}, "effective_at": "1970-01-01T00:02:00Z"}));
-        assert!(set.revoked(&claims(50)).is_some());
+        assert!(set.revoked(&claims(50), "k").is_some());
         set.apply(&json!({"id": "e3", "seq": 3, "kind": "revoke", "selector": {"team": "x"}}));
         assert_eq!(set.last_seq(), 3);
     }

@@ -306,7 +306,7 @@ impl Verifier {
                 return Err(VerifyError::FeedStale);
             }
             let revoked = match feed.set.read() {
-                Ok(set) => set.revoked(&claims),
+                Ok(set) => set.revoked(&claims, &header.kid),
                 // A poisoned lock: the set cannot be trusted; fail closed.
                 Err(_) => return Err(VerifyError::FeedStale),
             };

@@ -54,6 +54,9 @@ enum Command {
     /// The replicas sharing the broker's store: each one's applied
     /// kill-switch seq and lag (admin token from WRIT_ADMIN_TOKEN).
     Status(status::StatusArgs),
+    /// Signing keys of a running broker: rotate, list, revoke (admin token
+    /// from the WRIT_ADMIN_TOKEN environment variable).
+    Keys(keys::KeysArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -249,6 +252,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             status::run(&config, args).await
+        }
+        Command::Keys(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            keys::run(&config, args).await
         }
         Command::Policy {
             command: PolicyCommand::Check { dir },
@@ -450,5 +457,6 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 
 mod demo;
 mod dev;
+mod keys;
 mod revoke;
 mod status;

@@ -53,6 +53,10 @@ struct SelectorArgs {
     /// Every token this agent acts in.
     #[arg(long)]
     actor: Option<String>,
+    /// Every token signed by this key (prefer `writ keys revoke KID`, which
+    /// also withdraws the key).
+    #[arg(long)]
+    kid: Option<String>,
     /// Everything.
     #[arg(long)]
     all: bool,
@@ -79,6 +83,7 @@ impl SelectorArgs {
                 &self.audience,
                 &self.issuer,
                 &self.actor,
+                &self.kid,
             ]
             .iter()
             .any(|v| v.is_some())
@@ -92,6 +97,7 @@ impl SelectorArgs {
             ("audience", &self.audience),
             ("issuer", &self.issuer),
             ("actor", &self.actor),
+            ("kid", &self.kid),
         ];
         match pairs
             .into_iter()

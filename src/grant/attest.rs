@@ -11,14 +11,14 @@ use super::rules::{self, chain_of, confirmation_of};
 use super::{Context, Refusal, Stop};
 use crate::attest::{AttestError, Attested, Peer};
 use crate::model::Scopes;
-use crate::token::AccessClaims;
+use crate::token::{AccessClaims, Verified};
 
 /// Everyone a grant is about.
 pub(super) struct Parties {
     /// The principal the token is for.
     pub subject: Arc<Attested>,
     /// The writ token being narrowed, if any: the new token stays within it.
-    pub parent: Option<AccessClaims>,
+    pub parent: Option<Verified>,
     /// The agent acting for the subject, if any.
     pub delegation: Option<Delegation>,
 }
@@ -41,11 +41,11 @@ pub(super) async fn parties(
     };
     let delegation = match (&request.kind, &parent) {
         (GrantKind::Delegation { actor, .. }, _) => {
-            let prior = parent.as_ref().and_then(chain_of);
+            let prior = parent.as_ref().and_then(|p| chain_of(&p.claims));
             let dpop_jkt = request.dpop_jkt();
             Some(Delegation::attest(ctx, peer, dpop_jkt, actor, &subject, prior).await?)
         }
-        (_, Some(parent)) => Delegation::inherited(parent)?,
+        (_, Some(parent)) => Delegation::inherited(&parent.claims)?,
         (_, None) => None,
     };
     Ok(Parties {
@@ -88,17 +88,18 @@ fn narrowing(
     request: &TokenRequest,
     peer: &Peer,
     token: &Credential,
-) -> Result<(Arc<Attested>, Option<AccessClaims>), Stop> {
-    let claims = ctx.verifier.verify(token.as_str()).map_err(Refusal::from)?;
+) -> Result<(Arc<Attested>, Option<Verified>), Stop> {
+    let verified = ctx.verifier.verify(token.as_str()).map_err(Refusal::from)?;
+    let claims = &verified.claims;
     // A bound token is narrowed only by its holder: the same certificate,
     // or a DPoP proof (already verified for this request) by the same key.
-    if !rules::held(confirmation_of(&claims), peer, request.dpop_jkt()) {
+    if !rules::held(confirmation_of(claims), peer, request.dpop_jkt()) {
         return Err(Refusal::InvalidGrant(
             "subject_token is bound to a key this request does not prove".into(),
         )
         .into());
     }
-    if let Some(entry) = rules::revoked(ctx, &claims) {
+    if let Some(entry) = rules::revoked(ctx, &verified) {
         return Err(Stop::revoked(&entry, subject_revoked(&entry.id)));
     }
     if claims.aud != request.audience.as_str() {
@@ -112,8 +113,8 @@ fn narrowing(
     if !request.scopes.is_subset_of(&own) {
         return Err(Refusal::InvalidScope("scope is wider than the subject token's".into()).into());
     }
-    let attested = writ_token_principal(ctx, &claims)?;
-    Ok((Arc::new(attested), Some(claims)))
+    let attested = writ_token_principal(ctx, claims)?;
+    Ok((Arc::new(attested), Some(verified)))
 }
 
 /// The refusal for a subject token the kill switch revoked.

@@ -135,29 +135,30 @@ fn writ_actor(
     dpop_jkt: Option<&str>,
     token: &str,
 ) -> Result<(Attested, AccessClaims), Stop> {
-    let claims = ctx
+    let verified = ctx
         .verifier
         .verify(token)
         .map_err(|e| Refusal::InvalidGrant(format!("actor_token: {e}")))?;
+    let claims = &verified.claims;
     if claims.aud != ctx.settings.issuer {
         return Err(Refusal::InvalidGrant(
             "actor_token must be a writ token for this broker's own audience".into(),
         )
         .into());
     }
-    if chain_of(&claims).is_some() {
+    if chain_of(claims).is_some() {
         return Err(Refusal::InvalidGrant(
             "actor_token is itself delegated; present the agent's own token".into(),
         )
         .into());
     }
-    if !rules::held(confirmation_of(&claims), peer, dpop_jkt) {
+    if !rules::held(confirmation_of(claims), peer, dpop_jkt) {
         return Err(Refusal::InvalidGrant(
             "actor_token is bound to a key this request does not prove".into(),
         )
         .into());
     }
-    if let Some(entry) = rules::revoked(ctx, &claims) {
+    if let Some(entry) = rules::revoked(ctx, &verified) {
         return Err(Stop::revoked(
             &entry,
             Refusal::InvalidGrant(format!(
@@ -166,6 +167,6 @@ fn writ_actor(
             )),
         ));
     }
-    let attested = writ_token_principal(ctx, &claims)?;
-    Ok((attested, claims))
+    let attested = writ_token_principal(ctx, claims)?;
+    Ok((attested, verified.claims))
 }

@@ -18,7 +18,13 @@ pub(super) fn binding(request: &TokenRequest, parties: &Parties) -> Option<Confi
     request
         .dpop_jkt()
         .map(dpop_confirmation)
-        .or_else(|| parties.parent.as_ref().and_then(confirmation_of).cloned())
+        .or_else(|| {
+            parties
+                .parent
+                .as_ref()
+                .and_then(|p| confirmation_of(&p.claims))
+                .cloned()
+        })
         .or_else(|| {
             parties
                 .delegation
@@ -76,7 +82,7 @@ pub(super) fn lifetime(
         ttl = ttl.min(cap);
     }
     if let Some(parent) = &parties.parent {
-        ttl = ttl.min(parent.exp.saturating_sub(now));
+        ttl = ttl.min(parent.claims.exp.saturating_sub(now));
     }
     // Nor may a delegated token outlive the agent's own credential.
     if let Some(d) = &parties.delegation {

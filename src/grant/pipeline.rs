@@ -48,8 +48,11 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
             .await
             .map_err(|e| learned.stopped(Refusal::from(e)))?;
     }
-    let ancestry = lifetime::ancestry(parties.parent.as_ref(), parties.delegation.as_ref())
-        .map_err(|refusal| learned.stopped(refusal))?;
+    let ancestry = lifetime::ancestry(
+        parties.parent.as_ref().map(|p| &p.claims),
+        parties.delegation.as_ref(),
+    )
+    .map_err(|refusal| learned.stopped(refusal))?;
     let cnf = lifetime::binding(request, &parties);
     let minting = Minting::of(request, &parties);
     learned.principal = Some(minting.subject.clone());

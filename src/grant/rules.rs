@@ -11,7 +11,7 @@ use super::request::TokenRequest;
 use crate::attest::{Attested, Peer};
 use crate::model::{Principal, TargetId};
 use crate::revoke::{Entry, MintFacts};
-use crate::token::{AccessClaims, ActorChain, Confirmation};
+use crate::token::{AccessClaims, ActorChain, Confirmation, Verified};
 
 /// A writ token's delegation chain (`act`), newest actor outermost.
 pub(super) fn chain_of(claims: &AccessClaims) -> Option<&ActorChain> {
@@ -44,8 +44,8 @@ pub(super) fn held(cnf: Option<&Confirmation>, peer: &Peer, jkt: Option<&str>) -
 }
 
 /// The kill-switch entry that revokes a writ token presented to the grant.
-pub(super) fn revoked(ctx: &Context<'_>, claims: &AccessClaims) -> Option<Arc<Entry>> {
-    ctx.revocations.revokes(claims)
+pub(super) fn revoked(ctx: &Context<'_>, token: &Verified) -> Option<Arc<Entry>> {
+    ctx.revocations.revokes(&token.claims, &token.kid)
 }
 
 /// The `iss` of the attestation a principal was proven by.

@@ -234,8 +234,8 @@ pub struct AdminDecision {
     pub policies: Vec<String>,
 }
 
-/// What an admin asks to do with the kill switch, with the context Cedar
-/// sees for it (CONTRACT section 5).
+/// What an admin asks to do with the kill switch or the signing keys, with
+/// the context Cedar sees for it (CONTRACT sections 5 and 8).
 #[derive(Debug, Clone, Copy)]
 pub enum AdminAction<'a> {
     /// `Action::"revoke"`: a new entry; context `{selector, block}`.
@@ -252,11 +252,19 @@ pub enum AdminAction<'a> {
         /// The lifted entry.
         entry: EntryFacts<'a>,
     },
-    /// `Action::"read"`: listing entries (no entry in the context) or
-    /// showing one (`{selector, block, author, kind}` of it).
+    /// `Action::"read"`: listing entries or keys (no entry in the context)
+    /// or showing one entry (`{selector, block, author, kind}` of it).
     Read {
         /// The entry shown, if one.
         entry: Option<EntryFacts<'a>>,
+    },
+    /// `Action::"rotate_key"`: a new signing key; empty context.
+    RotateKey,
+    /// `Action::"revoke_key"`: withdrawing a signing key and revoking every
+    /// token it signed; context `{kid}`.
+    RevokeKey {
+        /// The key.
+        kid: &'a str,
     },
 }
 
@@ -299,6 +307,8 @@ impl AdminAction<'_> {
             Self::Revoke { .. } => "revoke",
             Self::Lift { .. } => "lift",
             Self::Read { .. } => "read",
+            Self::RotateKey => "rotate_key",
+            Self::RevokeKey { .. } => "revoke_key",
         }
     }
 
@@ -312,7 +322,11 @@ impl AdminAction<'_> {
                 ("block".into(), RestrictedExpression::new_bool(*block)),
             ],
             Self::Lift { entry } | Self::Read { entry: Some(entry) } => entry.context(),
-            Self::Read { entry: None } => Vec::new(),
+            Self::Read { entry: None } | Self::RotateKey => Vec::new(),
+            Self::RevokeKey { kid } => vec![(
+                "kid".into(),
+                RestrictedExpression::new_string((*kid).to_owned()),
+            )],
         }
     }
 }

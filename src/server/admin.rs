@@ -1,6 +1,7 @@
-//! `/admin/v1/revocations`: the kill switch for operators. One router behind
-//! admin authentication; every call is authorized by Cedar (principal
-//! `Admin`, action `revoke`, `lift` or `read`) and audited.
+//! `/admin/v1/revocations`: the kill switch for operators (and, in
+//! `admin_keys`, `/admin/v1/keys`). One router behind admin authentication;
+//! every call is authorized by Cedar (principal `Admin`, action `revoke`,
+//! `lift`, `read`, `rotate_key` or `revoke_key`) and audited.
 
 use std::sync::Arc;
 
@@ -27,13 +28,14 @@ use crate::revoke::{Entry, EntryKind, LiftOutcome, RevokeRequest, Selector};
 
 /// The admin id of the authenticated caller (`token:<12 hex>`).
 #[derive(Debug, Clone)]
-struct AdminId(String);
+pub(super) struct AdminId(pub(super) String);
 
 pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/v1/revocations", get(list).post(revoke))
         .route("/admin/v1/revocations/{id}", get(show).delete(lift))
         .route("/admin/v1/replicas", get(replicas))
+        .merge(super::admin_keys::routes())
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -56,7 +58,7 @@ async fn authenticate(
 }
 
 /// The record of one admin call, or the 503 of a request that cannot have one.
-fn record(
+pub(super) fn record(
     app: &AppState,
     action: &'static str,
     peer: &Peer,
@@ -68,7 +70,7 @@ fn record(
 }
 
 /// Audits and renders the outcome of an admin call.
-async fn finish(
+pub(super) async fn finish(
     app: &AppState,
     record: AuditRecord,
     outcome: Result<(StatusCode, serde_json::Value), Refusal>,
@@ -87,7 +89,7 @@ fn resource<'a>(app: &'a AppState, selector: &'a Selector) -> &'a str {
 }
 
 /// Asks Cedar whether `admin` may do `action` on `resource` (a target id).
-fn authorize(
+pub(super) fn authorize(
     app: &AppState,
     admin: &AdminId,
     resource: &str,
@@ -109,6 +111,10 @@ fn authorize(
         AdminAction::Lift { .. } => "policy does not permit this admin to lift this block".into(),
         AdminAction::Read { .. } => {
             "policy does not permit this admin to read the kill switch".into()
+        }
+        AdminAction::RotateKey => "policy does not permit this admin to rotate signing keys".into(),
+        AdminAction::RevokeKey { .. } => {
+            "policy does not permit this admin to revoke signing keys".into()
         }
     }))
 }

@@ -9,6 +9,7 @@ use super::AppState;
 use crate::attest::Peer;
 use crate::grant::{Refusal, dpop_proof};
 use crate::token::AccessClaims;
+use crate::token::Verified;
 use writ_proto::binding::Scheme;
 
 /// An authenticated caller.
@@ -129,10 +130,10 @@ pub async fn caller(
     }
     if let Some((scheme, token)) = authorization(headers) {
         let refused = || Refusal::InvalidClient("credentials are not valid here".into());
-        let claims = app.verifier.verify(token).map_err(|_| refused())?;
+        let Verified { claims, kid } = app.verifier.verify(token).map_err(|_| refused())?;
         let valid = claims.aud == app.issuer
             && binding_holds(app, &claims, token, Some(scheme), peer, req).await
-            && app.kill_switch.index().revokes(&claims).is_none();
+            && app.kill_switch.index().revokes(&claims, &kid).is_none();
         return if valid {
             Ok(Caller::Workload(Box::new(claims)))
         } else {

@@ -24,6 +24,7 @@ use super::{AppState, auth};
 use crate::attest::Peer;
 use crate::grant::Refusal;
 use crate::revoke::{Entry, KillSwitch, PAGE};
+use crate::token::Verified;
 
 /// SSE comment heartbeats keep idle streams (and proxies) alive.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -174,7 +175,7 @@ pub(super) async fn self_revoke(
     let outcome = async {
         let form = form::read(&headers, body)?;
         let token = form.required("token")?;
-        let Ok(claims) = app.verifier.verify(token) else {
+        let Ok(Verified { claims, kid }) = app.verifier.verify(token) else {
             record.reason = Some("not a live writ token; nothing to revoke".into());
             return Ok(());
         };
@@ -193,7 +194,7 @@ pub(super) async fn self_revoke(
                     .into(),
             ));
         }
-        if let Some(entry) = app.kill_switch.index().revokes(&claims) {
+        if let Some(entry) = app.kill_switch.index().revokes(&claims, &kid) {
             record.revocation = Some(entry.id.clone());
             return Ok(());
         }

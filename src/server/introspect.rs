@@ -10,6 +10,7 @@ use super::{AppState, auth};
 use crate::attest::Peer;
 use crate::audit::AuditRecord;
 use crate::grant::Refusal;
+use crate::token::Verified;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -48,14 +49,14 @@ async fn answer(
     let form = form::read(headers, body)?;
     let token = form.required("token")?;
     Ok(match app.verifier.verify(token) {
-        Ok(claims) => {
+        Ok(Verified { claims, kid }) => {
             record.jti = Some(claims.jti.clone());
             record.target = Some(claims.aud.clone());
             let revocations = app
                 .kill_switch
                 .fresh_index()
                 .map_err(|stale| Refusal::Unavailable(stale.to_string()))?;
-            if let Some(entry) = revocations.revokes(&claims) {
+            if let Some(entry) = revocations.revokes(&claims, &kid) {
                 record.revocation = Some(entry.id.clone());
                 json!({"active": false})
             } else {

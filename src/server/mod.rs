@@ -7,6 +7,7 @@
 //! statuses are chosen in `error`.
 
 mod admin;
+mod admin_keys;
 mod auth;
 mod error;
 mod extract;
@@ -151,15 +152,6 @@ impl Server {
 
         let store =
             crate::store::open_with(&config.store.url, config.store.max_connections).await?;
-        let keys = Arc::new(
-            KeyRing::open(
-                store.as_ref(),
-                config.tokens.algorithm,
-                clock.unix_now(),
-                config.tokens.max_ttl.as_secs(),
-            )
-            .await?,
-        );
         // The longest lifetime a live token can have: this run's max_ttl, or
         // a longer one of an earlier run whose tokens may still be alive.
         let longest_lifetime = store
@@ -167,6 +159,7 @@ impl Server {
             .await?;
         // Entries older than that (plus leeway) revoke nothing alive.
         let horizon = longest_lifetime + crate::attest::LEEWAY_SECS;
+        let keys = open_keys(&config, store.clone(), clock.clone(), horizon).await?;
         let replica_id = config
             .server
             .replica_id
@@ -223,7 +216,7 @@ impl Server {
             .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
             .collect();
         let state = Arc::new(AppState {
-            minter: Minter::new(keys.active(), issuer.clone()),
+            minter: Minter::new(keys.clone(), issuer.clone()),
             verifier: TokenVerifier::new(keys.clone(), issuer.clone(), clock.clone())
                 .max_lifetime(longest_lifetime),
             issuer: issuer.clone(),
@@ -289,6 +282,32 @@ fn default_replica_id() -> String {
     let uname = rustix::system::uname();
     let host = uname.nodename().to_string_lossy();
     format!("{host}-{}", std::process::id())
+}
+
+/// Opens the key ring shared with every replica (decrypting keys with the
+/// configured key-encryption key) and starts its refresh.
+async fn open_keys(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    retire_after: u64,
+) -> Result<Arc<KeyRing>, StartError> {
+    let kek = config
+        .store
+        .key_encryption_key_file
+        .as_deref()
+        .map(crate::token::Kek::load)
+        .transpose()
+        .map_err(crate::token::KeyRingError::from)?;
+    let settings = crate::token::KeySettings {
+        algorithm: config.tokens.algorithm,
+        publish_ahead: config.keys.publish_ahead.as_secs(),
+        rotate_every: config.keys.rotate_every.as_secs(),
+        retire_after,
+    };
+    let keys = KeyRing::open(store, kek, settings, clock).await?;
+    keys.spawn_refresh();
+    Ok(keys)
 }
 
 /// Binds the Unix socket (replacing a stale one) with mode 0660.

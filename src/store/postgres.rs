@@ -14,11 +14,13 @@ use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
-use super::rows::{ENTRY_COLUMNS, entry_from_row, int, uint};
+use super::rows::{ENTRY_COLUMNS, KEY_COLUMNS, entry_from_row, int, key_from_row, uint};
 use super::{Store, StoreError};
 use crate::attest::dpop::{ReplayKey, SharedProofLog};
 use crate::revoke::{Entry, EntryKind, ReplicaStatus, RevocationLog};
-use crate::token::{KeyStore, StoredKey, forgettable_through, longest_live_lifetime};
+use crate::token::{
+    KeyState, KeyStore, StoredKey, Transition, forgettable_through, longest_live_lifetime,
+};
 
 /// Advisory lock keys (any two constants no other user of the database
 /// takes): one for migrations, one serializing kill-switch appends, one for
@@ -81,6 +83,19 @@ const MIGRATIONS: &[&str] = &[
         valid_until BIGINT NOT NULL
     )",
     "CREATE INDEX dpop_proofs_valid_until ON dpop_proofs (valid_until)",
+    // Signing keys get a lifecycle (issue 13): the newest existing key
+    // stays active, older ones retire once their tokens have expired.
+    "ALTER TABLE signing_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'active'",
+    "ALTER TABLE signing_keys ADD COLUMN activates_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE signing_keys ADD COLUMN retires_at BIGINT",
+    "ALTER TABLE signing_keys ADD COLUMN revoked_at BIGINT",
+    "ALTER TABLE signing_keys ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE",
+    "UPDATE signing_keys SET activates_at = created_at",
+    "UPDATE signing_keys SET state = 'retiring' WHERE kid NOT IN
+        (SELECT kid FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1)",
+    // Replicas agree: at most one active and one next key, whoever races.
+    "CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active'",
+    "CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (state) WHERE state = 'next'",
 ];
 
 /// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
@@ -273,32 +288,111 @@ impl SharedProofLog for PostgresStore {
 #[async_trait::async_trait]
 impl KeyStore for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query("SELECT kid, alg, pkcs8, created_at FROM signing_keys")
+        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys"))
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(StoredKey {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    pkcs8: r.try_get("pkcs8")?,
-                    created_at: uint(r.try_get("created_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(key_from_row).collect()
     }
 
-    async fn put_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
-        )
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError> {
+        // A second active or next key conflicts with a unique index: the
+        // replica that lost the race inserts nothing and reads the winner.
+        let done = sqlx::query(&format!(
+            "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT DO NOTHING"
+        ))
         .bind(&key.kid)
         .bind(&key.alg)
         .bind(&key.pkcs8)
+        .bind(key.sealed)
         .bind(int(key.created_at))
+        .bind(key.state.as_str())
+        .bind(int(key.activates_at))
+        .bind(key.retires_at.map(int))
+        .bind(key.revoked_at.map(int))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn apply_key_transition(&self, change: &Transition) -> Result<bool, StoreError> {
+        let done = match change {
+            Transition::Activate { kid, at } => {
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'active', activates_at = COALESCE($1, activates_at)
+                     WHERE kid = $2 AND state = 'next'",
+                )
+                .bind(at.map(int))
+                .bind(kid)
+                .execute(&self.pool)
+                .await?
+            }
+            Transition::Retire {
+                kid,
+                from,
+                retires_at,
+            } => {
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'retiring', retires_at = $1
+                     WHERE kid = $2 AND state = $3",
+                )
+                .bind(int(*retires_at))
+                .bind(kid)
+                .bind(from.as_str())
+                .execute(&self.pool)
+                .await?
+            }
+            Transition::Delete { kid, from } => {
+                sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND state = $2")
+                    .bind(kid)
+                    .bind(from.as_str())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        at: u64,
+        retires_at: u64,
+    ) -> Result<Option<KeyState>, StoreError> {
+        // Conditional on the state read, so a concurrent step is never
+        // undone: read again if the row moved meanwhile.
+        for _ in 0..8 {
+            let Some(row) = sqlx::query("SELECT state FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let state: String = row.try_get(0)?;
+            let was = KeyState::parse(&state).ok_or_else(|| {
+                StoreError::Corrupt(format!("signing key {kid}: state {state:?}"))
+            })?;
+            if was == KeyState::Revoked {
+                return Ok(Some(was));
+            }
+            let done = sqlx::query(
+                "UPDATE signing_keys SET state = 'revoked', revoked_at = $1, retires_at = $2
+                 WHERE kid = $3 AND state = $4",
+            )
+            .bind(int(at))
+            .bind(int(retires_at))
+            .bind(kid)
+            .bind(was.as_str())
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Some(was));
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "signing key {kid} kept changing while being revoked"
+        )))
     }
 
     async fn record_token_lifetime(&self, max_ttl: u64, now: u64) -> Result<u64, StoreError> {

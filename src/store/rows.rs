@@ -5,6 +5,38 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::StoreError;
 use crate::revoke::{Entry, EntryKind, Selector};
+use crate::token::{KeyState, StoredKey};
+
+/// The columns of a signing key, in the order backends select them.
+pub(super) const KEY_COLUMNS: &str =
+    "kid, alg, pkcs8, sealed, created_at, state, activates_at, retires_at, revoked_at";
+
+/// The signing key a row of `KEY_COLUMNS` holds; a state writ would never
+/// write is a corrupt row.
+pub(super) fn key_from_row<R>(r: &R) -> Result<StoredKey, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kid: String = r.try_get("kid")?;
+    let state: String = r.try_get("state")?;
+    Ok(StoredKey {
+        state: KeyState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("signing key {kid}: state {state:?}")))?,
+        kid,
+        alg: r.try_get("alg")?,
+        pkcs8: r.try_get("pkcs8")?,
+        sealed: r.try_get("sealed")?,
+        created_at: uint(r.try_get("created_at")?),
+        activates_at: uint(r.try_get("activates_at")?),
+        retires_at: r.try_get::<Option<i64>, _>("retires_at")?.map(uint),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(uint),
+    })
+}
 
 /// The columns of a kill-switch entry, in the order backends select them.
 pub(super) const ENTRY_COLUMNS: &str = "seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp";

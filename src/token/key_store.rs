@@ -1,21 +1,48 @@
 //! Where signing keys and token lifetimes are kept durably: the
-//! [`KeyStore`] the [`KeyRing`](super::KeyRing) opens from. The store
+//! [`KeyStore`] the [`KeyRing`](super::KeyRing) reads and changes. The store
 //! implements it (`crate::store`), using [`longest_live_lifetime`] for the
 //! rule; the key ring never names a database.
 
+use super::lifecycle::{KeyState, KeyTimes, Transition};
 use crate::durable::StoreError;
 
-/// A signing key as kept in the store (private: the store file is 0600).
+/// A signing key as kept in the store, with its place in the lifecycle.
 #[derive(Clone)]
 pub struct StoredKey {
     /// RFC 7638 thumbprint.
     pub kid: String,
     /// `ES256` or `EdDSA`.
     pub alg: String,
-    /// The private key, PKCS#8 DER.
+    /// The private key as stored: PKCS#8 DER, or, when `sealed`, that DER
+    /// encrypted under the key-encryption key (nonce, then ciphertext and
+    /// tag).
     pub pkcs8: Vec<u8>,
+    /// Whether `pkcs8` is encrypted.
+    pub sealed: bool,
     /// Seconds since the epoch.
     pub created_at: u64,
+    /// Where it is in its life.
+    pub state: KeyState,
+    /// When it signs from.
+    pub activates_at: u64,
+    /// When a retiring or revoked key may be deleted.
+    pub retires_at: Option<u64>,
+    /// When it was revoked.
+    pub revoked_at: Option<u64>,
+}
+
+impl StoredKey {
+    /// What the lifecycle rule reads of it.
+    pub fn times(&self) -> KeyTimes {
+        KeyTimes {
+            kid: self.kid.clone(),
+            state: self.state,
+            created_at: self.created_at,
+            activates_at: self.activates_at,
+            retires_at: self.retires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -24,17 +51,38 @@ impl std::fmt::Debug for StoredKey {
         f.debug_struct("StoredKey")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
-            .finish()
+            .field("state", &self.state)
+            .field("sealed", &self.sealed)
+            .field("activates_at", &self.activates_at)
+            .field("retires_at", &self.retires_at)
+            .finish_non_exhaustive()
     }
 }
 
-/// Signing keys, and how long the tokens they signed may live.
+/// Signing keys, and how long the tokens they signed may live. Several
+/// replicas share one store: its unique rules admit at most one `active`
+/// and at most one `next` key, and every change is conditional on the
+/// state the caller saw, so concurrent callers agree.
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Every signing key, any order.
+    /// Every signing key still stored, any order.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Adds a signing key, durably.
-    async fn put_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Adds a key unless it would be a second `active` or `next` key (or
+    /// its kid exists): returns whether it was added. A replica that loses
+    /// the race reads the winner's key back.
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError>;
+    /// Applies one lifecycle change if the key is still in the state it
+    /// names; returns whether it did.
+    async fn apply_key_transition(&self, change: &Transition) -> Result<bool, StoreError>;
+    /// Makes `kid` revoked at `at` (deletable at `retires_at`); returns the
+    /// state it was in (`Revoked` if it already was), or `None` if there is
+    /// no such key.
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        at: u64,
+        retires_at: u64,
+    ) -> Result<Option<KeyState>, StoreError>;
     /// Records that a broker minting tokens of at most `max_ttl` seconds
     /// started at `now`, and returns the longest lifetime a token minted by
     /// it or by any earlier run may still have: lowering `tokens.max_ttl`

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{AccessClaims, ActorChain, Confirmation, SigningError, SigningKey};
+use super::{AccessClaims, ActorChain, Confirmation, KeyRing, SigningError};
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -60,22 +60,19 @@ impl std::fmt::Debug for Minted {
     }
 }
 
-/// Signs access tokens with the active key.
+/// Signs access tokens with the key the ring says signs at the token's
+/// `iat` (one atomic load of the ring's snapshot; no database).
 pub struct Minter {
-    key: Arc<SigningKey>,
+    keys: Arc<KeyRing>,
     issuer: String,
-    header_b64: String,
     rng: SystemRandom,
 }
 
 impl Minter {
-    /// A minter for `issuer` signing with `key`.
-    pub fn new(key: Arc<SigningKey>, issuer: impl Into<String>) -> Self {
-        let header =
-            serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": "at+jwt"});
+    /// A minter for `issuer` signing with the keys of `keys`.
+    pub fn new(keys: Arc<KeyRing>, issuer: impl Into<String>) -> Self {
         Self {
-            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
-            key,
+            keys,
             issuer: issuer.into(),
             rng: SystemRandom::new(),
         }
@@ -110,11 +107,14 @@ impl Minter {
             cnf: req.cnf,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| SigningError)?;
-        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
-        token.push_str(&self.header_b64);
+        let snapshot = self.keys.snapshot();
+        let signer = snapshot.signer_at(req.now).ok_or(SigningError)?;
+        let header_b64 = signer.header_b64();
+        let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = self.key.sign(token.as_bytes())?;
+        let signature = signer.key().sign(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(Minted {

@@ -10,6 +10,17 @@ use writ_proto::token::{self, Expected};
 use super::{AccessClaims, KeyRing, TokenError};
 use crate::clock::Clock;
 
+/// A writ token that verified: its claims, and the key that signed it
+/// (the `kid` of its header, which the kill switch's `kid` selector
+/// matches; the claims do not carry it).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The claims.
+    pub claims: AccessClaims,
+    /// The signing key's id.
+    pub kid: String,
+}
+
 /// Verifies tokens this broker minted.
 pub struct TokenVerifier {
     keys: Arc<KeyRing>,
@@ -37,11 +48,11 @@ impl TokenVerifier {
     }
 
     /// Checks signature, `typ`, `iss` and validity window (no leeway: the
-    /// clock is the broker's own); returns the claims.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    /// clock is the broker's own); returns the claims and the signing key.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let header = token::header(token)?;
-        let (key, alg) = self
-            .keys
+        let snapshot = self.keys.snapshot();
+        let (key, alg) = snapshot
             .verifying_key(&header.kid)
             .ok_or(TokenError::UnknownKey)?;
         let expected = Expected {
@@ -51,12 +62,16 @@ impl TokenVerifier {
             leeway: 0,
             max_lifetime: self.max_lifetime,
         };
-        token::verify(token, &header, key, alg, &expected).inspect_err(|e| {
+        let claims = token::verify(token, &header, key, alg, &expected).inspect_err(|e| {
             if *e == TokenError::Lifetime {
                 tracing::warn!(
                     "a validly signed writ token lives longer than writ mints: the signing key may be stolen"
                 );
             }
+        })?;
+        Ok(Verified {
+            claims,
+            kid: header.kid,
         })
     }
 }

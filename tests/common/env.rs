@@ -43,6 +43,8 @@ pub struct Config {
     pub store_url: Option<String>,
     /// Raw lines appended to `[store]` (e.g. `max_staleness = "2s"`).
     pub extra_store_lines: Vec<String>,
+    /// Raw lines of a `[keys]` section (e.g. `publish_ahead = "2s"`).
+    pub keys_lines: Vec<String>,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             trust_domain: None,
             store_url: None,
             extra_store_lines: Vec::new(),
+            keys_lines: Vec::new(),
         }
     }
 }
@@ -205,6 +208,9 @@ key = "server-key.pem"
 url = "{store_url}"
 {extra_store}
 
+[keys]
+{keys}
+
 [tokens]
 algorithm = {algorithm}
 default_ttl = {default_ttl}
@@ -229,6 +235,7 @@ principals = [{principals}]
             max_ttl = quote(&config.max_ttl),
             extra_tokens = config.extra_tokens_lines.join("\n"),
             extra_store = config.extra_store_lines.join("\n"),
+            keys = config.keys_lines.join("\n"),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
             client_ca = if config.client_ca {

@@ -89,6 +89,18 @@ action "read" appliesTo {
     "kind"?: String
   }
 };
+
+action "rotate_key" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {}
+};
+
+action "revoke_key" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: { "kid": String }
+};
 "#;
 
 /// `standard.cedar`: what the standard environment permits.
@@ -115,7 +127,11 @@ when { context.scope == "introspect" };
 
 // Admins may use the kill switch on anything (CONTRACT section 5).
 @id("admin-revoke")
-permit (principal is Admin, action in [Action::"revoke", Action::"lift", Action::"read"], resource);
+permit (
+  principal is Admin,
+  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key"],
+  resource
+);
 "#;
 
 /// A policy file permitting re-exchanges of writ tokens (`subject_token_type`

@@ -35,6 +35,9 @@ pub enum Selector {
     Issuer(String),
     /// Every token an agent acts in (`act` chain).
     Actor(String),
+    /// Every token signed by one key (the `kid` of its JWS header): the
+    /// answer to a stolen signing key.
+    Kid(String),
     /// Everything.
     All,
 }
@@ -49,6 +52,7 @@ impl Selector {
             Self::Audience(_) => "audience",
             Self::Issuer(_) => "issuer",
             Self::Actor(_) => "actor",
+            Self::Kid(_) => "kid",
             Self::All => "all",
         }
     }
@@ -61,7 +65,8 @@ impl Selector {
             | Self::SubjectPrefix(v)
             | Self::Audience(v)
             | Self::Issuer(v)
-            | Self::Actor(v) => Some(v),
+            | Self::Actor(v)
+            | Self::Kid(v) => Some(v),
             Self::All => None,
         }
     }
@@ -89,6 +94,7 @@ impl Selector {
             "audience" => Self::Audience(v()?),
             "issuer" => Self::Issuer(v()?),
             "actor" => Self::Actor(v()?),
+            "kid" => Self::Kid(v()?),
             "all" => Self::All,
             other => return Err(SelectorError(format!("unknown selector kind {other:?}"))),
         })
@@ -269,6 +275,7 @@ mod tests {
             Selector::Audience("db".into()),
             Selector::Issuer("https://k8s".into()),
             Selector::Actor("agent".into()),
+            Selector::Kid("key-1".into()),
             Selector::All,
         ] {
             assert_eq!(Selector::from_json(&s.to_json()), Ok(s));

@@ -39,11 +39,14 @@ pub struct TokenFacts<'a> {
     pub actors: Vec<&'a str>,
     /// `iat`.
     pub issued_at: u64,
+    /// The `kid` of its JWS header: the key that signed it.
+    pub kid: &'a str,
 }
 
 impl<'a> TokenFacts<'a> {
-    /// What a token's claims say (CONTRACT section 3).
-    pub fn of(claims: &'a AccessClaims) -> Self {
+    /// What a token's claims say (CONTRACT section 3), and the key that
+    /// signed it (`kid`, from its header: the claims do not name it).
+    pub fn of(claims: &'a AccessClaims, kid: &'a str) -> Self {
         let mut issuers = vec![claims.iss.as_str()];
         issuers.extend(claims.attestation_issuer.as_deref());
         issuers.extend(claims.act.iter().flat_map(ActorChain::issuers));
@@ -55,6 +58,7 @@ impl<'a> TokenFacts<'a> {
             issuers,
             actors: claims.actors().collect(),
             issued_at: claims.iat,
+            kid,
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct RevocationIndex {
     audience: Bucket,
     issuer: Bucket,
     actor: Bucket,
+    kid: Bucket,
     all: ArcSwap<Vec<Arc<Entry>>>,
     len: AtomicUsize,
 }
@@ -123,6 +128,7 @@ impl RevocationIndex {
             Selector::Audience(v) => (&self.audience, v),
             Selector::Issuer(v) => (&self.issuer, v),
             Selector::Actor(v) => (&self.actor, v),
+            Selector::Kid(v) => (&self.kid, v),
             Selector::All => return None,
         })
     }
@@ -228,12 +234,13 @@ impl RevocationIndex {
         self.all.load().iter().find(|e| pred(e)).cloned()
     }
 
-    /// The entry that revokes the token with these claims, if any.
-    pub fn revokes(&self, claims: &AccessClaims) -> Option<Arc<Entry>> {
+    /// The entry that revokes the token with these claims, signed by key
+    /// `kid` (its header's), if any.
+    pub fn revokes(&self, claims: &AccessClaims, kid: &str) -> Option<Arc<Entry>> {
         if self.is_empty() {
             return None;
         }
-        self.revoked(&TokenFacts::of(claims))
+        self.revoked(&TokenFacts::of(claims, kid))
     }
 
     /// The entry that revokes an existing token, if any.
@@ -260,6 +267,7 @@ impl RevocationIndex {
                     .iter()
                     .find_map(|a| Self::first(&self.actor, Some(a), hit))
             })
+            .or_else(|| Self::first(&self.kid, Some(t.kid), hit))
             .or_else(|| self.prefix_hit(t.subject, hit))
             .or_else(|| self.any_of_all(hit))
     }
@@ -305,6 +313,7 @@ impl RevocationIndex {
             &self.audience,
             &self.issuer,
             &self.actor,
+            &self.kid,
         ] {
             for list in bucket.iter() {
                 out.extend(list.value().iter().cloned());
@@ -359,6 +368,7 @@ mod tests {
             issuers: vec!["https://writ", "https://k8s", "https://agents"],
             actors: vec!["agent:bot"],
             issued_at: iat,
+            kid: "key-1",
         }
     }
 
@@ -489,5 +499,25 @@ mod tests {
         };
         assert!(idx.blocked(&acting, 100).is_some());
         assert!(idx.blocked(&mint("user"), 100).is_none());
+    }
+
+    #[test]
+    fn a_kid_entry_revokes_every_token_that_key_signed_and_blocks_nothing() {
+        let idx = RevocationIndex::new();
+        idx.upsert(entry("k", Selector::Kid("key-1".into()), 100, true));
+        assert_eq!(
+            idx.revoked(&token("s", 100))
+                .map(|e| e.id.clone())
+                .as_deref(),
+            Some("k")
+        );
+        let other_key = TokenFacts {
+            kid: "key-2",
+            ..token("s", 100)
+        };
+        assert!(idx.revoked(&other_key).is_none());
+        assert!(idx.revoked(&token("s", 101)).is_none(), "signed after");
+        assert!(idx.blocked(&mint("s"), 100).is_none());
+        assert_eq!(idx.entries().len(), 1);
     }
 }
