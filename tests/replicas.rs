@@ -375,3 +375,80 @@ async fn a_dpop_proof_accepted_by_one_replica_is_refused_by_every_other() {
     drop(proxy);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn each_replica_keeps_its_own_audit_chain_in_the_database_and_verify_names_a_tampered_record()
+{
+    let db = Database::create("audit_chains").await;
+    let env = env_on(&db);
+    let a = env.start_replica("a").await;
+    let b = env.start_replica("b").await;
+    for replica in [&a, &b] {
+        replica.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+        assert_refused(
+            &replica
+                .token(&TokenRequest::exchange(
+                    &env.k8s_token(),
+                    LEDGER,
+                    "ledger.write",
+                ))
+                .await,
+            403,
+            "access_denied",
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    let verify = async || run_writ(env.dir(), &["audit", "verify", "--store", &db.url]).await;
+
+    let intact = verify().await;
+    assert_eq!(intact.code, Some(0), "{}", intact.describe());
+    assert!(
+        intact.stdout.contains("replica a: 2 records"),
+        "{}",
+        intact.describe()
+    );
+    assert!(
+        intact.stdout.contains("replica b: 2 records"),
+        "{}",
+        intact.describe()
+    );
+    assert!(
+        !env.path("audit-a.jsonl").exists(),
+        "records went to a file too"
+    );
+
+    // An edited decision is named by replica and position.
+    let mut sql = db.connect().await;
+    sqlx::query(
+        "UPDATE audit_records SET line = replace(line, '\"decision\":\"deny\"', '\"decision\":\"allow\"')
+         WHERE replica_id = 'b' AND position = 2",
+    )
+    .execute(&mut sql)
+    .await
+    .unwrap();
+    let edited = verify().await;
+    assert_eq!(edited.code, Some(1), "{}", edited.describe());
+    assert!(
+        edited
+            .stderr
+            .contains("replica b, position 2: record was modified"),
+        "{}",
+        edited.describe()
+    );
+    // So is a deleted one.
+    sqlx::query("DELETE FROM audit_records WHERE replica_id = 'a' AND position = 1")
+        .execute(&mut sql)
+        .await
+        .unwrap();
+    let deleted = verify().await;
+    assert!(
+        deleted
+            .stderr
+            .contains("replica a, position 1: record is missing"),
+        "{}",
+        deleted.describe()
+    );
+    drop(sql);
+    db.drop_now().await;
+}

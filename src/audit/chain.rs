@@ -80,11 +80,101 @@ fn check_line(line: &str, expected_prev: &str) -> Result<String, &'static str> {
     }
 }
 
-/// Where the chain ended when the writer last looked.
+/// The hash a sealed line ends with, to continue its chain.
+pub(crate) fn hash_of(line: &str) -> Option<&str> {
+    split_sealed(line.trim_end_matches('\n')).map(|(_, hash)| hash)
+}
+
+/// One replica's chain as the store keeps it: records by position.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("replica {replica}, position {position}: {problem}")]
+pub struct ReplicaChainError {
+    /// `server.replica_id` of the chain.
+    pub replica: String,
+    /// 1-based position of the first broken record.
+    pub position: u64,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+/// Verifies one replica's chain: positions `1..=n` with none missing, each
+/// record chained to the one before, and the head kept beside them.
+pub fn verify_replica_chain(
+    replica: &str,
+    records: &[(u64, String)],
+    head: Option<&Head>,
+) -> Result<usize, ReplicaChainError> {
+    let broken = |position, problem| ReplicaChainError {
+        replica: replica.to_owned(),
+        position,
+        problem,
+    };
+    for (expected, (position, _)) in (1u64..).zip(records) {
+        if *position != expected {
+            return Err(broken(
+                expected,
+                "record is missing (deleted, or the chain was rewritten)",
+            ));
+        }
+    }
+    verify_chain(records.iter().map(|(_, line)| line.as_bytes()), head)
+        .map_err(|e| broken(u64::try_from(e.line).unwrap_or(u64::MAX), e.problem))
+}
+
+/// Where the chain ended when the writer last looked: kept apart from the
+/// records (a head file, a row), so records cut off the end are found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Head {
-    pub(crate) records: usize,
-    pub(crate) hash: String,
+pub struct Head {
+    /// Records written.
+    pub records: usize,
+    /// The last one's hash ([`GENESIS`] before the first).
+    pub hash: String,
+}
+
+impl Head {
+    /// The head of a chain with no records yet.
+    pub fn genesis() -> Self {
+        Self {
+            records: 0,
+            hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// Verifies one chain: its records in order (1-based position, raw bytes)
+/// and the head recorded beside them, if any; returns the number of
+/// records. Used for the log file and for each replica's chain in the
+/// store alike.
+pub fn verify_chain<'a>(
+    records: impl IntoIterator<Item = &'a [u8]>,
+    head: Option<&Head>,
+) -> Result<usize, ChainError> {
+    let mut prev = GENESIS.to_owned();
+    let mut hashes = Vec::new();
+    for (i, raw) in records.into_iter().enumerate() {
+        let broken = |problem| ChainError {
+            line: i + 1,
+            problem,
+        };
+        let line = std::str::from_utf8(raw).map_err(|_| broken("record is not UTF-8"))?;
+        prev = check_line(line.trim_end_matches('\n'), &prev).map_err(broken)?;
+        hashes.push(prev.clone());
+    }
+    if let Some(head) = head {
+        if head.records > hashes.len() {
+            return Err(ChainError {
+                line: hashes.len() + 1,
+                problem: "records were removed from the end (the head counts more)",
+            });
+        }
+        if head.records > 0 && hashes.get(head.records - 1) != Some(&head.hash) {
+            return Err(ChainError {
+                line: head.records,
+                problem: "the log was rewritten (it disagrees with the head)",
+            });
+        }
+    }
+    Ok(hashes.len())
 }
 
 /// The head file of a log.
@@ -107,56 +197,29 @@ pub(crate) async fn write_head(log: &Path, head: &Head) -> std::io::Result<()> {
 /// false: deleting the head is how a cut tail would otherwise go unseen.
 pub fn verify_file(path: &Path, require_head: bool) -> Result<usize, VerifyError> {
     let bytes = std::fs::read(path).map_err(VerifyError::Read)?;
-    let mut prev = GENESIS.to_owned();
-    let mut hashes = Vec::new();
-    let lines = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    for (i, raw) in lines
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|_| !bytes.is_empty())
-    {
-        let broken = |problem| {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let lines: Vec<&[u8]> = match body.is_empty() {
+        true => Vec::new(),
+        false => body.split(|b| *b == b'\n').collect(),
+    };
+    let head = match std::fs::read(head_path(path)) {
+        Ok(text) => Some(serde_json::from_slice::<Head>(&text).map_err(|_| {
             VerifyError::Chain(ChainError {
-                line: i + 1,
-                problem,
+                line: lines.len(),
+                problem: "the head file is unreadable",
             })
-        };
-        let line = std::str::from_utf8(raw).map_err(|_| broken("record is not UTF-8"))?;
-        prev = check_line(line, &prev).map_err(broken)?;
-        hashes.push(prev.clone());
-    }
-    let head_text = match std::fs::read(head_path(path)) {
-        Ok(text) => Some(text),
+        })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(VerifyError::Read(e)),
     };
-    if head_text.is_none() && require_head && !hashes.is_empty() {
+    let count = verify_chain(lines, head.as_ref()).map_err(VerifyError::Chain)?;
+    if head.is_none() && require_head && count > 0 {
         return Err(VerifyError::Chain(ChainError {
-            line: hashes.len(),
+            line: count,
             problem: "the head file is missing, so a cut tail would go unseen (--no-head checks the chain alone)",
         }));
     }
-    if let Some(text) = head_text {
-        let head: Head = serde_json::from_slice(&text).map_err(|_| {
-            VerifyError::Chain(ChainError {
-                line: hashes.len(),
-                problem: "the head file is unreadable",
-            })
-        })?;
-        if head.records > hashes.len() {
-            return Err(VerifyError::Chain(ChainError {
-                line: hashes.len() + 1,
-                problem: "records were removed from the end (the head file counts more)",
-            }));
-        }
-        if head.records > 0 && hashes.get(head.records - 1) != Some(&head.hash) {
-            return Err(VerifyError::Chain(ChainError {
-                line: head.records,
-                problem: "the log was rewritten (it disagrees with the head file)",
-            }));
-        }
-    }
-    Ok(hashes.len())
+    Ok(count)
 }
 
 /// Why verification failed.

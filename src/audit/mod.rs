@@ -2,9 +2,10 @@
 //!
 //! Every decision, allow or deny, becomes one JSON line. Handlers hand
 //! records to [`AuditLog`], whose single writer task appends them off the hot
-//! path through an `AuditSink` (`sink`: today the log file); `chain` links
-//! each line to the previous one by SHA-256 so `writ audit verify` finds any
-//! edit, deletion or reordering.
+//! path through an `AuditSink` (`sink`: the log file; with PostgreSQL the
+//! store's per-replica table, which `crate::store` implements); `chain`
+//! links each line to the previous one by SHA-256 so `writ audit verify`
+//! finds any edit, deletion or reordering.
 
 mod chain;
 mod metrics;
@@ -15,10 +16,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use sink::{AuditSink, FileSink};
+use sink::FileSink;
 
-pub use chain::{ChainError, verify_file};
+pub use chain::GENESIS;
+pub(crate) use chain::hash_of;
+pub use chain::{ChainError, Head, ReplicaChainError, verify_file, verify_replica_chain};
 pub use metrics::Metrics;
+pub(crate) use sink::AuditSink;
 
 /// One decision.
 #[derive(Debug, Clone, Serialize)]
@@ -143,8 +147,9 @@ impl AuditLog {
         Ok(Self::start(FileSink::new(file, path.to_path_buf()), head))
     }
 
-    /// Starts the writer task on `sink`, continuing the chain from `head`.
-    fn start(sink: impl AuditSink, head: chain::Head) -> (Self, AuditWriter) {
+    /// Starts the writer task on `sink` (the log file, or the store's
+    /// table of this replica's records), continuing the chain from `head`.
+    pub(crate) fn start(sink: impl AuditSink, head: chain::Head) -> (Self, AuditWriter) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = tokio::spawn(write_loop(rx, sink, head));
         (Self { tx }, AuditWriter { handle })

@@ -160,11 +160,16 @@ enum AuditCommand {
     /// Verify the hash chain of an audit log.
     Verify {
         /// The log (default: audit.path of the configuration).
+        #[arg(conflicts_with = "store")]
         path: Option<PathBuf>,
         /// Check the chain even though the head file beside the log is gone
         /// (records cut from the end then go unseen).
         #[arg(long)]
         no_head: bool,
+        /// Check every replica's chain in this PostgreSQL store instead of a
+        /// file (`postgres://…`; e.g. the configuration's store.url).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -278,7 +283,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { path, no_head },
+            command: AuditCommand::Verify {
+                store: Some(url), ..
+            },
+        } => verify_store_audit(&url).await,
+        Command::Audit {
+            command: AuditCommand::Verify { path, no_head, .. },
         } => {
             let path = match path {
                 Some(p) => p,
@@ -295,6 +305,32 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `writ audit verify --store URL`: every replica's chain, one line each.
+async fn verify_store_audit(url: &str) -> Result<(), CliError> {
+    if !crate::store::is_postgres(url) {
+        return Err(CliError::new(
+            "--store takes a postgres:// URL (a SQLite store's log is the audit file)",
+        ));
+    }
+    let chains = crate::store::audit_chains(url)
+        .await
+        .map_err(CliError::new)?;
+    for chain in &chains {
+        let n = crate::audit::verify_replica_chain(
+            &chain.replica_id,
+            &chain.records,
+            chain.head.as_ref(),
+        )
+        .map_err(CliError::new)?;
+        println!(
+            "ok: replica {}: {n} records, chain intact",
+            chain.replica_id
+        );
+    }
+    println!("ok: {} replica chains", chains.len());
+    Ok(())
 }
 
 async fn serve(

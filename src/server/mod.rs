@@ -202,7 +202,13 @@ impl Server {
                 move |ok| metrics.policy_reload(ok),
             );
         }
-        let (audit, audit_writer) = AuditLog::open(&config.audit.path).await?;
+        let (audit, audit_writer) = if crate::store::is_postgres(&config.store.url) {
+            let (sink, head) =
+                crate::store::PostgresAuditSink::open(&config.store.url, &replica_id).await?;
+            AuditLog::start(sink, head)
+        } else {
+            AuditLog::open(&config.audit.path).await?
+        };
         let seen_proofs = ReplayCache::new(config.tokens.dpop_replay_cache);
         let dpop_replay = Arc::new(match store.clone().shared_proofs() {
             Some(shared) => ProofReplay::shared(seen_proofs, shared),

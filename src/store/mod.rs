@@ -9,6 +9,7 @@
 //! error they share is [`crate::durable::StoreError`], re-exported here.
 
 mod postgres;
+mod postgres_audit;
 mod rows;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use crate::durable::StoreError;
 pub use postgres::PostgresStore;
+pub use postgres_audit::{PostgresAuditSink, StoredChain, audit_chains};
 pub use sqlite::SqliteStore;
 
 use crate::attest::dpop::SharedProofLog;
@@ -47,9 +49,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn open_with(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    } else if is_postgres(url) {
         Ok(Arc::new(PostgresStore::open(url, max_connections).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
+}
+
+/// Whether `url` names a PostgreSQL database: a store several replicas may
+/// share, which also keeps their decision logs.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

@@ -83,6 +83,18 @@ const MIGRATIONS: &[&str] = &[
         valid_until BIGINT NOT NULL
     )",
     "CREATE INDEX dpop_proofs_valid_until ON dpop_proofs (valid_until)",
+    // The decision log: one hash chain per replica, and each chain's head.
+    "CREATE TABLE audit_records (
+        replica_id TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (replica_id, position)
+    )",
+    "CREATE TABLE audit_heads (
+        replica_id TEXT PRIMARY KEY,
+        records BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )",
     // Signing keys get a lifecycle (issue 13): the newest existing key
     // stays active, older ones retire once their tokens have expired.
     "ALTER TABLE signing_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'active'",
