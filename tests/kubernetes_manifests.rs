@@ -616,3 +616,103 @@ fn jwks_access_binds_only_the_issuer_discovery_role() {
     assert_eq!(subjects.len(), 1);
     assert_eq!(subjects[0]["name"].as_str(), Some("system:unauthenticated"));
 }
+
+#[test]
+fn writ_replicas_yaml_is_three_replicas_on_postgresql_with_every_secret_outside_the_config() {
+    let docs = documents("writ-replicas.yaml");
+    let deployment = object(&docs, "Deployment", "writ");
+    let writ = container(deployment, "writ");
+    let (source, config) = writ_toml(&docs);
+
+    assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"].as_str(),
+        Some("RollingUpdate")
+    );
+    // Drains keep at least one replica, and never need all of them down.
+    let budget = object(&docs, "PodDisruptionBudget", "writ");
+    let min_available = budget["spec"]["minAvailable"]
+        .as_u64()
+        .expect("minAvailable");
+    assert!((1..3).contains(&min_available), "{budget:?}");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], pod_labels);
+    let service = object(&documents("writ.yaml"), "Service", "writ").clone();
+    assert_eq!(&service["spec"]["selector"], pod_labels);
+
+    // A valid writ configuration on PostgreSQL, the same issuer as writ.yaml.
+    let parsed = writ::Config::parse(source).unwrap_or_else(|e| panic!("writ.toml: {e}"));
+    parsed
+        .validate()
+        .unwrap_or_else(|e| panic!("writ.toml: {e}"));
+    assert_eq!(toml_str(&config, "server.issuer"), ISSUER);
+    let url = toml_str(&config, "store.url");
+    let userinfo = url
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(userinfo, _)| userinfo)
+        .expect("a postgres:// URL with a user");
+    assert!(
+        !userinfo.contains(':'),
+        "no password in the ConfigMap: {url}"
+    );
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+
+    // The password comes from the Secret, through the environment.
+    let password = list(&writ["env"], "env")
+        .iter()
+        .find(|e| e["name"].as_str() == Some("PGPASSWORD"))
+        .expect("PGPASSWORD");
+    assert_eq!(
+        password["valueFrom"]["secretKeyRef"]["name"].as_str(),
+        Some("writ-postgres")
+    );
+    // The server's CA is where sslrootcert says.
+    let root_cert = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("sslrootcert");
+    let postgres = volume_named_by(deployment, "secret", "secretName", "writ-postgres");
+    assert_eq!(parent(root_cert), mount_path(writ, postgres));
+
+    // The key-encryption key: copied from its Secret by the init container
+    // (umask 077, as writ's user) into a memory volume writ reads.
+    let kek = toml_str(&config, "store.key_encryption_key_file");
+    assert_eq!(parent(kek), mount_path(writ, "run"));
+    assert_eq!(
+        volume(deployment, "run")["emptyDir"]["medium"].as_str(),
+        Some("Memory")
+    );
+    let init = list(&pod_spec(deployment)["initContainers"], "initContainers")
+        .iter()
+        .find(|c| c["name"].as_str() == Some("kek"))
+        .expect("the kek init container");
+    let script = list(&init["command"], "command")
+        .iter()
+        .map(|a| text(a, "command"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        script.contains("umask 077") && script.contains(&format!("> {kek}")),
+        "{script}"
+    );
+    let kek_secret = volume_named_by(deployment, "secret", "secretName", "writ-kek");
+    assert!(script.contains(mount_path(init, kek_secret)), "{script}");
+    assert_eq!(mount_path(init, "run"), parent(kek));
+
+    // Everything else as in writ.yaml; no SQLite volume.
+    let tls = volume_named_by(deployment, "secret", "secretName", "writ-tls");
+    assert_eq!(parent(toml_str(&config, "tls.cert")), mount_path(writ, tls));
+    let policies = volume_named_by(deployment, "configMap", "name", "writ-policies");
+    assert_eq!(toml_str(&config, "policy.dir"), mount_path(writ, policies));
+    assert!(
+        list(&pod_spec(deployment)["volumes"], "volumes")
+            .iter()
+            .all(|v| v["persistentVolumeClaim"].is_null()),
+        "replicas share the database, not a volume"
+    );
+    assert_eq!(
+        writ["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+}

@@ -221,8 +221,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when policies are loaded (they are, once serving) and the store answers.
-/// Ready when the store answers and this replica's view of the kill
-/// switch is fresh enough to mint on.
+/// Ready when the store answers, this replica's view of the kill switch is
+/// fresh enough to mint on, and the key ring has a key to sign with now.
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     if let Err(e) = app.store.ping().await {
         tracing::warn!(error = %e, "not ready: store unreachable");
@@ -234,6 +234,10 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
             "not ready: kill-switch view too old"
         );
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{stale}\n")).into_response();
+    }
+    if app.keys.snapshot().signer_at(app.clock.unix_now()).is_none() {
+        tracing::warn!("not ready: no signing key is active");
+        return (StatusCode::SERVICE_UNAVAILABLE, "no signing key is active\n").into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }
