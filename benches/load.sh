@@ -7,6 +7,9 @@
 #   WRIT_LOAD_SECONDS=60 benches/load.sh
 #   WRIT_LOAD_STORE=postgres benches/load.sh   # store on 127.0.0.1:5432
 #                              # (database writ_load_bench, recreated)
+#   WRIT_LOAD_STORE=postgres WRIT_LOAD_REPLICAS=2 benches/load.sh
+#                              # two replicas on that database, the same 64
+#                              # connections split between them
 #
 # It installs wrk (Debian package) if missing, starts writ on an ephemeral
 # loopback port in a scratch directory, and stops it when done.
@@ -15,6 +18,10 @@ cd "$(dirname "$0")/.."
 seconds="${WRIT_LOAD_SECONDS:-20}"
 connections="${WRIT_LOAD_CONNECTIONS:-64}"
 store="${WRIT_LOAD_STORE:-sqlite}"
+replicas="${WRIT_LOAD_REPLICAS:-1}"
+if [ "$replicas" -gt 1 ] && [ "$store" != postgres ]; then
+  echo "several replicas share a PostgreSQL store: set WRIT_LOAD_STORE=postgres" >&2; exit 2
+fi
 case "$store" in
   sqlite) store_url="sqlite://writ.db" ;;
   postgres)
@@ -32,8 +39,8 @@ cargo build --release --bin writ >&2
 writ="$PWD/target/release/writ"
 
 scratch="$(mktemp -d)"
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$scratch"; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$scratch"; }
 trap cleanup EXIT
 
 "$writ" certs init --dir "$scratch/certs" >/dev/null
@@ -52,14 +59,19 @@ issuer = "https://dev.writ.local"
 jwks_file = "certs/dev-issuer.jwks.json"
 audience = "writ"
 TOML
-(cd "$scratch" && exec "$writ" --config writ.toml --log warn serve > "$scratch/stdout" 2> "$scratch/stderr") &
-pid=$!
-for _ in $(seq 100); do
-  url="$(sed -n 's/^writ listening on //p' "$scratch/stdout")"
-  [ -n "$url" ] && break
-  sleep 0.1
+urls=()
+for r in $(seq "$replicas"); do
+  (cd "$scratch" && exec "$writ" --config writ.toml --log warn serve > "$scratch/stdout-$r" 2> "$scratch/stderr-$r") &
+  pids+=($!)
+  url=""
+  for _ in $(seq 100); do
+    url="$(sed -n 's/^writ listening on //p' "$scratch/stdout-$r")"
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "writ did not start:" >&2; cat "$scratch/stderr-$r" >&2; exit 1; }
+  urls+=("$url")
 done
-[ -n "${url:-}" ] || { echo "writ did not start:" >&2; cat "$scratch/stderr" >&2; exit 1; }
 
 subject="$("$writ" token --certs "$scratch/certs" --as payments/api --print-subject-token)"
 cat > "$scratch/exchange.lua" <<LUA
@@ -72,27 +84,40 @@ done = function(summary, latency, requests)
     summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 LUA
-# One request first: the load must measure minting, not refusals.
-curl -sf --cacert "$scratch/certs/ca.pem" -X POST "$url/oauth2/token" \
-  -H 'Content-Type: application/x-www-form-urlencoded' --data "@-" <<<"$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$scratch/exchange.lua")" >/dev/null
+# One request to each replica first: the load must measure minting, not refusals.
+for url in "${urls[@]}"; do
+  curl -sf --cacert "$scratch/certs/ca.pem" -X POST "$url/oauth2/token" \
+    -H 'Content-Type: application/x-www-form-urlencoded' --data "@-" <<<"$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$scratch/exchange.lua")" >/dev/null
+done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-echo "load: wrk -t2 -c$connections -d${seconds}s POST $url/oauth2/token" >&2
+# CPU time (user + system ticks) of every replica.
+cpu_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+per_replica=$((connections / replicas))
+echo "load: wrk -c$per_replica -d${seconds}s POST <replica>/oauth2/token on ${replicas} replica(s)" >&2
 ticks_before="$(cpu_ticks)"
-out="$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$scratch/exchange.lua" "$url/oauth2/token")"
+wrk_threads=$(( replicas > 1 ? 1 : 2 ))
+wrks=()
+for r in $(seq "$replicas"); do
+  wrk -t"$wrk_threads" -c"$per_replica" -d"${seconds}s" --latency -s "$scratch/exchange.lua" "${urls[$((r - 1))]}/oauth2/token" > "$scratch/wrk-$r" &
+  wrks+=($!)
+done
+wait "${wrks[@]}"
 ticks_after="$(cpu_ticks)"
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done; pids=()
+out="$(cat "$scratch"/wrk-*)"
 
 inproc="$(cargo bench --bench inprocess 2>/dev/null | sed -n 's/^pipeline_tokens_per_sec \([0-9]*\).*/\1/p')"
-get() { sed -n "s/^$1 //p" <<<"$out"; }
-requests="$(get wrk_requests)"; secs="$(get wrk_seconds)"; non2xx="$(get wrk_non2xx)"; errors="$(get wrk_errors)"
+# Summed over the replicas' wrk runs (latency: the first replica's).
+get() { sed -n "s/^$1 //p" <<<"$out" | head -1; }
+sum() { sed -n "s/^$1 //p" <<<"$out" | python3 -c 'import sys; print(sum(int(l) for l in sys.stdin))'; }
+requests="$(sum wrk_requests)"; secs="$(get wrk_seconds)"; non2xx="$(sum wrk_non2xx)"; errors="$(sum wrk_errors)"
 rate="$(python3 -c "print(round($requests / $secs))")"
 ratio="$(python3 -c "print(f'{100 * $rate / $inproc:.0f}%')")"
 # The server shares the cores with wrk: also compare per core-second it used.
 server_cores="$(python3 -c "print(f'{($ticks_after - $ticks_before) / $(getconf CLK_TCK) / $secs:.2f}')")"
 per_core_ratio="$(python3 -c "print(f'{100 * ($rate / $server_cores) / ($inproc / $(nproc)):.0f}%')")"
 cat <<REPORT
-writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s, $store store)
+writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} connections, ${seconds} s, $store store, $replicas replica(s))
   tokens/s over HTTPS:        $rate
   latency p50 / p99:          $(get wrk_p50_ms) ms / $(get wrk_p99_ms) ms
   non-2xx / socket errors:    $non2xx / $errors
