@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::revoke::admin_token;
-use super::{BrokerArgs, CliError, json_or_error};
+use super::{BrokerArgs, CliError, admin_json};
 use crate::config::{Config, DEV_CERTS_DIR};
 
 /// `writ keys ...`
@@ -82,13 +82,7 @@ pub async fn run(config: &Config, args: KeysArgs) -> Result<(), CliError> {
     match &args.command {
         KeysCommand::Rotate => {
             let url = format!("{server}/admin/v1/keys/rotate");
-            let resp = client
-                .post(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(CliError::new)?;
-            let body = json_or_error(resp, &url).await?;
+            let body = admin_json(client.post(&url), &token, &url).await?;
             let key = &body["key"];
             println!(
                 "{} {} {}: published now, signs from {}",
@@ -100,13 +94,7 @@ pub async fn run(config: &Config, args: KeysArgs) -> Result<(), CliError> {
         }
         KeysCommand::List { json } => {
             let url = format!("{server}/admin/v1/keys");
-            let resp = client
-                .get(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(CliError::new)?;
-            let body = json_or_error(resp, &url).await?;
+            let body = admin_json(client.get(&url), &token, &url).await?;
             let keys = body["keys"].as_array().cloned().unwrap_or_default();
             if *json {
                 for key in &keys {
@@ -118,13 +106,7 @@ pub async fn run(config: &Config, args: KeysArgs) -> Result<(), CliError> {
         }
         KeysCommand::Revoke { kid } => {
             let url = format!("{server}/admin/v1/keys/{kid}/revoke");
-            let resp = client
-                .post(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(CliError::new)?;
-            let body = json_or_error(resp, &url).await?;
+            let body = admin_json(client.post(&url), &token, &url).await?;
             println!(
                 "revoked key {kid} (was {}); its tokens are revoked by entry {} seq {}",
                 body["was"].as_str().unwrap_or("-"),

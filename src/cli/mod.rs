@@ -457,6 +457,21 @@ pub(crate) async fn exchange(
 }
 
 /// The JSON body of a successful response, or its RFC 6749 error as one line.
+/// Sends `request` with the admin bearer `token` and reads its JSON answer,
+/// or the broker's error as one line.
+pub(crate) async fn admin_json(
+    request: reqwest::RequestBuilder,
+    token: &str,
+    url: &str,
+) -> Result<Value, CliError> {
+    let resp = request
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(CliError::new)?;
+    json_or_error(resp, url).await
+}
+
 pub(crate) async fn json_or_error(resp: reqwest::Response, url: &str) -> Result<Value, CliError> {
     let status = resp.status();
     let text = resp

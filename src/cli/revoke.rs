@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{BrokerArgs, CliError, json_or_error};
+use super::{BrokerArgs, CliError, admin_json};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, DEV_CERTS_DIR};
 
@@ -163,13 +163,7 @@ pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
                 if let Some(c) = cursor {
                     url.push_str(&format!("&cursor={c}"));
                 }
-                let resp = client
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .map_err(CliError::new)?;
-                let page = json_or_error(resp, &url).await?;
+                let page = admin_json(client.get(&url), &token, &url).await?;
                 for entry in page["entries"].as_array().into_iter().flatten() {
                     println!("{entry}");
                 }
@@ -181,13 +175,7 @@ pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
         }
         Some(RevokeCommand::Lift { id }) => {
             let url = format!("{server}/admin/v1/revocations/{id}");
-            let resp = client
-                .delete(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(CliError::new)?;
-            let body = json_or_error(resp, &url).await?;
+            let body = admin_json(client.delete(&url), &token, &url).await?;
             println!(
                 "lifted {id} (entry {} seq {})",
                 body["id"].as_str().unwrap_or("-"),
@@ -204,14 +192,7 @@ pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
                 body["until"] = json!(until(u)?);
             }
             let url = format!("{server}/admin/v1/revocations");
-            let resp = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(CliError::new)?;
-            let ack = json_or_error(resp, &url).await?;
+            let ack = admin_json(client.post(&url).json(&body), &token, &url).await?;
             println!(
                 "revoked {} seq {} effective_at {}",
                 ack["id"].as_str().unwrap_or("-"),

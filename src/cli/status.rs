@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::revoke::admin_token;
-use super::{BrokerArgs, CliError, json_or_error};
+use super::{BrokerArgs, CliError, admin_json};
 use crate::config::{Config, DEV_CERTS_DIR};
 
 /// `writ status ...`
@@ -24,13 +24,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), CliError> {
         .broker
         .connect(config, std::path::Path::new(DEV_CERTS_DIR))?;
     let url = format!("{server}/admin/v1/replicas");
-    let resp = client
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .map_err(CliError::new)?;
-    let body = json_or_error(resp, &url).await?;
+    let body = admin_json(client.get(&url), &token, &url).await?;
     let replicas = body["replicas"].as_array().cloned().unwrap_or_default();
     if args.json {
         for replica in &replicas {

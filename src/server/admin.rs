@@ -119,6 +119,22 @@ pub(super) fn authorize(
     }))
 }
 
+/// Asks Cedar whether `admin` may read the broker's state (entries,
+/// replicas, keys): the `read` action on the broker itself.
+pub(super) fn authorize_read(
+    app: &AppState,
+    admin: &AdminId,
+    record: &mut AuditRecord,
+) -> Result<(), Refusal> {
+    authorize(
+        app,
+        admin,
+        &app.issuer,
+        AdminAction::Read { entry: None },
+        record,
+    )
+}
+
 /// What Cedar sees of `entry`.
 fn facts(entry: &Entry) -> EntryFacts<'_> {
     EntryFacts {
@@ -213,13 +229,7 @@ async fn list(
     let mut record = record(&app, "read", &peer, Some(&admin))?;
     record.target = Some("revocations".into());
     let outcome = (|| {
-        authorize(
-            &app,
-            &admin,
-            &app.issuer,
-            AdminAction::Read { entry: None },
-            &mut record,
-        )?;
+        authorize_read(&app, &admin, &mut record)?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let cursor = q.cursor.unwrap_or(0);
         let live: Vec<_> = app
@@ -332,13 +342,7 @@ async fn replicas(
     let mut record = record(&app, "read", &peer, Some(&admin))?;
     record.target = Some("replicas".into());
     let outcome = async {
-        authorize(
-            &app,
-            &admin,
-            &app.issuer,
-            AdminAction::Read { entry: None },
-            &mut record,
-        )?;
+        authorize_read(&app, &admin, &mut record)?;
         let replicas = app.kill_switch.replicas().await?;
         let live_within = app.config.store.max_staleness.as_millis();
         let newest = replicas.iter().map(|r| r.applied_seq).max().unwrap_or(0);

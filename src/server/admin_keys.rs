@@ -23,7 +23,7 @@ use axum::{Extension, Router};
 use serde_json::json;
 
 use super::AppState;
-use super::admin::{AdminId, authorize, finish, record};
+use super::admin::{AdminId, authorize, authorize_read, finish, record};
 use super::error::ApiError;
 use crate::attest::Peer;
 use crate::clock::rfc3339;
@@ -62,13 +62,7 @@ async fn list(
     let mut record = record(&app, "read", &peer, Some(&admin))?;
     record.target = Some("keys".into());
     let outcome = async {
-        authorize(
-            &app,
-            &admin,
-            &app.issuer,
-            AdminAction::Read { entry: None },
-            &mut record,
-        )?;
+        authorize_read(&app, &admin, &mut record)?;
         app.keys.refresh().await.map_err(unavailable)?;
         let snapshot = app.keys.snapshot();
         Ok((StatusCode::OK, json!({ "keys": snapshot.keys() })))

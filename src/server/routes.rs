@@ -235,9 +235,18 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{stale}\n")).into_response();
     }
-    if app.keys.snapshot().signer_at(app.clock.unix_now()).is_none() {
+    if app
+        .keys
+        .snapshot()
+        .signer_at(app.clock.unix_now())
+        .is_none()
+    {
         tracing::warn!("not ready: no signing key is active");
-        return (StatusCode::SERVICE_UNAVAILABLE, "no signing key is active\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no signing key is active\n",
+        )
+            .into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }
