@@ -187,3 +187,39 @@ async fn an_unknown_store_scheme_is_refused_by_name() {
     };
     assert!(error.to_string().contains("postgres://"), "{error}");
 }
+
+#[tokio::test]
+async fn a_forgotten_newest_entry_never_gives_its_seq_to_the_next_one() {
+    let db = Database::create("seq_reuse").await;
+    let store = PostgresStore::open(&db.url, 2).await.unwrap();
+    store
+        .append(&entry("kept", Selector::Subject("s".into())))
+        .await
+        .unwrap();
+    let expired = Entry {
+        token_exp: Some(10),
+        ..entry("self-revoked", Selector::Jti("j".into()))
+    };
+    let forgotten_seq = store.append(&expired).await.unwrap();
+    assert_eq!(store.forget_token_revocations(100).await.unwrap(), 1);
+
+    // A follower that saw the forgotten entry resumes after its seq: the
+    // next entry must come after it, or the follower would never see it.
+    let next = store
+        .append(&entry("after", Selector::Subject("t".into())))
+        .await
+        .unwrap();
+    assert!(
+        next > forgotten_seq,
+        "seq {next} reused (forgotten {forgotten_seq})"
+    );
+    let seen: Vec<String> = store
+        .since(forgotten_seq, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(seen, ["after"]);
+    db.drop_now().await;
+}

@@ -108,10 +108,15 @@ const MIGRATIONS: &[&str] = &[
     // Replicas agree: at most one active and one next key, whoever races.
     "CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active'",
     "CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (state) WHERE state = 'next'",
+    // Seqs are never reused: continue after any entry ever appended.
+    "CREATE SEQUENCE revocation_seq",
+    "SELECT setval('revocation_seq', COALESCE((SELECT MAX(seq) FROM revocations), 0) + 1, false)",
 ];
 
 /// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
-/// is one past the last committed one.
+/// comes from a sequence, so it is never reused, even when the newest
+/// entries were forgotten (a `MAX(seq) + 1` would hand a follower that saw
+/// the forgotten one a `seq` it believes it has).
 async fn insert_entry(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     e: &Entry,
@@ -122,7 +127,7 @@ async fn insert_entry(
     };
     let row = sqlx::query(
         "INSERT INTO revocations (seq, id, kind, selector_kind, selector_value, reason, who, effective_at, block, until, lifted_at, lifts, token_exp)
-         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM revocations), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         VALUES (nextval('revocation_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING seq",
     )
     .bind(&e.id)
