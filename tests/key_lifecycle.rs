@@ -475,3 +475,39 @@ permit (
     assert_eq!(list_keys(&server).await.len(), 1, "no key was made");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn keys_rotate_on_their_own_after_rotate_every_one_new_key_for_all_replicas() {
+    let (mut env, db) = replicated("rotate_every").await;
+    env.config
+        .keys_lines
+        .push("rotate_every = \"4s\"".to_string());
+    let a = env.start_replica("a").await;
+    let b = env.start_replica("b").await;
+    let first = kids(&a.jwks().await);
+    assert_eq!(first.len(), 1);
+
+    // Nobody asks: both replicas notice the rotation is due, one key comes.
+    let next = eventually("a key made by rotate_every", async || {
+        let listed = list_keys(&a).await;
+        let pending: Vec<&Value> = listed.iter().filter(|k| k["state"] == "next").collect();
+        match pending.as_slice() {
+            [] => Err(format!("{listed:?}")),
+            [one] => Ok(one["kid"].as_str().unwrap().to_owned()),
+            _ => panic!("two replicas made two next keys: {listed:?}"),
+        }
+    })
+    .await;
+    assert_ne!(next, first[0]);
+    // Both publish it, then both sign with it.
+    for replica in [&a, &b] {
+        eventually("the new key to sign", async || {
+            let kid = signing_kid(&env, replica).await;
+            if kid == next { Ok(()) } else { Err(kid) }
+        })
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+    db.drop_now().await;
+}

@@ -34,8 +34,6 @@ const CHANNEL: &str = "writ_revocations";
 /// How long a broken `LISTEN` connection waits before connecting again
 /// (polling keeps replicas current meanwhile).
 const RELISTEN: Duration = Duration::from_secs(1);
-/// How often an idle listener checks whether its kill switch is gone.
-const LISTENER_CHECK: Duration = Duration::from_secs(5);
 /// How long a replica that stopped without leaving stays in the table.
 const FORGET_REPLICA_MS: i64 = 3_600_000;
 /// The database's clock, in milliseconds since the epoch.
@@ -179,17 +177,19 @@ async fn listen(pool: PgPool, wake: Weak<Notify>) {
             continue;
         };
         drop(waker);
-        match tokio::time::timeout(LISTENER_CHECK, l.try_recv()).await {
-            Err(_idle) => {}
-            Ok(Ok(Some(_))) => {
+        // Not raced against a timer: a read cut off mid-message would leave
+        // the connection unusable. The task ends at the first notification
+        // or connection error after its kill switch is gone.
+        match l.try_recv().await {
+            Ok(Some(_)) => {
                 if let Some(waker) = wake.upgrade() {
                     waker.notify_one();
                 }
             }
             // The connection dropped: what was sent meanwhile is lost, so
             // reconnect and read the log again.
-            Ok(Ok(None)) => listener = None,
-            Ok(Err(e)) => {
+            Ok(None) => listener = None,
+            Err(e) => {
                 tracing::debug!(error = %e, "LISTEN connection lost; polling meanwhile");
                 listener = None;
                 tokio::time::sleep(RELISTEN).await;
