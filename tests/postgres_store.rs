@@ -223,3 +223,40 @@ async fn a_forgotten_newest_entry_never_gives_its_seq_to_the_next_one() {
     assert_eq!(seen, ["after"]);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn of_many_concurrent_uses_of_one_dpop_proof_at_two_replicas_exactly_one_is_accepted() {
+    use writ::attest::dpop::SharedProofLog;
+    let db = Database::create("proofs").await;
+    let a = Arc::new(PostgresStore::open(&db.url, 4).await.unwrap());
+    let b = Arc::new(PostgresStore::open(&db.url, 4).await.unwrap());
+
+    // 60 proofs, each presented three times at once, at either replica.
+    let uses = (0..180u8).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let key = [i % 60; 16];
+        tokio::spawn(async move {
+            let fresh = store.remember_proof(&key, 1_000, 10).await.unwrap();
+            (key, fresh)
+        })
+    });
+    let mut accepted = std::collections::HashMap::new();
+    for joined in futures_util::future::join_all(uses).await {
+        let (key, fresh) = joined.unwrap();
+        *accepted.entry(key).or_insert(0) += u32::from(fresh);
+    }
+    assert_eq!(accepted.len(), 60);
+    assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
+
+    // A record past its proof's life is taken over; a live one is not.
+    let key = [200; 16];
+    assert!(a.remember_proof(&key, 20, 10).await.unwrap());
+    assert!(!b.remember_proof(&key, 40, 15).await.unwrap());
+    assert!(b.remember_proof(&key, 40, 30).await.unwrap());
+    assert_eq!(
+        a.forget_proofs(41).await.unwrap(),
+        1,
+        "only the expired record goes"
+    );
+    db.drop_now().await;
+}

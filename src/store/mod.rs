@@ -10,6 +10,7 @@
 
 mod postgres;
 mod postgres_audit;
+mod postgres_proofs;
 mod rows;
 mod sqlite;
 

@@ -14,6 +14,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
+use super::postgres_proofs::ProofBatcher;
 use super::rows::{ENTRY_COLUMNS, KEY_COLUMNS, entry_from_row, int, key_from_row, uint};
 use super::{Store, StoreError};
 use crate::attest::dpop::{ReplayKey, SharedProofLog};
@@ -214,6 +215,7 @@ async fn xact_lock(
 /// key ring's [`KeyStore`], shared by every replica.
 pub struct PostgresStore {
     pool: PgPool,
+    proofs: ProofBatcher,
 }
 
 impl PostgresStore {
@@ -225,7 +227,10 @@ impl PostgresStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            proofs: ProofBatcher::start(pool.clone()),
+            pool,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -278,19 +283,7 @@ impl SharedProofLog for PostgresStore {
         valid_until: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
-        // A record whose proof is no longer live (not swept yet) is taken
-        // over; a live one is left alone and the proof is a replay.
-        let done = sqlx::query(
-            "INSERT INTO dpop_proofs (key, valid_until) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET valid_until = EXCLUDED.valid_until
-             WHERE dpop_proofs.valid_until < $3",
-        )
-        .bind(key.as_slice())
-        .bind(int(valid_until))
-        .bind(int(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.proofs.remember(key, valid_until, now).await
     }
 
     async fn forget_proofs(&self, before: u64) -> Result<u64, StoreError> {
