@@ -96,7 +96,14 @@ async fn entries_keys_and_lifetimes_round_trip_and_refusals_are_kept() {
         effective_at: 2_000,
         ..entry("lift", block.selector.clone())
     };
-    assert_eq!(store.lift("block", &lift).await.unwrap(), 2);
+    assert_eq!(store.lift("block", &lift).await.unwrap(), Some(2));
+    // A second lift (another replica, a moment later) appends nothing.
+    let again = Entry {
+        id: "lift-again".into(),
+        ..lift.clone()
+    };
+    assert_eq!(store.lift("block", &again).await.unwrap(), None);
+    assert!(store.get("lift-again").await.unwrap().is_none());
     let stored = store.get("block").await.unwrap().unwrap();
     assert_eq!(stored.lifted_at, Some(2_000));
     assert_eq!(stored.until, Some(9_000));

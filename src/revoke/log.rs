@@ -18,8 +18,9 @@ pub trait RevocationLog: Send + Sync {
     /// Appends an entry durably (synced before returning); returns its `seq`.
     async fn append(&self, entry: &Entry) -> Result<u64, StoreError>;
     /// Marks `lifted_id` lifted and appends the `lift` entry, atomically;
-    /// returns the lift's `seq`.
-    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError>;
+    /// returns the lift's `seq`, or `None` (and appends nothing) when the
+    /// entry was lifted already, e.g. by another replica a moment before.
+    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<Option<u64>, StoreError>;
     /// Entries with `seq > since`, ascending, at most `limit`.
     async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError>;
     /// One entry by id.

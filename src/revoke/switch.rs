@@ -419,7 +419,11 @@ impl KillSwitch {
             lifts: Some(original.id.clone()),
             token_exp: None,
         };
-        lift.seq = self.log.lift(&original.id, &lift).await?;
+        match self.log.lift(&original.id, &lift).await? {
+            Some(seq) => lift.seq = seq,
+            // Another replica lifted it since the read above.
+            None => return Ok(LiftOutcome::AlreadyLifted),
+        }
         let lifted = Entry {
             lifted_at: Some(now),
             ..original
@@ -509,7 +513,7 @@ mod tests {
         async fn append(&self, _: &Entry) -> Result<u64, StoreError> {
             Err(StoreError::Io(std::io::Error::other("disk gone")))
         }
-        async fn lift(&self, _: &str, _: &Entry) -> Result<u64, StoreError> {
+        async fn lift(&self, _: &str, _: &Entry) -> Result<Option<u64>, StoreError> {
             Err(StoreError::Io(std::io::Error::other("disk gone")))
         }
         async fn since(&self, _: u64, _: usize) -> Result<Vec<Entry>, StoreError> {

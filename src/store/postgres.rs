@@ -442,17 +442,22 @@ impl RevocationLog for PostgresStore {
         Ok(seq)
     }
 
-    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
+    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         xact_lock(&mut tx, APPEND_LOCK).await?;
-        sqlx::query("UPDATE revocations SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL")
-            .bind(int(lift.effective_at))
-            .bind(lifted_id)
-            .execute(&mut *tx)
-            .await?;
+        let marked = sqlx::query(
+            "UPDATE revocations SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL",
+        )
+        .bind(int(lift.effective_at))
+        .bind(lifted_id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
         let seq = insert_entry(&mut tx, lift).await?;
         tx.commit().await?;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {

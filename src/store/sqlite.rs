@@ -365,16 +365,20 @@ impl RevocationLog for SqliteStore {
         insert_entry(&self.pool, entry).await
     }
 
-    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<u64, StoreError> {
+    async fn lift(&self, lifted_id: &str, lift: &Entry) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE revocations SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL")
-            .bind(int(lift.effective_at))
-            .bind(lifted_id)
-            .execute(&mut *tx)
-            .await?;
+        let marked =
+            sqlx::query("UPDATE revocations SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL")
+                .bind(int(lift.effective_at))
+                .bind(lifted_id)
+                .execute(&mut *tx)
+                .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
         let seq = insert_entry(&mut *tx, lift).await?;
         tx.commit().await?;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     async fn since(&self, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
