@@ -153,6 +153,18 @@ enum PolicyCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Explain the decision on a described request, scope by scope.
+    Explain {
+        /// The directory (default: policy.dir of the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The request: JSON with principal, target, scopes, context.
+        #[arg(long)]
+        request: PathBuf,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +293,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 dir.display()
             );
             Ok(())
+        }
+        Command::Policy {
+            command: PolicyCommand::Explain { dir, request, json },
+        } => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            let dir = dir.unwrap_or_else(|| config.policy.dir.clone());
+            explain::run(&dir, &request, json, &config)
         }
         Command::Audit {
             command: AuditCommand::Verify {
@@ -508,6 +527,7 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 
 mod demo;
 mod dev;
+mod explain;
 mod keys;
 mod revoke;
 mod status;

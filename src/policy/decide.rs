@@ -48,6 +48,10 @@ pub struct ScopeDecision {
     pub allowed: bool,
     /// Ids of the policies that determined the verdict.
     pub policies: Vec<String>,
+    /// Policies that failed to evaluate (Cedar skips them), as Cedar says.
+    pub errors: Vec<String>,
+    /// The least `@max_ttl` of the permits that allowed it.
+    pub max_ttl: Option<u64>,
 }
 
 /// Cedar's verdict on a whole request.
@@ -85,15 +89,25 @@ impl Decision {
 impl PolicySnapshot {
     /// Decides every scope of `req`.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, PolicyError> {
+        self.evaluate(req, &[])
+    }
+
+    /// Decides every scope of `req`, the principal having `extra_parents`
+    /// besides those `entities.json` gives it (an explanation's "what if").
+    pub(super) fn evaluate(
+        &self,
+        req: &DecisionRequest<'_>,
+        extra_parents: &[EntityUid],
+    ) -> Result<Decision, PolicyError> {
         let slice = self
             .targets
             .get(req.target.as_str())
             .ok_or(PolicyError::UnknownTarget)?;
         let mut builder = EntitiesBuilder::default();
-        let principal_uid = self.add_attested(req.principal, &mut builder)?;
+        let principal_uid = self.add_attested(req.principal, extra_parents, &mut builder)?;
         let actor_uid = req
             .actor
-            .map(|actor| self.add_attested(actor, &mut builder))
+            .map(|actor| self.add_attested(actor, &[], &mut builder))
             .transpose()?;
         for e in &slice.entities {
             builder.add(e.clone());
@@ -129,29 +143,40 @@ impl PolicySnapshot {
             )
             .map_err(|e| PolicyError::Request(e.to_string()))?;
             let response = authorizer.is_authorized(&request, &slice.policies, &entities);
-            for err in response.diagnostics().errors() {
-                tracing::warn!(error = %err, "policy evaluation error (the policy is skipped)");
-            }
+            let errors: Vec<String> = response
+                .diagnostics()
+                .errors()
+                .map(|err| {
+                    tracing::warn!(error = %err, "policy evaluation error (the policy is skipped)");
+                    err.to_string()
+                })
+                .collect();
             let allowed = response.decision() == CedarDecision::Allow;
             let policies: Vec<String> = response
                 .diagnostics()
                 .reason()
                 .map(ToString::to_string)
                 .collect();
+            let mut scope_ttl: Option<u64> = None;
             if allowed {
                 for id in response.diagnostics().reason() {
                     if let Some(meta) = self.meta.get(id)
                         && meta.effect == Effect::Permit
                         && let Some(cap) = meta.max_ttl
                     {
-                        max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
+                        scope_ttl = Some(scope_ttl.map_or(cap, |m| m.min(cap)));
                     }
                 }
+            }
+            if let Some(cap) = scope_ttl {
+                max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
             }
             scopes.push(ScopeDecision {
                 scope: scope.clone(),
                 allowed,
                 policies,
+                errors,
+                max_ttl: scope_ttl,
             });
         }
         Ok(Decision { scopes, max_ttl })
@@ -163,6 +188,7 @@ impl PolicySnapshot {
     fn add_attested(
         &self,
         who: &Attested,
+        extra_parents: &[EntityUid],
         builder: &mut EntitiesBuilder,
     ) -> Result<EntityUid, PolicyError> {
         let type_name = self
@@ -202,6 +228,12 @@ impl PolicySnapshot {
                 }
             }
             parents = known_parents;
+        }
+        for parent in extra_parents {
+            if let Some(e) = self.entities.get(parent) {
+                builder.add(e.clone());
+            }
+            parents.insert(parent.clone());
         }
         let entity = Entity::new(uid.clone(), attrs, parents)
             .map_err(|e| PolicyError::Request(e.to_string()))?;

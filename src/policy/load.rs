@@ -80,6 +80,8 @@ impl Fingerprint {
 pub(crate) struct PolicyMeta {
     pub(crate) effect: Effect,
     pub(crate) max_ttl: Option<u64>,
+    /// The file it is in, relative to the policy directory.
+    pub(crate) file: String,
 }
 
 /// Policies and entities that concern one target.
@@ -121,6 +123,13 @@ fn parse_uid(s: &str) -> EntityUid {
 }
 
 impl PolicySnapshot {
+    /// The file policy `id` is in, relative to the policy directory.
+    pub(crate) fn source_of(&self, id: &str) -> Option<String> {
+        self.meta
+            .get(&cedar_policy::PolicyId::new(id))
+            .map(|m| m.file.clone())
+    }
+
     /// Loads and validates a policy directory.
     pub fn load(dir: &Path) -> Result<Self, PolicyLoadError> {
         let schema_path = dir.join(SCHEMA_FILE);
@@ -161,6 +170,10 @@ impl PolicySnapshot {
                     PolicyMeta {
                         effect: policy.effect(),
                         max_ttl,
+                        file: path
+                            .file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
                     },
                 );
                 all.add(policy.clone()).map_err(|e| {

@@ -3,11 +3,14 @@
 //!
 //! `load` turns `policies/` into an immutable [`PolicySnapshot`] (schema,
 //! policies sliced per target, entities); `decide` builds Cedar requests in
-//! code (cheaper than JSON) against the current snapshot; `reload` swaps in a
-//! new snapshot when the files change or on SIGHUP, refusing invalid sets.
+//! code (cheaper than JSON) against the current snapshot; `explain` decides
+//! a described (not attested) request the same way and says why; `reload`
+//! swaps in a new snapshot when the files change or on SIGHUP, refusing
+//! invalid sets.
 
 mod decide;
 mod examples;
+mod explain;
 mod load;
 mod reload;
 
@@ -20,6 +23,9 @@ pub use decide::{
     AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision,
 };
 pub use examples::{EXAMPLES, write_examples};
+pub use explain::{
+    ExplainContext, ExplainError, ExplainPrincipal, ExplainRequest, ScopeExplanation,
+};
 pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;
 

@@ -1,0 +1,206 @@
+//! `writ policy explain` (CONTRACT section 10): the real binary explains a
+//! described request scope by scope against a policy directory — the
+//! verdict, the determining policies and their files, the lifetime cap —
+//! with the context the operator chooses, and refuses a malformed request
+//! by naming the field.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests panic on unexpected results"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const EXTRA: &str = r#"
+@id("orders-read-short")
+@max_ttl("60")
+permit (principal is Workload, action == Action::"mint", resource == Target::"orders")
+when { context.scope == "orders.read" && context.sender_constrained };
+
+@id("no-orders-at-night")
+forbid (principal, action == Action::"mint", resource == Target::"orders")
+when { context.hour < 6 };
+
+@id("payments-team-ledger")
+permit (principal in Team::"payments", action == Action::"mint", resource == Target::"ledger")
+when { context.scope == "ledger.read" };
+"#;
+
+async fn explain(env: &TestEnv, request: &Value) -> CliOutput {
+    env.write("request.json", &request.to_string());
+    run_writ(
+        env.dir(),
+        &[
+            "policy",
+            "explain",
+            "--dir",
+            "policies",
+            "--request",
+            "request.json",
+            "--json",
+        ],
+    )
+    .await
+}
+
+async fn answers(env: &TestEnv, request: &Value) -> Vec<Value> {
+    let out = explain(env, request).await;
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn env() -> TestEnv {
+    let env = TestEnv::new();
+    env.write_policy("extra.cedar", EXTRA);
+    env
+}
+
+fn payments_api(scopes: &[&str], context: Value) -> Value {
+    json!({
+        "principal": {"type": "Workload", "id": WORKLOAD, "attrs": {"namespace": "payments"}},
+        "target": ORDERS,
+        "scopes": scopes,
+        "context": context,
+    })
+}
+
+#[tokio::test]
+async fn each_scope_gets_its_verdict_the_deciding_policies_their_files_and_the_cap() {
+    let env = env();
+    let noon = json!({"now": "2026-11-30T12:00:00Z", "sender_constrained": true});
+
+    let got = answers(&env, &payments_api(&["orders.read", "orders.delete"], noon)).await;
+
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["scope"], "orders.read");
+    assert_eq!(got[0]["decision"], "allow");
+    let mut policies: Vec<&str> = got[0]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    policies.sort();
+    assert_eq!(policies, ["orders-read-short", "payments-orders"]);
+    assert_eq!(got[0]["sources"]["payments-orders"], "standard.cedar");
+    assert_eq!(got[0]["sources"]["orders-read-short"], "extra.cedar");
+    assert_eq!(got[0]["max_ttl"], 60);
+    assert_eq!(got[0]["errors"], json!([]));
+    // Nothing permits deleting: a deny with no determining policy.
+    assert_eq!(got[1]["decision"], "deny");
+    assert_eq!(got[1]["policies"], json!([]));
+    assert_eq!(got[1]["max_ttl"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_context_the_operator_gives_changes_the_verdict() {
+    let env = env();
+
+    // At 03:00 UTC the forbid decides.
+    let night = answers(
+        &env,
+        &payments_api(&["orders.read"], json!({"now": "2026-11-30T03:00:00Z"})),
+    )
+    .await;
+    assert_eq!(night[0]["decision"], "deny");
+    assert_eq!(night[0]["policies"], json!(["no-orders-at-night"]));
+    // Without a key binding the capped permit does not apply: no cap.
+    let day = answers(
+        &env,
+        &payments_api(&["orders.read"], json!({"now": "2026-11-30T12:00:00Z"})),
+    )
+    .await;
+    assert_eq!(day[0]["policies"], json!(["payments-orders"]));
+    assert_eq!(day[0]["max_ttl"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_parent_given_in_the_request_is_what_if_membership() {
+    let env = env();
+    let request = |parents: Value| {
+        json!({
+            "principal": {"type": "Workload", "id": "spiffe://cluster.local/ns/other/sa/x", "parents": parents},
+            "target": LEDGER,
+            "scopes": ["ledger.read"],
+        })
+    };
+
+    let outside = answers(&env, &request(json!([]))).await;
+    let inside = answers(&env, &request(json!(["Team::\"payments\""]))).await;
+
+    assert_eq!(outside[0]["decision"], "deny");
+    assert_eq!(inside[0]["decision"], "allow");
+    assert_eq!(inside[0]["policies"], json!(["payments-team-ledger"]));
+}
+
+#[tokio::test]
+async fn a_table_by_default() {
+    let env = env();
+    env.write(
+        "request.json",
+        &payments_api(&["orders.read"], json!({"now": "2026-11-30T12:00:00Z"})).to_string(),
+    );
+    let out = run_writ(
+        env.dir(),
+        &[
+            "policy",
+            "explain",
+            "--dir",
+            "policies",
+            "--request",
+            "request.json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("orders.read")
+            && out.stdout.contains("payments-orders (standard.cedar)"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_is_refused_naming_the_field() {
+    let env = env();
+    let cases = [
+        (
+            json!({"principal": {"type": "Robot", "id": "x"}, "target": ORDERS, "scopes": ["orders.read"]}),
+            "principal.type",
+        ),
+        (
+            json!({"principal": {"type": "Workload", "id": "x", "parents": ["payments"]}, "target": ORDERS, "scopes": ["orders.read"]}),
+            "principal.parents",
+        ),
+        (
+            payments_api(&["orders.read"], json!({"now": "yesterday"})),
+            "context.now",
+        ),
+        (
+            payments_api(&["orders.read"], json!({"attestation": "telepathy"})),
+            "context.attestation",
+        ),
+        (payments_api(&[], json!({})), "scopes"),
+        (
+            payments_api(&["orders.read"], json!({"mood": "good"})),
+            "unknown field",
+        ),
+        (
+            json!({"principal": {"type": "Workload", "id": "x"}, "target": "no-such-target", "scopes": ["r"]}),
+            "unknown target",
+        ),
+    ];
+    for (request, named) in cases {
+        let out = explain(&env, &request).await;
+        assert_eq!(out.code, Some(1), "{request}: {}", out.describe());
+        assert!(out.stderr.contains(named), "{request}: {}", out.describe());
+        assert!(out.stdout.is_empty(), "{request}: {}", out.describe());
+    }
+}
