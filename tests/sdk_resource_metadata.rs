@@ -133,6 +133,13 @@ async fn the_layer_serves_the_metadata_document_without_a_token() {
             "dpop_bound_access_tokens_required": false,
         })
     );
+    // RFC 9728 section 3.1: also after the well-known path, the resource's path.
+    let resp = call(&format!("{origin}{METADATA_PATH}/tools"), None, None).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), document);
+    // Any other path under it is behind the layer like every route.
+    let resp = call(&format!("{origin}{METADATA_PATH}/other"), None, None).await;
+    assert_eq!(resp.status().as_u16(), 401);
 }
 
 #[tokio::test]

@@ -169,8 +169,24 @@ impl RequireToken {
         Some(Metadata {
             document: document.to_string().into(),
             url: self.metadata_url().into(),
+            path_inserted: path_inserted(self.verifier.audience()).map(Into::into),
         })
     }
+}
+
+/// RFC 9728 section 3.1: for a resource with a path
+/// (`https://mcp.example.com/tools`), the well-known path with the
+/// resource's path after it (`/.well-known/oauth-protected-resource/tools`),
+/// where a client that derives the URL from the resource looks.
+fn path_inserted(resource: &str) -> Option<String> {
+    let after_scheme = resource.split_once("://")?.1;
+    let path = after_scheme
+        .find(['/', '?'])
+        .map(|at| &after_scheme[at..])?
+        .split('?')
+        .next()?
+        .trim_end_matches('/');
+    (!path.is_empty()).then(|| format!("{METADATA_PATH}{path}"))
 }
 
 /// A published metadata document and its URL.
@@ -178,6 +194,15 @@ impl RequireToken {
 struct Metadata {
     document: Arc<str>,
     url: Arc<str>,
+    /// The second path it is served at, for a resource with a path.
+    path_inserted: Option<Arc<str>>,
+}
+
+impl Metadata {
+    /// Whether a request for `path` asks for this document.
+    fn served_at(&self, path: &str) -> bool {
+        path == METADATA_PATH || self.path_inserted.as_deref() == Some(path)
+    }
 }
 
 /// What the challenges of one layer say besides the error.
@@ -376,7 +401,7 @@ where
         // The metadata is public: answered before any token is asked for.
         if let Some(metadata) = &self.challenges.metadata
             && req.method() == Method::GET
-            && req.uri().path() == METADATA_PATH
+            && metadata.served_at(req.uri().path())
         {
             let resp = metadata_response(metadata);
             return Box::pin(async move { Ok(resp) });
@@ -455,6 +480,7 @@ mod tests {
             metadata: metadata.then(|| Metadata {
                 document: "{}".into(),
                 url: "https://mcp.example.com/.well-known/oauth-protected-resource".into(),
+                path_inserted: None,
             }),
             required_scopes: "tools.read tools.write".into(),
             dpop_required,
@@ -465,6 +491,26 @@ mod tests {
         resp.headers()[header::WWW_AUTHENTICATE]
             .to_str()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_resource_with_a_path_is_also_served_at_the_path_inserted_url() {
+        let at = |r: &str| path_inserted(r);
+        assert_eq!(
+            at("https://mcp.example.com/tools").as_deref(),
+            Some("/.well-known/oauth-protected-resource/tools")
+        );
+        assert_eq!(
+            at("https://mcp.example.com/a/b/?x=1").as_deref(),
+            Some("/.well-known/oauth-protected-resource/a/b")
+        );
+        for bare in [
+            "https://mcp.example.com",
+            "https://mcp.example.com/",
+            "https://h?x=1",
+        ] {
+            assert_eq!(at(bare), None, "{bare}");
+        }
     }
 
     #[test]
