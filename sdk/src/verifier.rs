@@ -198,6 +198,21 @@ impl Verifier {
         }
     }
 
+    /// The broker's issuer (`iss` of the tokens it accepts), from its metadata.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audience its tokens must carry: this resource server's name.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// The scopes every token must carry, as configured.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.inner.required_scopes
+    }
+
     /// Replaces the key set with the broker's current JWKS (keys it no
     /// longer lists are dropped); returns the `max-age` it was sent with.
     async fn refetch_keys(&self) -> Result<Option<Duration>, Error> {

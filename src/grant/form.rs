@@ -1,5 +1,7 @@
 //! Parsing `application/x-www-form-urlencoded` bodies: a pure function, so
-//! it can be fuzzed. A parameter given twice is an error (RFC 6749 3.2).
+//! it can be fuzzed. A parameter given twice is an error (RFC 6749 3.2),
+//! except `resource`, which RFC 8707 lets a client repeat: the form keeps at
+//! most [`MAX_RESOURCES`] of its values and refuses more as `invalid_target`.
 //! Reading the body and checking its content type is the server's
 //! (`server::form`); what the parameters mean is [`super::TokenRequest`]'s.
 
@@ -7,9 +9,14 @@ use std::collections::HashMap;
 
 use super::Refusal;
 
-/// The parameters of a form body, each present once.
+/// The one parameter a client may repeat (RFC 8707 section 2).
+pub const RESOURCE: &str = "resource";
+/// The most `resource` values a form may carry; more is `invalid_target`.
+pub const MAX_RESOURCES: usize = 8;
+
+/// The parameters of a form body, each present once but `resource`.
 #[derive(Default, PartialEq, Eq)]
-pub struct Form(HashMap<String, String>);
+pub struct Form(HashMap<String, String>, Vec<String>);
 
 impl std::fmt::Debug for Form {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -25,7 +32,18 @@ impl Form {
             Refusal::InvalidRequest("body is not application/x-www-form-urlencoded".into())
         })?;
         let mut map = HashMap::with_capacity(pairs.len());
+        let mut resources = Vec::new();
         for (k, v) in pairs {
+            if k == RESOURCE {
+                if resources.len() == MAX_RESOURCES {
+                    return Err(Refusal::InvalidTarget(format!(
+                        "at most {MAX_RESOURCES} resource parameters are read, and writ mints a token for one"
+                    )));
+                }
+                resources.push(v.clone());
+                map.entry(k).or_insert(v);
+                continue;
+            }
             if map.contains_key(&k) {
                 // The name is the client's text: named only when it is one
                 // of the plain names writ reads, never echoed otherwise.
@@ -38,7 +56,13 @@ impl Form {
             }
             map.insert(k, v);
         }
-        Ok(Self(map))
+        Ok(Self(map, resources))
+    }
+
+    /// Every non-empty value of `resource`, in the order sent (empty counts
+    /// as absent, RFC 6749 3.1).
+    pub fn resources(&self) -> impl Iterator<Item = &str> {
+        self.1.iter().map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// An optional parameter; empty counts as absent (RFC 6749 3.1).
@@ -65,6 +89,26 @@ mod tests {
         assert!(matches!(
             Form::parse(b"a=1&a=2"),
             Err(Refusal::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn resource_may_be_repeated_up_to_the_limit() {
+        let f =
+            Form::parse(b"resource=https%3A%2F%2Fa&resource=&resource=https%3A%2F%2Fb").unwrap();
+        assert_eq!(
+            f.resources().collect::<Vec<_>>(),
+            ["https://a", "https://b"]
+        );
+        let most = ["resource=x"; MAX_RESOURCES].join("&");
+        assert_eq!(
+            Form::parse(most.as_bytes()).unwrap().resources().count(),
+            MAX_RESOURCES
+        );
+        let more = ["resource=x"; MAX_RESOURCES + 1].join("&");
+        assert!(matches!(
+            Form::parse(more.as_bytes()),
+            Err(Refusal::InvalidTarget(_))
         ));
     }
 
@@ -133,7 +177,7 @@ mod tests {
                             prop_assert_eq!(form.optional(k), Some(v.as_str()).filter(|v| !v.is_empty()));
                         }
                     }
-                    Err(Refusal::InvalidRequest(why)) => {
+                    Err(Refusal::InvalidRequest(why) | Refusal::InvalidTarget(why)) => {
                         // A refusal never echoes control characters.
                         prop_assert!(!why.chars().any(char::is_control), "{why:?}");
                     }

@@ -40,13 +40,14 @@ mod rules;
 
 use std::time::Duration;
 
-pub use form::Form;
+pub use form::{Form, MAX_RESOURCES};
 pub use outcome::{Granted, Learned, Outcome, Refused, TokenType};
 pub use pipeline::{grant, run};
 pub use refusal::Refusal;
 pub use request::{
-    CLIENT_CREDENTIALS, Credential, GrantKind, PeerEvidence, Presented, TOKEN_EXCHANGE,
-    TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, TokenRequest, dpop_proof,
+    CLIENT_CREDENTIALS, Credential, GrantKind, MAX_RESOURCE_LEN, PeerEvidence, Presented,
+    TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, TargetParameter, TokenRequest,
+    check_resource, dpop_proof,
 };
 
 use crate::attest::Registry;

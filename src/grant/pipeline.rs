@@ -62,7 +62,7 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     kill_switch(ctx, &minting, now).map_err(|stop| learned.stopped(stop))?;
 
     let decision = decide(ctx, request, peer, &parties, cnf.is_some(), now)
-        .map_err(|e| learned.stopped(Refusal::from(e)))?;
+        .map_err(|e| learned.stopped(undecided(request, e)))?;
     learned.policies = decision.policies();
     let granted = permitted(&decision, &learned.policies).map_err(|r| learned.stopped(r))?;
     learned.scopes_granted = Some(granted.clone());
@@ -152,6 +152,19 @@ fn decide(
         delegation_depth: delegation.map_or(0, |d| d.depth),
         actor: delegation.map(|d| d.actor.as_ref()),
     })
+}
+
+/// The refusal of a request Cedar could not decide: an unknown target is
+/// `invalid_target` naming the parameter that named it (RFC 8707 section 2
+/// for `resource`).
+fn undecided(request: &TokenRequest, e: PolicyError) -> Refusal {
+    match e {
+        PolicyError::UnknownTarget => Refusal::InvalidTarget(format!(
+            "{} is not a known target",
+            request.target_parameter.name()
+        )),
+        e => Refusal::from(e),
+    }
 }
 
 /// The scopes Cedar granted; none is `access_denied`, naming the policies

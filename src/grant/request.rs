@@ -1,5 +1,6 @@
 //! A token request as writ reads it (RFC 8693 token exchange, RFC 6749
-//! client credentials, RFC 9449 DPoP): [`TokenRequest::parse`] turns a form,
+//! client credentials, RFC 9449 DPoP, RFC 8707 resource indicators):
+//! [`TokenRequest::parse`] turns a form,
 //! the connection's peer and the request headers into a typed request, or
 //! the refusal its syntax earns. It reads nothing but its arguments and the
 //! settings it is handed, so every parse refusal is a unit test.
@@ -82,11 +83,35 @@ pub enum GrantKind {
     ClientCredentials(PeerEvidence),
 }
 
+/// The longest `resource` accepted, in bytes (as any target id).
+pub const MAX_RESOURCE_LEN: usize = 1024;
+
+/// Which parameter named the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetParameter {
+    /// `audience` (RFC 8693): any target id.
+    Audience,
+    /// `resource` (RFC 8707): an absolute `https` URI without fragment.
+    Resource,
+}
+
+impl TargetParameter {
+    /// The parameter's name, for refusals.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Audience => "audience",
+            Self::Resource => "resource",
+        }
+    }
+}
+
 /// A token request whose syntax checked out.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
-    /// The target (`audience`).
+    /// The target (`audience`, or the `resource` URI exactly).
     pub audience: TargetId,
+    /// Which parameter named it.
+    pub target_parameter: TargetParameter,
     /// The scopes asked for.
     pub scopes: Scopes,
     /// The lifetime asked for, or the configured default.
@@ -103,10 +128,11 @@ impl TokenRequest {
     /// Reads a token request from its form, the connection's `peer` and the
     /// request `headers` (only `DPoP`), at `now`.
     ///
-    /// Checks come in a fixed order (the proof, `grant_type`, `audience`,
-    /// `scope`, `requested_ttl`, then the tokens), so a request with several
-    /// faults is refused for the first. A refusal after `audience` carries
-    /// the target (and after `scope` the scopes) for the audit record.
+    /// Checks come in a fixed order (the proof, `grant_type`, the target
+    /// (`resource` then `audience`), `scope`, `requested_ttl`, then the
+    /// tokens), so a request with several faults is refused for the first.
+    /// A refusal after the target carries it (and after `scope` the scopes)
+    /// for the audit record.
     pub fn parse(
         form: &Form,
         peer: &Peer,
@@ -121,8 +147,7 @@ impl TokenRequest {
         if grant_type != TOKEN_EXCHANGE && grant_type != CLIENT_CREDENTIALS {
             return Err(Refusal::UnsupportedGrantType.into());
         }
-        let audience = TargetId::new(form.required("audience")?)
-            .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
+        let (audience, target_parameter) = target(form)?;
         let learned = Learned {
             target: Some(audience.clone()),
             ..Learned::default()
@@ -140,6 +165,7 @@ impl TokenRequest {
             .map_err(|refusal| learned.refused(refusal))?;
         Ok(Self {
             audience,
+            target_parameter,
             scopes,
             requested_ttl,
             dpop,
@@ -151,6 +177,96 @@ impl TokenRequest {
     pub fn dpop_jkt(&self) -> Option<&str> {
         self.dpop.as_ref().map(|proof| proof.jkt.as_str())
     }
+}
+
+/// The target, from `resource` (RFC 8707) or `audience` (RFC 8693).
+///
+/// One `resource` names the target as `audience` does; with both, they must
+/// be equal. Several `resource` values are `invalid_target`: writ mints one
+/// token for one target, and a token with several audiences is what RFC 8707
+/// section 2 lets a server refuse.
+fn target(form: &Form) -> Result<(TargetId, TargetParameter), Refusal> {
+    let mut resources = form.resources();
+    let (resource, more) = (resources.next(), resources.next());
+    let audience = form.optional("audience");
+    let Some(resource) = resource else {
+        let audience = audience.ok_or_else(|| {
+            Refusal::InvalidRequest("parameter audience or resource is required".into())
+        })?;
+        let target = TargetId::new(audience)
+            .map_err(|_| Refusal::InvalidRequest("audience is malformed".into()))?;
+        return Ok((target, TargetParameter::Audience));
+    };
+    if more.is_some() {
+        return Err(Refusal::InvalidTarget(
+            "writ mints a token for one target: send one resource".into(),
+        ));
+    }
+    check_resource(resource).map_err(|why| Refusal::InvalidTarget(format!("resource {why}")))?;
+    if audience.is_some_and(|audience| audience != resource) {
+        return Err(Refusal::InvalidTarget(
+            "audience and resource name different targets: send one, or both equal".into(),
+        ));
+    }
+    let target = TargetId::new(resource)
+        .map_err(|_| Refusal::InvalidTarget("resource is malformed".into()))?;
+    Ok((target, TargetParameter::Resource))
+}
+
+/// Why `resource` is not an absolute `https` URI without fragment (RFC 8707
+/// section 2, RFC 3986): the text of the refusal after "resource ". Only
+/// RFC 3986 characters are accepted, and no user information, so the URI a
+/// token carries as `aud` is exactly what a resource server compares.
+pub fn check_resource(resource: &str) -> Result<(), &'static str> {
+    if resource.len() > MAX_RESOURCE_LEN {
+        return Err("is longer than 1024 bytes");
+    }
+    let bytes = resource.as_bytes();
+    let uri_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b);
+    if !bytes.iter().all(|&b| uri_char(b)) {
+        return Err("holds characters a URI may not");
+    }
+    let escapes_ok = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return Err("holds a malformed percent escape");
+    }
+    if resource.contains('#') {
+        return Err("must not have a fragment");
+    }
+    let Some(scheme_end) = resource.find(':') else {
+        return Err("is not an absolute URI");
+    };
+    let scheme = &resource[..scheme_end];
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !scheme_ok {
+        return Err("is not an absolute URI");
+    }
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err("must be an https URI");
+    }
+    let Some(rest) = resource[scheme_end + 1..].strip_prefix("//") else {
+        return Err("must name a host (https://host/...)");
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry user information");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(literal) => literal.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err("must name a host (https://host/...)");
+    }
+    Ok(())
 }
 
 /// The request's single DPoP proof, if any (two are an error: `Err`).
@@ -562,7 +678,7 @@ mod tests {
     fn an_empty_parameter_counts_as_missing() {
         assert_invalid_request(
             refusal(&set(exchange(), "audience", "")),
-            "audience is required",
+            "audience or resource is required",
         );
         assert_invalid_request(refusal(&set(exchange(), "scope", "")), "scope is required");
     }
@@ -636,6 +752,159 @@ mod tests {
             matches!(refused.refusal, Refusal::Unavailable(_)),
             "{refused:?}"
         );
+    }
+
+    // --- resource (RFC 8707) ------------------------------------------------------
+
+    const TOOLS: &str = "https://mcp.example.com/tools";
+
+    /// `params` with `resource` added once for each of `values`.
+    fn with_resources(
+        mut params: Vec<(&'static str, String)>,
+        values: &[&str],
+    ) -> Vec<(&'static str, String)> {
+        params.extend(values.iter().map(|v| ("resource", (*v).to_owned())));
+        params
+    }
+
+    #[track_caller]
+    fn assert_invalid_target(refusal: Refusal, mentions: &str) {
+        match refusal {
+            Refusal::InvalidTarget(why) => assert!(why.contains(mentions), "{why}"),
+            other => panic!("{other:?} is not invalid_target mentioning {mentions}"),
+        }
+    }
+
+    #[test]
+    fn a_resource_names_the_target_exactly() {
+        for uri in [
+            TOOLS,
+            "https://mcp.example.com",
+            "HTTPS://Mcp.Example.com:8443/a/b?x=1&y=%2F",
+            "https://[2001:db8::1]:443/",
+            "https://127.0.0.1/tools",
+        ] {
+            let request = parse(&with_resources(without(exchange(), "audience"), &[uri]));
+            assert_eq!(request.audience.as_str(), uri);
+            assert_eq!(request.target_parameter, TargetParameter::Resource);
+        }
+        let by_audience = parse(&exchange());
+        assert_eq!(by_audience.target_parameter, TargetParameter::Audience);
+    }
+
+    #[test]
+    fn a_resource_works_for_every_grant() {
+        let cc = with_resources(without(client_credentials(), "audience"), &[TOOLS]);
+        let request = parse_full(&cc, &with_certificate(), &HeaderMap::new()).unwrap();
+        assert_eq!(request.audience.as_str(), TOOLS);
+        assert!(matches!(request.kind, GrantKind::ClientCredentials(_)));
+        let narrowing = set(
+            set(exchange(), "subject_token", WRIT_TOKEN),
+            "subject_token_type",
+            TYPE_ACCESS_TOKEN,
+        );
+        let request = parse(&with_resources(without(narrowing, "audience"), &[TOOLS]));
+        assert!(matches!(request.kind, GrantKind::Narrowing(_)));
+        let delegation = set(
+            set(exchange(), "actor_token", ATTESTATION),
+            "actor_token_type",
+            TYPE_JWT,
+        );
+        let request = parse(&with_resources(without(delegation, "audience"), &[TOOLS]));
+        assert_eq!(request.audience.as_str(), TOOLS);
+        assert!(matches!(request.kind, GrantKind::Delegation { .. }));
+    }
+
+    #[test]
+    fn a_resource_equal_to_the_audience_is_accepted() {
+        let request = parse(&with_resources(
+            set(exchange(), "audience", TOOLS),
+            &[TOOLS],
+        ));
+        assert_eq!(request.audience.as_str(), TOOLS);
+        assert_eq!(request.target_parameter, TargetParameter::Resource);
+    }
+
+    #[test]
+    fn a_resource_other_than_the_audience_is_invalid_target() {
+        let refusal = refusal(&with_resources(exchange(), &[TOOLS]));
+        assert_invalid_target(refusal, "audience and resource name different targets");
+    }
+
+    #[test]
+    fn an_empty_resource_counts_as_absent() {
+        let request = parse(&with_resources(exchange(), &[""]));
+        assert_eq!(request.audience.as_str(), "orders");
+        assert_eq!(request.target_parameter, TargetParameter::Audience);
+    }
+
+    #[test]
+    fn two_resources_are_invalid_target() {
+        let params = with_resources(
+            without(exchange(), "audience"),
+            &[TOOLS, "https://mcp.example.com/other"],
+        );
+        assert_invalid_target(refusal(&params), "send one resource");
+        // The same URI twice is still two targets asked for.
+        let params = with_resources(without(exchange(), "audience"), &[TOOLS, TOOLS]);
+        assert_invalid_target(refusal(&params), "send one resource");
+    }
+
+    #[test]
+    fn more_resources_than_the_form_keeps_are_invalid_target() {
+        let many = vec![TOOLS; crate::grant::MAX_RESOURCES + 1];
+        let params = with_resources(without(exchange(), "audience"), &many);
+        let body = serde_urlencoded::to_string(&params).unwrap();
+        let refused = Form::parse(body.as_bytes()).unwrap_err();
+        assert_invalid_target(refused, "at most 8 resource parameters");
+    }
+
+    #[test]
+    fn a_malformed_resource_is_invalid_target() {
+        let oversized = format!("https://mcp.example.com/{}", "a".repeat(MAX_RESOURCE_LEN));
+        for (uri, why) in [
+            ("mcp.example.com/tools", "not an absolute URI"),
+            ("/tools", "not an absolute URI"),
+            ("//mcp.example.com/tools", "not an absolute URI"),
+            ("1https://mcp.example.com", "not an absolute URI"),
+            ("http://mcp.example.com/tools", "must be an https URI"),
+            ("urn:example:tools", "must be an https URI"),
+            ("https:mcp.example.com", "must name a host"),
+            ("https:///tools", "must name a host"),
+            ("https://:443/tools", "must name a host"),
+            (
+                "https://mcp.example.com/tools#frag",
+                "must not have a fragment",
+            ),
+            ("https://mcp.example.com/#", "must not have a fragment"),
+            (
+                "https://user:pw@mcp.example.com/",
+                "must not carry user information",
+            ),
+            ("https://mcp.example.com/a b", "characters a URI may not"),
+            ("https://mcp.example.com/\n", "characters a URI may not"),
+            (
+                "https://mcp.example.com/t\u{e9}",
+                "characters a URI may not",
+            ),
+            ("https://mcp.example.com/\"", "characters a URI may not"),
+            ("https://mcp.example.com/%zz", "malformed percent escape"),
+            ("https://mcp.example.com/%4", "malformed percent escape"),
+            (oversized.as_str(), "longer than 1024 bytes"),
+        ] {
+            let params = with_resources(without(exchange(), "audience"), &[uri]);
+            let refusal = refusal(&params);
+            // Never echoed: the description is writ's own text.
+            assert!(!refusal.description().contains(uri), "{uri}");
+            assert_invalid_target(refusal, why);
+        }
+    }
+
+    #[test]
+    fn a_refusal_of_the_resource_learned_nothing() {
+        let params = with_resources(without(exchange(), "audience"), &["http://x"]);
+        let refused = refused_with(&params, &anonymous(), &HeaderMap::new());
+        assert_eq!(*refused.learned, Learned::default());
     }
 
     // --- subject and actor tokens ------------------------------------------------
@@ -837,7 +1106,7 @@ mod tests {
             prop_oneof![
                 3 => prop::sample::select(vec![
                     "grant_type", "audience", "scope", "requested_ttl", "subject_token",
-                    "subject_token_type", "actor_token", "actor_token_type",
+                    "subject_token_type", "actor_token", "actor_token_type", "resource",
                 ])
                 .prop_map(str::to_owned),
                 1 => ".{0,12}",
@@ -849,6 +1118,7 @@ mod tests {
                 2 => prop::sample::select(vec![
                     TOKEN_EXCHANGE, CLIENT_CREDENTIALS, TYPE_JWT, TYPE_ID_TOKEN,
                     TYPE_ACCESS_TOKEN, "orders", "orders.read orders.write", "60", ATTESTATION,
+                    "https://mcp.example.com/tools",
                 ])
                 .prop_map(str::to_owned),
                 1 => ".{0,64}",

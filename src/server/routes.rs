@@ -204,6 +204,8 @@ async fn metadata(State(app): State<Arc<AppState>>) -> Response {
         "tls_client_certificate_bound_access_tokens": mtls,
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
+        // RFC 8707: `resource` names the target at the token endpoint.
+        "resource_indicators_supported": true,
         "response_types_supported": [],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [app.config.tokens.algorithm.as_str()],
