@@ -449,6 +449,18 @@ async fn each_replica_keeps_its_own_audit_chain_in_the_database_and_verify_names
         "{}",
         deleted.describe()
     );
+    // --store takes a PostgreSQL URL only (a SQLite store's log is a file).
+    let not_postgres = run_writ(
+        env.dir(),
+        &["audit", "verify", "--store", "sqlite://writ.db"],
+    )
+    .await;
+    assert_eq!(not_postgres.code, Some(1), "{}", not_postgres.describe());
+    assert!(
+        not_postgres.stderr.contains("postgres://"),
+        "{}",
+        not_postgres.describe()
+    );
     drop(sql);
     db.drop_now().await;
 }

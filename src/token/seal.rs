@@ -59,19 +59,24 @@ impl Kek {
     /// Reads the key from `path`: 32 raw bytes or 64 hex characters (a
     /// trailing newline is ignored), in a file only its owner may read.
     pub fn load(path: &Path) -> Result<Self, KekError> {
+        use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let io = |source| KekError::Io {
             path: path.to_owned(),
             source,
         };
-        let mode = std::fs::metadata(path).map_err(io)?.mode();
+        // The mode is checked on the file that is read (one open), so it
+        // cannot be swapped in between; more than a key's worth is not read.
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.mode();
         if mode & 0o077 != 0 {
             return Err(KekError::Permissions {
                 path: path.to_owned(),
                 mode: mode & 0o7777,
             });
         }
-        let raw = std::fs::read(path).map_err(io)?;
+        let mut raw = Vec::with_capacity(80);
+        file.take(256).read_to_end(&mut raw).map_err(io)?;
         let bytes = Self::decode(&raw).ok_or_else(|| KekError::Length {
             path: path.to_owned(),
         })?;
