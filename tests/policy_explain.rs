@@ -1,8 +1,9 @@
-//! `writ policy explain` (CONTRACT section 10): the real binary explains a
-//! described request scope by scope against a policy directory — the
-//! verdict, the determining policies and their files, the lifetime cap —
-//! with the context the operator chooses, and refuses a malformed request
-//! by naming the field.
+//! `writ policy explain` and `writ policy test` (CONTRACT section 10): the
+//! real binary explains a described request scope by scope against a policy
+//! directory — the verdict, the determining policies and their files, the
+//! lifetime cap — with the context the operator chooses, and refuses a
+//! malformed request by naming the field; it runs policy test files, the
+//! shipped examples' own among them, with a diff per failing case.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -203,4 +204,137 @@ async fn a_malformed_request_is_refused_naming_the_field() {
         assert!(out.stderr.contains(named), "{request}: {}", out.describe());
         assert!(out.stdout.is_empty(), "{request}: {}", out.describe());
     }
+}
+
+#[tokio::test]
+async fn the_shipped_example_policies_pass_their_own_tests() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run_writ(repo, &["policy", "test", "--dir", "policies"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout.starts_with("ok: "), "{}", out.describe());
+}
+
+const CASES: &str = r#"
+[[case]]
+name = "payments reads orders"
+principal = { type = "Workload", id = "spiffe://cluster.local/ns/payments/sa/api", attrs = { namespace = "payments" } }
+target = "orders"
+scope = "orders.read"
+context = { now = "2026-11-30T12:00:00Z" }
+expect = "allow"
+
+[[case]]
+name = "payments reads orders at night"
+principal = { type = "Workload", id = "spiffe://cluster.local/ns/payments/sa/api", attrs = { namespace = "payments" } }
+target = "orders"
+scope = "orders.read"
+context = { now = "2026-11-30T03:00:00Z" }
+expect = "allow"
+"#;
+
+#[tokio::test]
+async fn a_failing_case_is_shown_as_a_diff_and_the_run_exits_1() {
+    let env = env();
+    env.write("policies/tests/orders.toml", CASES);
+
+    let out = run_writ(env.dir(), &["policy", "test", "--dir", "policies"]).await;
+
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(
+        out.stdout.contains("FAIL payments reads orders at night"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("- expected: allow"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("+ got:      deny"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout
+            .contains("decided by: no-orders-at-night (extra.cedar)"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stdout.contains("FAIL payments reads orders\n"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("1 of 2 cases failed"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[tokio::test]
+async fn a_file_named_on_the_command_line_is_run_instead_of_the_directory() {
+    let env = env();
+    env.write("policies/tests/orders.toml", CASES);
+    let passing = CASES.split("[[case]]").nth(1).unwrap();
+    env.write("day.toml", &format!("[[case]]{passing}"));
+
+    let out = run_writ(
+        env.dir(),
+        &["policy", "test", "--dir", "policies", "day.toml"],
+    )
+    .await;
+
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("ok: 1 cases in 1 file(s)"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_or_empty_test_file_is_refused() {
+    let env = env();
+    env.write(
+        "typo.toml",
+        "[[case]]\nname = \"x\"\nexpected = \"allow\"\n",
+    );
+    env.write("empty.toml", "# nothing yet\n");
+    env.write(
+        "bad-principal.toml",
+        &CASES.replace("type = \"Workload\"", "type = \"Robot\""),
+    );
+
+    let typo = run_writ(
+        env.dir(),
+        &["policy", "test", "--dir", "policies", "typo.toml"],
+    )
+    .await;
+    assert_eq!(typo.code, Some(1), "{}", typo.describe());
+    assert!(typo.stderr.contains("typo.toml"), "{}", typo.describe());
+    let empty = run_writ(
+        env.dir(),
+        &["policy", "test", "--dir", "policies", "empty.toml"],
+    )
+    .await;
+    assert_eq!(empty.code, Some(1), "{}", empty.describe());
+    assert!(
+        empty.stderr.contains("nothing was tested"),
+        "{}",
+        empty.describe()
+    );
+    // A case that cannot be decided fails; it never passes by accident.
+    let robot = run_writ(
+        env.dir(),
+        &["policy", "test", "--dir", "policies", "bad-principal.toml"],
+    )
+    .await;
+    assert_eq!(robot.code, Some(1), "{}", robot.describe());
+    assert!(
+        robot.stdout.contains("no decision (principal.type"),
+        "{}",
+        robot.describe()
+    );
 }

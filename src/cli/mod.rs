@@ -153,6 +153,15 @@ enum PolicyCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Run policy test files (default DIR/tests/*.toml): exit 1 with a diff
+    /// per failing case.
+    Test {
+        /// The directory (default: policy.dir of the configuration).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Test files (TOML, [[case]]).
+        files: Vec<PathBuf>,
+    },
     /// Explain the decision on a described request, scope by scope.
     Explain {
         /// The directory (default: policy.dir of the configuration).
@@ -295,11 +304,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Policy {
+            command: PolicyCommand::Test { dir, files },
+        } => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            let dir = dir.unwrap_or_else(|| config.policy.dir.clone());
+            policy::test(&dir, files, &config)
+        }
+        Command::Policy {
             command: PolicyCommand::Explain { dir, request, json },
         } => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             let dir = dir.unwrap_or_else(|| config.policy.dir.clone());
-            explain::run(&dir, &request, json, &config)
+            policy::explain(&dir, &request, json, &config)
         }
         Command::Audit {
             command: AuditCommand::Verify {
@@ -527,7 +543,7 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
 
 mod demo;
 mod dev;
-mod explain;
 mod keys;
+mod policy;
 mod revoke;
 mod status;

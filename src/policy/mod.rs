@@ -4,10 +4,12 @@
 //! `load` turns `policies/` into an immutable [`PolicySnapshot`] (schema,
 //! policies sliced per target, entities); `decide` builds Cedar requests in
 //! code (cheaper than JSON) against the current snapshot; `explain` decides
-//! a described (not attested) request the same way and says why; `reload`
+//! a described (not attested) request the same way and says why, and
+//! `cases` runs policy test files through it; `reload`
 //! swaps in a new snapshot when the files change or on SIGHUP, refusing
 //! invalid sets.
 
+mod cases;
 mod decide;
 mod examples;
 mod explain;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub use cases::{Case, CaseFile, CasesError, Expect, Failure, read_case_file};
 pub use decide::{
     AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision,
 };

@@ -1,6 +1,7 @@
 //! `writ policy explain --request FILE.json`: the verdict on each scope of
 //! a described request, the policies that decided it, the ones that failed
-//! to evaluate, and the lifetime cap (a table, or JSON lines).
+//! to evaluate, and the lifetime cap (a table, or JSON lines). `writ policy
+//! test`: policy test files run against a directory, a diff per failure.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,7 +15,7 @@ use crate::policy::{ExplainRequest, PolicySnapshot, ScopeExplanation};
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
 /// Runs `writ policy explain`.
-pub fn run(dir: &Path, request: &Path, json: bool, config: &Config) -> Result<(), CliError> {
+pub fn explain(dir: &Path, request: &Path, json: bool, config: &Config) -> Result<(), CliError> {
     let mut text = String::new();
     std::fs::File::open(request)
         .and_then(|f| f.take(MAX_REQUEST_BYTES + 1).read_to_string(&mut text))
@@ -73,4 +74,50 @@ fn table(answers: &[ScopeExplanation]) -> String {
         }
     }
     out
+}
+
+/// Runs `writ policy test`: `files`, or every `DIR/tests/*.toml`. Exit 1
+/// (an error) when a case fails or no case was found.
+pub fn test(dir: &Path, files: Vec<std::path::PathBuf>, config: &Config) -> Result<(), CliError> {
+    let files = match files.is_empty() {
+        false => files,
+        true => {
+            let tests = dir.join("tests");
+            let mut found: Vec<_> = std::fs::read_dir(&tests)
+                .map_err(|e| CliError::new(format!("{}: {e}", tests.display())))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let snapshot = PolicySnapshot::load(dir).map_err(CliError::new)?;
+    let now = SystemClock.unix_now();
+    let default_ttl = config.tokens.default_ttl.as_secs();
+    let (mut cases, mut failures) = (0, Vec::new());
+    for file in &files {
+        let parsed = crate::policy::read_case_file(file).map_err(CliError::new)?;
+        cases += parsed.cases.len();
+        failures.extend(snapshot.run_cases(file, &parsed.cases, now, default_ttl));
+    }
+    if cases == 0 {
+        return Err(CliError::new(format!(
+            "no [[case]] in {} file(s): nothing was tested",
+            files.len()
+        )));
+    }
+    for failure in &failures {
+        print!("{failure}");
+    }
+    if failures.is_empty() {
+        println!("ok: {cases} cases in {} file(s) hold", files.len());
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "{} of {cases} cases failed",
+            failures.len()
+        )))
+    }
 }
