@@ -338,3 +338,72 @@ async fn a_malformed_or_empty_test_file_is_refused() {
         robot.describe()
     );
 }
+
+async fn post_explain(server: &Server, bearer: Option<&str>, body: String) -> Reply {
+    server
+        .call(
+            reqwest::Method::POST,
+            "/admin/v1/explain",
+            bearer,
+            Some(body),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_admin_api_explains_against_the_live_policies_is_audited_and_refuses_bad_bodies() {
+    let env = env();
+    let server = env.start().await;
+    let request = payments_api(
+        &["orders.read", "orders.delete"],
+        json!({"now": "2026-11-30T12:00:00Z"}),
+    );
+
+    let reply = post_explain(&server, Some(&env.admin_token), request.to_string()).await;
+
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+    let scopes = reply.json["scopes"].as_array().unwrap();
+    assert_eq!(scopes[0]["decision"], "allow");
+    assert_eq!(scopes[0]["policies"], json!(["payments-orders"]));
+    assert_eq!(scopes[1]["decision"], "deny");
+    let record = env
+        .audit_record_where("the explain call", |r| r["action"] == "explain")
+        .await;
+    assert_eq!(record["decision"], "allow", "{record}");
+    assert_eq!(record["target"], ORDERS, "{record}");
+    for body in [
+        "not json".to_string(),
+        json!({"principal": {"type": "Robot", "id": "x"}, "target": ORDERS, "scopes": ["r"]})
+            .to_string(),
+        json!({"principal": {"type": "Workload", "id": "x"}, "target": ORDERS, "scopes": ["r"], "extra": 1})
+            .to_string(),
+    ] {
+        let reply = post_explain(&server, Some(&env.admin_token), body.clone()).await;
+        assert_refused(&reply, 400, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_strangers_and_admins_policy_does_not_permit() {
+    let env = env();
+    // Admins may do everything but explain.
+    env.write_policy(
+        "standard.cedar",
+        &STANDARD_POLICIES.replace(", Action::\"explain\"", ""),
+    );
+    let server = env.start().await;
+    let request = payments_api(&["orders.read"], json!({})).to_string();
+
+    assert_eq!(
+        post_explain(&server, None, request.clone()).await.status,
+        401
+    );
+    assert_eq!(
+        post_explain(&server, Some("not-an-admin"), request.clone())
+            .await
+            .status,
+        401
+    );
+    let denied = post_explain(&server, Some(&env.admin_token), request).await;
+    assert_refused(&denied, 403, "access_denied");
+}

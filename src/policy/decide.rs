@@ -298,6 +298,9 @@ pub enum AdminAction<'a> {
         /// The key.
         kid: &'a str,
     },
+    /// `Action::"explain"`: explaining a decision on the target it
+    /// concerns (the resource); empty context.
+    Explain,
 }
 
 /// What Cedar sees of a kill-switch entry.
@@ -341,6 +344,7 @@ impl AdminAction<'_> {
             Self::Read { .. } => "read",
             Self::RotateKey => "rotate_key",
             Self::RevokeKey { .. } => "revoke_key",
+            Self::Explain => "explain",
         }
     }
 
@@ -354,7 +358,7 @@ impl AdminAction<'_> {
                 ("block".into(), RestrictedExpression::new_bool(*block)),
             ],
             Self::Lift { entry } | Self::Read { entry: Some(entry) } => entry.context(),
-            Self::Read { entry: None } | Self::RotateKey => Vec::new(),
+            Self::Read { entry: None } | Self::RotateKey | Self::Explain => Vec::new(),
             Self::RevokeKey { kid } => vec![(
                 "kid".into(),
                 RestrictedExpression::new_string((*kid).to_owned()),

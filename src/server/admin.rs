@@ -1,7 +1,8 @@
 //! `/admin/v1/revocations`: the kill switch for operators (and, in
-//! `admin_keys`, `/admin/v1/keys`). One router behind admin authentication;
-//! every call is authorized by Cedar (principal `Admin`, action `revoke`,
-//! `lift`, `read`, `rotate_key` or `revoke_key`) and audited.
+//! `admin_keys`, `/admin/v1/keys`; in `admin_explain`, `/admin/v1/explain`).
+//! One router behind admin authentication; every call is authorized by
+//! Cedar (principal `Admin`, action `revoke`, `lift`, `read`, `rotate_key`,
+//! `revoke_key` or `explain`) and audited.
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/revocations/{id}", get(show).delete(lift))
         .route("/admin/v1/replicas", get(replicas))
         .merge(super::admin_keys::routes())
+        .merge(super::admin_explain::routes())
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -115,6 +117,9 @@ pub(super) fn authorize(
         AdminAction::RotateKey => "policy does not permit this admin to rotate signing keys".into(),
         AdminAction::RevokeKey { .. } => {
             "policy does not permit this admin to revoke signing keys".into()
+        }
+        AdminAction::Explain => {
+            "policy does not permit this admin to explain decisions on this target".into()
         }
     }))
 }

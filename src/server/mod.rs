@@ -7,6 +7,7 @@
 //! statuses are chosen in `error`.
 
 mod admin;
+mod admin_explain;
 mod admin_keys;
 mod auth;
 mod error;

@@ -101,6 +101,12 @@ action "revoke_key" appliesTo {
   resource: [Target],
   context: { "kid": String }
 };
+
+action "explain" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {}
+};
 "#;
 
 /// `standard.cedar`: what the standard environment permits.
@@ -129,7 +135,7 @@ when { context.scope == "introspect" };
 @id("admin-revoke")
 permit (
   principal is Admin,
-  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key"],
+  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key", Action::"explain"],
   resource
 );
 "#;
