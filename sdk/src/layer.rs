@@ -289,6 +289,9 @@ impl Challenges {
             parts.push(format!("resource_metadata={}", quoted(&metadata.url)));
         }
         let scheme = if dpop { "DPoP" } else { "Bearer" };
+        if parts.is_empty() {
+            return Some(HeaderValue::from_static(scheme));
+        }
         HeaderValue::from_str(&format!("{scheme} {}", parts.join(", "))).ok()
     }
 
@@ -318,18 +321,23 @@ impl Challenges {
         )
     }
 
-    /// RFC 6750: a missing scope is 403 `insufficient_scope` naming the
-    /// scopes a token needs here (MCP step-up); a stale revocation feed is
+    /// RFC 6750: a request with no token gets the challenge alone, without
+    /// an error code (section 3.1); a missing scope is 403
+    /// `insufficient_scope` naming the scopes a token needs here (MCP
+    /// step-up); a stale revocation feed is
     /// the server's problem (503), not the token's; a bad DPoP proof is 401
     /// `invalid_dpop_proof` (RFC 9449 section 7.1); everything else is 401
     /// `invalid_token`. Reasons never include the token.
     fn refusal(&self, e: &VerifyError) -> Response {
         match e {
-            VerifyError::Missing => self.unauthorized(if self.dpop_required {
-                "a DPoP-bound token is required"
-            } else {
-                "a bearer token is required"
-            }),
+            VerifyError::Missing => {
+                let reason = if self.dpop_required {
+                    "a DPoP-bound token is required"
+                } else {
+                    "a bearer token is required"
+                };
+                self.respond(StatusCode::UNAUTHORIZED, self.dpop_required, &[], reason)
+            }
             VerifyError::DpopProof(crate::dpop::DpopError::Busy { retry_after }) => {
                 let mut resp = (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
                 resp.headers_mut()
@@ -542,11 +550,18 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             challenge(&resp),
-            "Bearer error=\"invalid_token\", error_description=\"a bearer token is required\", \
-             resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource\""
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource\""
         );
+        // No token at all: the challenge alone, no error code (RFC 6750 section 3.1).
         let unpublished = challenges(false, false).refusal(&VerifyError::Missing);
-        assert!(!challenge(&unpublished).contains("resource_metadata"));
+        assert_eq!(challenge(&unpublished), "Bearer");
+        // A token that fails says why.
+        let expired = challenges(true, false).refusal(&VerifyError::Expired);
+        assert!(
+            challenge(&expired).starts_with("Bearer error=\"invalid_token\", error_description="),
+            "{}",
+            challenge(&expired)
+        );
     }
 
     #[test]
