@@ -204,16 +204,7 @@ async fn rate(
                         ("audience", "payments-db"),
                         ("scope", "read"),
                     ]),
-                    _ => req.form(&[
-                        (
-                            "grant_type",
-                            "urn:ietf:params:oauth:grant-type:token-exchange",
-                        ),
-                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                        ("subject_token", sa.as_str()),
-                        ("audience", "payments-db"),
-                        ("scope", "read"),
-                    ]),
+                    _ => req.form(&support::exchange_form(&sa)),
                 };
                 if mode.dpop() {
                     let proof = presigned

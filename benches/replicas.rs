@@ -132,16 +132,7 @@ async fn propagation(entries: usize) {
         loop {
             let resp = minter
                 .post(format!("{}/oauth2/token", b.base))
-                .form(&[
-                    (
-                        "grant_type",
-                        "urn:ietf:params:oauth:grant-type:token-exchange",
-                    ),
-                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                    ("subject_token", sa.as_str()),
-                    ("audience", "payments-db"),
-                    ("scope", "read"),
-                ])
+                .form(&support::exchange_form(&sa))
                 .send()
                 .await
                 .unwrap();

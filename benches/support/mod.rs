@@ -207,6 +207,21 @@ pub fn policy_dir_with(n: usize) -> tempfile::TempDir {
     dir
 }
 
+/// The token-exchange form every HTTPS bench sends: a dev service-account
+/// token of `payments/*` for `payments-db` with scope `read`.
+pub fn exchange_form(subject_token: &str) -> [(&'static str, &str); 5] {
+    [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("subject_token", subject_token),
+        ("audience", "payments-db"),
+        ("scope", "read"),
+    ]
+}
+
 /// The store of a live broker: a scratch SQLite file, or with
 /// `WRIT_BENCH_STORE=postgres` the database `writ_bench` on 127.0.0.1:5432,
 /// dropped and created afresh.
@@ -337,16 +352,7 @@ impl LiveBroker {
             .unwrap();
         let resp: serde_json::Value = client
             .post(format!("{}/oauth2/token", self.base))
-            .form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ("subject_token", sa.as_str()),
-                ("audience", "payments-db"),
-                ("scope", "read"),
-            ])
+            .form(&exchange_form(&sa))
             .send()
             .await
             .unwrap()
