@@ -72,6 +72,7 @@ fn benches(c: &mut Criterion) {
                         sender_constrained: false,
                         delegation_depth: 0,
                         actor: None,
+                        transaction: None,
                     })
                     .unwrap();
                 assert!(!d.granted().is_empty());

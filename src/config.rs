@@ -240,6 +240,10 @@ pub struct TokensConfig {
     /// How many agents may stand between a token's subject and its holder
     /// (the length of the `act` chain).
     pub max_delegation_depth: u32,
+    /// The longest a transaction token lives (CONTRACT section 9): it
+    /// spans one call chain, so about a minute.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub txn_ttl: Duration,
 }
 
 impl Default for TokensConfig {
@@ -250,6 +254,7 @@ impl Default for TokensConfig {
             max_ttl: Duration::from_secs(900),
             dpop_replay_cache: 1_000_000,
             max_delegation_depth: 3,
+            txn_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -340,6 +345,11 @@ pub enum IssuerKind {
     Kubernetes,
     /// Any OIDC token.
     Oidc,
+    /// An enterprise IdP's Identity Assertion JWT Authorization Grants
+    /// (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`): the user
+    /// is the subject, the client it names the agent acting for them.
+    #[serde(rename = "id-jag")]
+    IdJag,
 }
 
 /// `[[issuers]]`: one trusted attestation issuer.
@@ -520,6 +530,9 @@ impl Config {
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
         }
+        if self.tokens.txn_ttl.as_secs() == 0 || self.tokens.txn_ttl > self.tokens.max_ttl {
+            return bad("tokens.txn_ttl must be at least 1s and at most tokens.max_ttl".into());
+        }
         for digest in &self.admin.token_sha256 {
             if digest.len() != 64 || hex::decode(digest).is_err() {
                 return bad("admin.token_sha256 entries must be 64 hex digits".into());
@@ -536,7 +549,13 @@ impl Config {
                 }
                 _ => {}
             }
-            if self.issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
+            // An IdP may be trusted both for ID tokens (oidc) and for ID-JAGs:
+            // the two are told apart by grant, never by guessing.
+            let id_jag = issuer.kind == IssuerKind::IdJag;
+            if self.issuers[..i]
+                .iter()
+                .any(|o| o.issuer == issuer.issuer && (o.kind == IssuerKind::IdJag) == id_jag)
+            {
                 return bad(format!(
                     "{at}: issuer {:?} is configured twice",
                     issuer.issuer
@@ -544,6 +563,14 @@ impl Config {
             }
             if issuer.kind == IssuerKind::Kubernetes && issuer.entity_type != EntityType::Workload {
                 return bad(format!("{at}: kubernetes principals are always Workload"));
+            }
+            if id_jag
+                && let Some(own) = &self.server.issuer
+                && issuer.audience != *own
+            {
+                return bad(format!(
+                    "{at}: an id-jag issuer's audience must be server.issuer ({own})"
+                ));
             }
         }
         Ok(())

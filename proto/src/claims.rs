@@ -21,6 +21,10 @@ pub enum AttestationKind {
     Unix,
     /// A writ access token presented again to be narrowed.
     Writ,
+    /// An enterprise IdP's Identity Assertion JWT Authorization Grant
+    /// (draft-ietf-oauth-identity-assertion-authz-grant).
+    #[serde(rename = "id-jag")]
+    IdJag,
 }
 
 impl AttestationKind {
@@ -32,6 +36,7 @@ impl AttestationKind {
             Self::Mtls => "mtls",
             Self::Unix => "unix",
             Self::Writ => "writ",
+            Self::IdJag => "id-jag",
         }
     }
 
@@ -43,6 +48,7 @@ impl AttestationKind {
             "mtls" => Some(Self::Mtls),
             "unix" => Some(Self::Unix),
             "writ" => Some(Self::Writ),
+            "id-jag" => Some(Self::IdJag),
             _ => None,
         }
     }

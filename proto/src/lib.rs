@@ -11,6 +11,8 @@
 //! - [`dpop`]: DPoP (RFC 9449) proof verification, the [`dpop::ReplayStore`]
 //!   it remembers proofs in (and the in-memory one), and the key that signs
 //!   proofs.
+//! - [`txn`]: checking a transaction token (draft-ietf-oauth-transaction-tokens),
+//!   the same way but never in place of an access token.
 //! - [`revocation`]: kill-switch entries in wire form and the one matcher.
 //! - [`sse`]: decoding the revocation feed's Server-Sent Events, bounded.
 //! - [`jws`]: compact JWS segments, before verification.
@@ -28,5 +30,6 @@ pub mod revocation;
 pub mod sse;
 pub mod time;
 pub mod token;
+pub mod txn;
 
 pub use claims::{AccessClaims, ActorChain, AttestationKind, Confirmation, PrincipalType};

@@ -20,8 +20,9 @@ pub enum TokenError {
     /// Not a compact JWS with a JSON header and the claims writ mints.
     #[error("token is malformed")]
     Malformed,
-    /// `typ` is not `at+jwt`.
-    #[error("token is not a writ access token")]
+    /// `typ` is not the one expected (`at+jwt` for an access token,
+    /// `txntoken+jwt` for a transaction token).
+    #[error("token is not of the expected type")]
     WrongType,
     /// `alg` is not one writ signs with, or not the key's.
     #[error("token is signed with an algorithm writ does not use")]
@@ -58,14 +59,23 @@ pub struct Header {
     pub alg: Algorithm,
 }
 
+/// The `typ` of a writ access token (RFC 9068).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 /// Reads and checks the protected header: size, `typ` `at+jwt`, an
 /// algorithm writ signs with, a `kid`.
 pub fn header(token: &str) -> Result<Header, TokenError> {
+    header_of_type(token, ACCESS_TOKEN_TYP)
+}
+
+/// The header check of any token writ signs, whose `typ` must be `typ`
+/// exactly: a token of one kind is never accepted as another.
+pub(crate) fn header_of_type(token: &str, typ: &str) -> Result<Header, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-    if header.typ.as_deref() != Some("at+jwt") {
+    if header.typ.as_deref() != Some(typ) {
         return Err(TokenError::WrongType);
     }
     if !ALGORITHMS.contains(&header.alg) {
@@ -105,6 +115,19 @@ pub fn verify(
     alg: Algorithm,
     expected: &Expected<'_>,
 ) -> Result<AccessClaims, TokenError> {
+    let claims: AccessClaims = decode(token, header, key, alg)?;
+    check_claims(&claims, expected)?;
+    Ok(claims)
+}
+
+/// The signature check and claims decoding every token kind shares; the
+/// claims' own checks are the caller's.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    token: &str,
+    header: &Header,
+    key: &DecodingKey,
+    alg: Algorithm,
+) -> Result<T, TokenError> {
     if header.alg != alg {
         return Err(TokenError::Algorithm);
     }
@@ -113,15 +136,13 @@ pub fn verify(
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+    jsonwebtoken::decode::<T>(token, key, &validation)
+        .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
             _ => TokenError::Malformed,
-        })?
-        .claims;
-    check_claims(&claims, expected)?;
-    Ok(claims)
+        })
 }
 
 /// The checks on verified claims: issuer, audience, validity window with

@@ -46,3 +46,4 @@ pub use dpop::DpopKey;
 pub use error::{Error, VerifyError};
 pub use source::{Authorization, Token, TokenSource, TokenSourceBuilder};
 pub use verifier::{FeedAuth, Verified, Verifier, VerifierBuilder};
+pub use writ_proto::txn::{HEADER as TXN_TOKEN_HEADER, TxnClaims};

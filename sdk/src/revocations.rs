@@ -89,6 +89,12 @@ impl RevocationSet {
     pub fn revoked(&self, claims: &AccessClaims, kid: &str) -> Option<String> {
         self.index.revokes(claims, kid).map(|e| e.id.clone())
     }
+
+    /// The id of the entry that revokes a token with these facts (a
+    /// transaction token's, say), if any.
+    pub fn revoked_facts(&self, facts: &writ_proto::revocation::TokenFacts<'_>) -> Option<String> {
+        self.index.revoked(facts).map(|e| e.id.clone())
+    }
 }
 
 #[cfg(test)]

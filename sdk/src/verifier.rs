@@ -9,7 +9,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use writ_proto::AccessClaims;
+use writ_proto::revocation::TokenFacts;
 use writ_proto::token::{self, Expected, TokenError};
+use writ_proto::txn::{self, TxnClaims};
 
 use crate::binding::{self, Presented};
 use crate::dpop::ReplayCache;
@@ -313,22 +315,7 @@ impl Verifier {
             &self.inner.replay,
             crate::dpop::unix_now(),
         )?;
-        if let Some(feed) = &self.inner.feed {
-            if feed
-                .silence()
-                .is_none_or(|s| s > self.inner.max_feed_silence)
-            {
-                return Err(VerifyError::FeedStale);
-            }
-            let revoked = match feed.set.read() {
-                Ok(set) => set.revoked(&claims, &header.kid),
-                // A poisoned lock: the set cannot be trusted; fail closed.
-                Err(_) => return Err(VerifyError::FeedStale),
-            };
-            if let Some(entry) = revoked {
-                return Err(VerifyError::Revoked(entry));
-            }
-        }
+        self.check_revocations(&TokenFacts::of(&claims, &header.kid))?;
         Ok(Verified {
             subject: claims.sub.clone(),
             client_id: claims.client_id.clone(),
@@ -338,6 +325,56 @@ impl Verifier {
             claims: serde_json::to_value(&claims).unwrap_or_default(),
             access_claims: claims,
         })
+    }
+}
+
+impl Verifier {
+    /// Verifies a transaction token, as a workload receives it in the
+    /// `Txn-Token` header, for `trust_domain`: signature, `typ`
+    /// `txntoken+jwt` (an access token is refused, as a txn token is by
+    /// [`Verifier::verify`]), `iss`, `aud` = the trust domain, time, and the
+    /// kill switch. Returns its claims: the call chain, the subject, the
+    /// purpose and the contexts.
+    pub async fn verify_txn(
+        &self,
+        token: &str,
+        trust_domain: &str,
+    ) -> Result<TxnClaims, VerifyError> {
+        let header = txn::header(token).map_err(refusal)?;
+        let (key, alg) = self.key(&header.kid).await?;
+        let expected = txn::Expected {
+            issuer: &self.inner.issuer,
+            trust_domain,
+            now: crate::dpop::unix_now(),
+            leeway: self.inner.leeway.as_secs(),
+            max_lifetime: None,
+        };
+        let claims = txn::verify(token, &header, &key, alg, &expected).map_err(refusal)?;
+        self.check_revocations(&claims.facts(&header.kid))?;
+        Ok(claims)
+    }
+
+    /// The kill switch, when the verifier follows it: a stale feed fails
+    /// closed, a matching entry refuses.
+    fn check_revocations(&self, facts: &TokenFacts<'_>) -> Result<(), VerifyError> {
+        let Some(feed) = &self.inner.feed else {
+            return Ok(());
+        };
+        if feed
+            .silence()
+            .is_none_or(|s| s > self.inner.max_feed_silence)
+        {
+            return Err(VerifyError::FeedStale);
+        }
+        let revoked = match feed.set.read() {
+            Ok(set) => set.revoked_facts(facts),
+            // A poisoned lock: the set cannot be trusted; fail closed.
+            Err(_) => return Err(VerifyError::FeedStale),
+        };
+        match revoked {
+            Some(entry) => Err(VerifyError::Revoked(entry)),
+            None => Ok(()),
+        }
     }
 }
 

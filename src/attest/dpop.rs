@@ -5,7 +5,8 @@
 //! refused by all, so besides this process's [`ReplayCache`] the proof is
 //! recorded in the store every replica shares ([`SharedProofLog`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub use writ_proto::dpop::{
     CheckedProof, DpopError, Expected, ReplayCache, ReplayError, ReplayKey, ReplayStore, check,
@@ -53,7 +54,13 @@ const CLOCK_MARGIN_SECS: u64 = 60;
 pub struct ProofReplay {
     local: ReplayCache,
     shared: Option<Arc<dyn SharedProofLog>>,
+    /// One-time assertions (ID-JAG `jti`s) seen here, to when each expires.
+    assertions: Mutex<HashMap<ReplayKey, u64>>,
 }
+
+/// The most one-time assertions remembered at once in this process; past
+/// it, new ones are refused until old ones expire (never forgotten live).
+pub const MAX_ASSERTIONS: usize = 100_000;
 
 impl ProofReplay {
     /// Remembers proofs in this process only: one replica.
@@ -61,6 +68,7 @@ impl ProofReplay {
         Self {
             local: cache,
             shared: None,
+            assertions: Mutex::default(),
         }
     }
 
@@ -70,6 +78,7 @@ impl ProofReplay {
         Self {
             local: cache,
             shared: Some(shared),
+            assertions: Mutex::default(),
         }
     }
 
@@ -84,6 +93,46 @@ impl ProofReplay {
                     proof.valid_until().saturating_add(CLOCK_MARGIN_SECS),
                     now,
                 )
+                .await?;
+            if !fresh {
+                return Err(ReplayError::Replay.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a one-time assertion of `issuer` (an ID-JAG) by its `jti`,
+    /// live until `valid_until`; refuses it if this or any replica accepted
+    /// it before, if that cannot be known, or if there is no room.
+    pub async fn remember_assertion(
+        &self,
+        issuer: &str,
+        jti: &str,
+        valid_until: u64,
+        now: u64,
+    ) -> Result<(), ProofReplayError> {
+        let key = assertion_key(issuer, jti);
+        {
+            let mut seen = self
+                .assertions
+                .lock()
+                .map_err(|_| ReplayError::Full { retry_after: 1 })?;
+            if seen.get(&key).is_some_and(|&until| until >= now) {
+                return Err(ReplayError::Replay.into());
+            }
+            if seen.len() >= MAX_ASSERTIONS {
+                seen.retain(|_, until| *until >= now);
+                if seen.len() >= MAX_ASSERTIONS {
+                    let soonest = seen.values().min().copied().unwrap_or(now);
+                    let retry_after = soonest.saturating_sub(now).max(1);
+                    return Err(ReplayError::Full { retry_after }.into());
+                }
+            }
+            seen.insert(key, valid_until);
+        }
+        if let Some(shared) = &self.shared {
+            let fresh = shared
+                .remember_proof(&key, valid_until.saturating_add(CLOCK_MARGIN_SECS), now)
                 .await?;
             if !fresh {
                 return Err(ReplayError::Replay.into());
@@ -125,4 +174,16 @@ impl ProofReplay {
             }
         });
     }
+}
+
+/// The replay key of a one-time assertion: apart from DPoP proofs' keys
+/// (a different prefix under the hash), so neither can shadow the other.
+fn assertion_key(issuer: &str, jti: &str) -> ReplayKey {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("assertion\0{issuer}\0{jti}").as_bytes(),
+    );
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
 }

@@ -28,6 +28,7 @@ const ALLOWED: [(&str, Algorithm); 5] = [
 pub(crate) struct Unverified {
     alg: Algorithm,
     kid: Option<String>,
+    typ: Option<String>,
     payload: Map<String, Value>,
 }
 
@@ -49,11 +50,22 @@ impl Unverified {
             Some(Value::String(k)) => Some(k.clone()),
             Some(_) => return Err(AttestError::Malformed),
         };
+        let typ = match header.get("typ") {
+            None => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => return Err(AttestError::Malformed),
+        };
         Ok(Self {
             alg,
             kid,
+            typ,
             payload: decode_json(compact.payload)?,
         })
+    }
+
+    /// The header's `typ`, if any.
+    pub(crate) fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
     }
 
     /// The claimed `iss`, used only to pick which issuer verifies the token.

@@ -10,6 +10,7 @@
 //! principal.
 
 pub mod dpop;
+pub mod id_jag;
 mod jwks;
 mod jwt;
 mod kubernetes;
@@ -90,6 +91,9 @@ pub enum Evidence<'a> {
     /// A writ access token whose signature, lifetime, binding and
     /// revocation were checked.
     WritToken(&'a writ_proto::AccessClaims),
+    /// A writ transaction token whose signature, lifetime and revocation
+    /// were checked: it speaks for its subject as an access token does.
+    TxnToken(&'a writ_proto::txn::TxnClaims),
 }
 
 impl<'a> Evidence<'a> {
@@ -165,6 +169,10 @@ pub enum AttestError {
     /// certificate prove: outside `server.trust_domain`, or a Unix principal.
     #[error("{0}")]
     ForeignIdentity(String),
+    /// The JWT's `typ` says it is for another use (an ID-JAG presented as a
+    /// subject token, or any other token presented as an ID-JAG).
+    #[error("token type (typ) is not accepted here: {0}")]
+    WrongType(&'static str),
 }
 
 impl AttestError {
@@ -186,6 +194,7 @@ impl AttestError {
             Self::InvalidClaim(_) => "invalid_claim",
             Self::ForeignIdentity(_) => "foreign_identity",
             Self::PeerChanged => "peer_changed",
+            Self::WrongType(_) => "wrong_type",
         }
     }
 }
@@ -218,6 +227,9 @@ struct Cached {
 /// own tokens presented again.
 pub struct Registry {
     issuers: HashMap<String, Issuer>,
+    /// Enterprise IdPs trusted for ID-JAGs, by `iss`: apart from `issuers`,
+    /// so an ID-JAG is never a subject token nor an ID token an ID-JAG.
+    id_jag: HashMap<String, JwtVerifier>,
     verified: moka::sync::Cache<[u8; 32], Cached>,
     clock: Arc<dyn Clock>,
     trust_domain: String,
@@ -235,6 +247,7 @@ impl Registry {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, RegistryError> {
         let mut issuers = HashMap::new();
+        let mut id_jag = HashMap::new();
         for ic in &config.issuers {
             let err = |message: String| RegistryError {
                 issuer: ic.name.clone(),
@@ -244,12 +257,18 @@ impl Registry {
             let attestor: Box<dyn Attestor> = match ic.kind {
                 IssuerKind::Kubernetes => Box::new(kubernetes::KubernetesAttestor::new(ic)),
                 IssuerKind::Oidc => Box::new(oidc::OidcAttestor::new(ic).map_err(err)?),
+                IssuerKind::IdJag => {
+                    let verifier = JwtVerifier::new(&ic.issuer, &ic.audience, keys, clock.clone());
+                    id_jag.insert(ic.issuer.clone(), verifier);
+                    continue;
+                }
             };
             let verifier = JwtVerifier::new(&ic.issuer, &ic.audience, keys, clock.clone());
             issuers.insert(ic.issuer.clone(), Issuer { verifier, attestor });
         }
         Ok(Self {
             issuers,
+            id_jag,
             verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3_600))
@@ -288,7 +307,12 @@ impl Registry {
 
     /// The principal of a verified writ token presented again.
     pub fn attest_writ(&self, claims: &writ_proto::AccessClaims) -> Result<Attested, AttestError> {
-        self.writ.attest(&writ::evidence(claims))
+        self.writ.attest(&Evidence::WritToken(claims))
+    }
+
+    /// The principal a verified writ transaction token speaks for.
+    pub fn attest_txn(&self, claims: &writ_proto::txn::TxnClaims) -> Result<Attested, AttestError> {
+        self.writ.attest(&Evidence::TxnToken(claims))
     }
 
     /// Verifies a JWT from any configured issuer and maps it to a principal.
@@ -308,6 +332,11 @@ impl Registry {
             self.verified.invalidate(&digest);
         }
         let unverified = jwt::Unverified::parse(token)?;
+        if unverified.typ() == Some(id_jag::TYP) {
+            return Err(AttestError::WrongType(
+                "an ID-JAG is a jwt-bearer grant's assertion, not a subject or actor token",
+            ));
+        }
         let (iss, issuer) = self
             .issuers
             .get_key_value(unverified.issuer()?)
@@ -331,20 +360,44 @@ impl Registry {
         Ok(attested)
     }
 
+    /// Verifies an ID-JAG from a configured enterprise IdP: the user it
+    /// asserts and the client (agent) it was issued to. Its `jti` is the
+    /// caller's to remember against replay.
+    pub async fn attest_id_jag(&self, token: &str) -> Result<id_jag::IdJagGrant, AttestError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AttestError::TooLarge);
+        }
+        let unverified = jwt::Unverified::parse(token)?;
+        if unverified.typ() != Some(id_jag::TYP) {
+            return Err(AttestError::WrongType(
+                "an ID-JAG's typ is oauth-id-jag+jwt",
+            ));
+        }
+        let verifier = self
+            .id_jag
+            .get(unverified.issuer()?)
+            .ok_or(AttestError::UnknownIssuer)?;
+        let verified = verifier.verify(token, &unverified).await?;
+        id_jag::grant(&verified, self.clock.unix_now())
+    }
+
     /// Number of configured issuers.
     pub fn len(&self) -> usize {
-        self.issuers.len()
+        self.issuers.len() + self.id_jag.len()
     }
 
     /// Whether no issuer is configured.
     pub fn is_empty(&self) -> bool {
-        self.issuers.is_empty()
+        self.issuers.is_empty() && self.id_jag.is_empty()
     }
 
     /// Refreshes every `jwks_uri` in the background, off the hot path.
     pub fn spawn_refresh(self: &Arc<Self>) {
         for issuer in self.issuers.values() {
             issuer.verifier.keys().spawn_refresh();
+        }
+        for verifier in self.id_jag.values() {
+            verifier.keys().spawn_refresh();
         }
     }
 }

@@ -1,11 +1,9 @@
-//! A writ access token presented again (to be narrowed, or as the subject
+//! A writ access token (or transaction token) presented again (to be narrowed, or as the subject
 //! or actor of a delegation) attests the principal it was minted for. Its
 //! signature, lifetime, binding and the kill switch are checked before;
 //! this maps the verified claims to the principal, as every kind does.
 
 use std::collections::BTreeMap;
-
-use writ_proto::AccessClaims;
 
 use super::{AttestError, Attested, Attestor, AttrValue, Evidence};
 use crate::model::{AttestationKind, Principal};
@@ -33,16 +31,15 @@ impl Attestor for WritAttestor {
     }
 
     fn attest(&self, evidence: &Evidence<'_>) -> Result<Attested, AttestError> {
-        let Evidence::WritToken(claims) = evidence else {
-            return Err(AttestError::Malformed);
+        let (sub, principal_type, attestation_issuer, exp) = match evidence {
+            Evidence::WritToken(c) => (&c.sub, c.principal_type, &c.attestation_issuer, c.exp),
+            Evidence::TxnToken(c) => (&c.sub, c.principal_type, &c.attestation_issuer, c.exp),
+            _ => return Err(AttestError::Malformed),
         };
         let principal =
-            Principal::new(claims.sub.clone()).map_err(|_| AttestError::InvalidClaim("sub"))?;
-        let entity_type = claims
-            .principal_type
-            .ok_or(AttestError::MissingClaim("principal_type"))?;
-        let issuer = claims
-            .attestation_issuer
+            Principal::new(sub.clone()).map_err(|_| AttestError::InvalidClaim("sub"))?;
+        let entity_type = principal_type.ok_or(AttestError::MissingClaim("principal_type"))?;
+        let issuer = attestation_issuer
             .clone()
             .unwrap_or_else(|| self.broker.clone());
         Ok(Attested {
@@ -50,12 +47,7 @@ impl Attestor for WritAttestor {
             entity_type,
             kind: AttestationKind::Writ,
             attributes: BTreeMap::from([("issuer".to_owned(), AttrValue::String(issuer))]),
-            expires_at: claims.exp,
+            expires_at: exp,
         })
     }
-}
-
-/// The evidence of a verified writ token.
-pub(super) fn evidence(claims: &AccessClaims) -> Evidence<'_> {
-    Evidence::WritToken(claims)
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::delegation::Delegation;
 use super::request::{Credential, GrantKind, PeerEvidence, Presented, TokenRequest};
 use super::rules::{self, chain_of, confirmation_of};
+use super::transaction::{self, TxnParties};
 use super::{Context, Refusal, Stop};
+use crate::attest::dpop::{ProofReplayError, ReplayError};
 use crate::attest::{AttestError, Attested, Peer};
 use crate::model::Scopes;
 use crate::token::{AccessClaims, Verified};
@@ -21,6 +23,8 @@ pub(super) struct Parties {
     pub parent: Option<Verified>,
     /// The agent acting for the subject, if any.
     pub delegation: Option<Delegation>,
+    /// For a transaction token: the token it replaces and the call chain.
+    pub txn: Option<TxnParties>,
 }
 
 /// Attests the subject and, for a delegation (or a delegated token being
@@ -31,6 +35,8 @@ pub(super) async fn parties(
     peer: &Peer,
 ) -> Result<Parties, Stop> {
     let (subject, parent) = match &request.kind {
+        GrantKind::Transaction(txn) => return transaction::parties(ctx, request, peer, txn).await,
+        GrantKind::IdJag(assertion) => return id_jag(ctx, request, assertion).await,
         GrantKind::ClientCredentials(evidence) => (client(ctx, evidence)?, None),
         GrantKind::Exchange(token) => (exchange(ctx, token).await?, None),
         GrantKind::Narrowing(token) => narrowing(ctx, request, peer, token)?,
@@ -52,6 +58,57 @@ pub(super) async fn parties(
         subject,
         parent,
         delegation,
+        txn: None,
+    })
+}
+
+/// An enterprise IdP's ID-JAG: the user it asserts is the subject, the
+/// client it was issued to the agent acting for them. The grant's own limits
+/// (`scope`, `resource`) bound the request; its `jti` is accepted once, at
+/// every replica.
+async fn id_jag(
+    ctx: &Context<'_>,
+    request: &TokenRequest,
+    assertion: &Credential,
+) -> Result<Parties, Stop> {
+    let grant = ctx
+        .attest
+        .attest_id_jag(assertion.as_str())
+        .await
+        .map_err(|e| {
+            ctx.metrics.attestation_failure(e.reason());
+            Refusal::InvalidGrant(format!("assertion: {e}"))
+        })?;
+    if let Some(resource) = &grant.resource
+        && resource != request.audience.as_str()
+    {
+        return Err(Refusal::InvalidTarget("the assertion names another resource".into()).into());
+    }
+    if let Some(scope) = &grant.scope {
+        let allowed = Scopes::parse(scope)
+            .map_err(|_| Refusal::InvalidGrant("assertion scope is malformed".into()))?;
+        if !request.scopes.is_subset_of(&allowed) {
+            return Err(
+                Refusal::InvalidScope("scope is wider than the assertion grants".into()).into(),
+            );
+        }
+    }
+    let now = ctx.clock.unix_now();
+    ctx.dpop_replay
+        .remember_assertion(&grant.issuer, &grant.jti, grant.expires_at, now)
+        .await
+        .map_err(|e| match e {
+            ProofReplayError::Replay(ReplayError::Replay) => {
+                Refusal::InvalidGrant("assertion was already used (jti replayed)".into())
+            }
+            e => Refusal::from(e),
+        })?;
+    let delegation = Delegation::asserted(grant.client.clone(), &grant.issuer);
+    Ok(Parties {
+        subject: grant.user,
+        parent: None,
+        delegation: Some(delegation),
+        txn: None,
     })
 }
 

@@ -97,11 +97,34 @@ impl Delegation {
         })
     }
 
+    /// The client an enterprise IdP's ID-JAG was issued to, acting for the
+    /// user it asserts: one hop, attested by the IdP (`act.iss`).
+    pub(super) fn asserted(client: Arc<Attested>, issuer: &str) -> Self {
+        let sub = client.principal.to_string();
+        Self {
+            act: ActorChain::new(sub.clone(), Some(issuer.to_owned()), None),
+            actors: vec![sub],
+            depth: 1,
+            actor: client,
+            actor_cnf: None,
+            lineage: Vec::new(),
+        }
+    }
+
     /// The chain of a delegated token being narrowed without a new actor:
     /// the narrowed token keeps it, so it still names (and the kill switch
     /// still reaches) every agent in it, and Cedar still sees the newest.
     pub(super) fn inherited(parent: &AccessClaims) -> Result<Option<Self>, Refusal> {
-        let Some(act) = chain_of(parent) else {
+        Self::inherited_chain(chain_of(parent), parent.exp)
+    }
+
+    /// The delegation a token carrying `act` and expiring at `exp` speaks
+    /// for (a transaction token begun from a delegated token keeps it).
+    pub(super) fn inherited_chain(
+        act: Option<&ActorChain>,
+        exp: u64,
+    ) -> Result<Option<Self>, Refusal> {
+        let Some(act) = act else {
             return Ok(None);
         };
         let actors = actors_in(Some(act));
@@ -115,7 +138,7 @@ impl Delegation {
                 entity_type: EntityType::Agent,
                 kind: AttestationKind::Writ,
                 attributes: Default::default(),
-                expires_at: parent.exp,
+                expires_at: exp,
             }),
             act: act.clone(),
             depth: u32::try_from(actors.len()).unwrap_or(u32::MAX),

@@ -77,7 +77,14 @@ pub(super) fn lifetime(
     parties: &Parties,
     now: u64,
 ) -> Result<Ttl, Refusal> {
-    let mut ttl = requested.as_secs().min(settings.max_ttl.as_secs());
+    let longest = match &parties.txn {
+        Some(_) => settings.txn_ttl,
+        None => settings.max_ttl,
+    };
+    let mut ttl = requested.as_secs().min(longest.as_secs());
+    if let Some(previous) = parties.txn.as_ref().and_then(|t| t.previous.as_ref()) {
+        ttl = ttl.min(previous.claims.exp.saturating_sub(now));
+    }
     if let Some(cap) = policy_cap {
         ttl = ttl.min(cap);
     }

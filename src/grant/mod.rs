@@ -18,6 +18,8 @@
 //!   again after signing, so a block acknowledged meanwhile still wins),
 //!   Cedar's decision and the mint;
 //! - `lifetime`: the binding (`cnf`), the ancestry and the capped TTL;
+//! - `transaction`: transaction tokens: the subject, the call chain and
+//!   the context a transaction token carries;
 //! - `rules`: the rules the grant applies but does not own (key binding,
 //!   the kill switch's matcher, the shape of `act` and `cnf`), each read in
 //!   one function.
@@ -37,6 +39,7 @@ mod pipeline;
 mod refusal;
 mod request;
 mod rules;
+mod transaction;
 
 use std::time::Duration;
 
@@ -45,10 +48,12 @@ pub use outcome::{Granted, Learned, Outcome, Refused, TokenType};
 pub use pipeline::{grant, run};
 pub use refusal::Refusal;
 pub use request::{
-    CLIENT_CREDENTIALS, Credential, GrantKind, MAX_RESOURCE_LEN, PeerEvidence, Presented,
-    TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT, TargetParameter, TokenRequest,
-    check_resource, dpop_proof,
+    CLIENT_CREDENTIALS, Credential, GrantKind, JWT_BEARER, MAX_RESOURCE_LEN, MAX_TXN_CONTEXT_BYTES,
+    PeerEvidence, Presented, TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT,
+    TYPE_TXN_TOKEN, TargetParameter, TokenRequest, TxnRequest, TxnSubject, check_resource,
+    dpop_proof,
 };
+pub use transaction::MAX_CALL_CHAIN;
 
 use crate::attest::Registry;
 use crate::attest::dpop::ProofReplay;
@@ -70,6 +75,10 @@ pub struct Settings<'a> {
     pub max_ttl: Duration,
     /// `tokens.max_delegation_depth`: the longest `act` chain minted.
     pub max_delegation_depth: u32,
+    /// `server.trust_domain`: the audience of transaction tokens.
+    pub trust_domain: &'a str,
+    /// `tokens.txn_ttl`: the longest transaction token minted.
+    pub txn_ttl: Duration,
 }
 
 impl<'a> Settings<'a> {
@@ -80,6 +89,8 @@ impl<'a> Settings<'a> {
             default_ttl: config.tokens.default_ttl,
             max_ttl: config.tokens.max_ttl,
             max_delegation_depth: config.tokens.max_delegation_depth,
+            trust_domain: &config.server.trust_domain,
+            txn_ttl: config.tokens.txn_ttl,
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum TokenType {
     Bearer,
     /// A token bound to the request's DPoP key.
     Dpop,
+    /// Not an access token (a transaction token): RFC 8693 section 2.2.1's
+    /// `N_A`.
+    NotApplicable,
 }
 
 impl TokenType {
@@ -57,6 +60,7 @@ impl TokenType {
         match self {
             Self::Bearer => "Bearer",
             Self::Dpop => "DPoP",
+            Self::NotApplicable => "N_A",
         }
     }
 }

@@ -8,13 +8,14 @@ use axum::http::HeaderMap;
 use super::attest::{self, Parties};
 use super::rules::{self, Minting};
 use super::{
-    Context, Form, Granted, Learned, Outcome, Refusal, Stop, TokenRequest, TokenType, lifetime,
+    Context, Form, GrantKind, Granted, Learned, Outcome, Refusal, Stop, TokenRequest, TokenType,
+    lifetime, transaction,
 };
 use crate::attest::Peer;
 use crate::model::Scopes;
-use crate::policy::{Decision, DecisionRequest, PolicyError};
+use crate::policy::{Decision, DecisionRequest, PolicyError, Transaction};
 use crate::revoke::Entry;
-use crate::token::MintRequest;
+use crate::token::{MintRequest, TxnMintRequest};
 
 /// Answers one token request: parses `form` (with the connection's `peer`
 /// and the request `headers`) at `now`, then [`run`]s it.
@@ -48,18 +49,25 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
             .await
             .map_err(|e| learned.stopped(Refusal::from(e)))?;
     }
-    let ancestry = lifetime::ancestry(
-        parties.parent.as_ref().map(|p| &p.claims),
-        parties.delegation.as_ref(),
-    )
+    let ancestry = match &parties.txn {
+        Some(txn) => transaction::ancestry(&parties, txn),
+        None => lifetime::ancestry(
+            parties.parent.as_ref().map(|p| &p.claims),
+            parties.delegation.as_ref(),
+        ),
+    }
     .map_err(|refusal| learned.stopped(refusal))?;
-    let cnf = lifetime::binding(request, &parties);
+    // A transaction token is never bound: it travels with the call, not a key.
+    let cnf = match &parties.txn {
+        Some(_) => None,
+        None => lifetime::binding(request, &parties),
+    };
     let minting = Minting::of(request, &parties);
     learned.principal = Some(minting.subject.clone());
     learned.attestation = Some(parties.subject.kind);
     learned.actors = minting.actors.to_vec();
 
-    kill_switch(ctx, &minting, now).map_err(|stop| learned.stopped(stop))?;
+    kill_switch(ctx, request, &minting, &parties, now).map_err(|stop| learned.stopped(stop))?;
 
     let decision = decide(ctx, request, peer, &parties, cnf.is_some(), now)
         .map_err(|e| learned.stopped(undecided(request, e)))?;
@@ -75,9 +83,23 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
         now,
     )
     .map_err(|refusal| learned.stopped(refusal))?;
-    let minted = ctx
-        .minter
-        .mint(MintRequest {
+    let minted = match (&request.kind, &parties.txn) {
+        (GrantKind::Transaction(txn_request), Some(txn)) => ctx.minter.mint_txn(TxnMintRequest {
+            subject: minting.subject,
+            principal_type: parties.subject.entity_type,
+            attestation: parties.subject.kind,
+            attestation_issuer: minting.attestation_issuer,
+            trust_domain: ctx.settings.trust_domain,
+            purposes: &granted,
+            ttl,
+            now,
+            txn: txn.previous.as_ref().map(|p| p.claims.txn.clone()),
+            rctx: transaction::request_context(txn_request, txn, peer),
+            tctx: transaction::transaction_context(txn_request, txn),
+            act: minting.act.cloned(),
+            ancestry,
+        }),
+        _ => ctx.minter.mint(MintRequest {
             subject: minting.subject,
             principal_type: parties.subject.entity_type,
             attestation: parties.subject.kind,
@@ -89,15 +111,27 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
             act: minting.act.cloned(),
             cnf,
             ancestry,
-        })
-        .map_err(|e| learned.stopped(Refusal::from(e)))?;
+        }),
+    }
+    .map_err(|e| learned.stopped(Refusal::from(e)))?;
 
     // A block acknowledged while this request was deciding must still win:
     // the admin answers only after the entry is in the index, so checking
     // again here means no token leaves after that answer.
-    kill_switch(ctx, &minting, ctx.clock.unix_now()).map_err(|stop| learned.stopped(stop))?;
-    // Likewise a revocation of the token being narrowed: the child must not outlive it.
-    if let Some(entry) = parties.parent.as_ref().and_then(|p| rules::revoked(ctx, p)) {
+    kill_switch(ctx, request, &minting, &parties, ctx.clock.unix_now())
+        .map_err(|stop| learned.stopped(stop))?;
+    // Likewise a revocation of the token being narrowed (or the transaction
+    // token being replaced): the child must not outlive it.
+    let parent_revoked = parties
+        .parent
+        .as_ref()
+        .and_then(|p| rules::revoked(ctx, p))
+        .or_else(|| {
+            let previous = parties.txn.as_ref()?.previous.as_ref()?;
+            ctx.revocations
+                .revoked(&previous.claims.facts(&previous.kid))
+        });
+    if let Some(entry) = parent_revoked {
         let refusal = attest::subject_revoked(&entry.id);
         return Err(learned.stopped(Stop::revoked(&entry, refusal)));
     }
@@ -105,9 +139,10 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
         minted,
         scopes: granted,
         ttl,
-        token_type: match request.dpop {
-            Some(_) => TokenType::Dpop,
-            None => TokenType::Bearer,
+        token_type: match (&parties.txn, &request.dpop) {
+            (Some(_), _) => TokenType::NotApplicable,
+            (None, Some(_)) => TokenType::Dpop,
+            (None, None) => TokenType::Bearer,
         },
         learned,
     })
@@ -115,12 +150,23 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
 
 /// The kill switch: 403 naming the entry that blocks this token at `now`,
 /// never its reason text.
-fn kill_switch(ctx: &Context<'_>, minting: &Minting<'_>, now: u64) -> Result<(), Stop> {
+/// For a transaction token, the workload asking is checked too.
+fn kill_switch(
+    ctx: &Context<'_>,
+    request: &TokenRequest,
+    minting: &Minting<'_>,
+    parties: &Parties,
+    now: u64,
+) -> Result<(), Stop> {
     // Another replica may have acknowledged a block this one has not read.
     ctx.freshness
         .check()
         .map_err(|stale| Refusal::Unavailable(stale.to_string()))?;
-    match rules::blocked(ctx, minting, now) {
+    let requester = || {
+        let txn = parties.txn.as_ref()?;
+        transaction::requester_blocked(ctx, request, txn, now)
+    };
+    match rules::blocked(ctx, minting, now).or_else(requester) {
         None => Ok(()),
         Some(entry) => Err(blocked(&entry)),
     }
@@ -151,6 +197,10 @@ fn decide(
         sender_constrained,
         delegation_depth: delegation.map_or(0, |d| d.depth),
         actor: delegation.map(|d| d.actor.as_ref()),
+        transaction: parties.txn.as_ref().map(|txn| Transaction {
+            requester: txn.requester(),
+            chain: u32::try_from(txn.chain.len()).unwrap_or(u32::MAX),
+        }),
     })
 }
 

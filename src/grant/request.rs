@@ -20,12 +20,18 @@ use crate::model::{Scopes, TargetId, Ttl};
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 6749 client credentials: the caller is its own evidence.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 7523 JWT bearer grant: an enterprise IdP's ID-JAG as `assertion`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// RFC 8693 token type of a JWT attestation.
 pub const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// RFC 8693 token type of an OIDC ID token.
 pub const TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// RFC 8693 token type of an access token (a writ token).
 pub const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The token type of a transaction token (draft-ietf-oauth-transaction-tokens).
+pub const TYPE_TXN_TOKEN: &str = writ_proto::txn::TOKEN_TYPE;
+/// The most bytes of `request_context` or `request_details` read.
+pub const MAX_TXN_CONTEXT_BYTES: usize = 4096;
 
 /// A token the client presented: a bearer secret, so `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,6 +87,41 @@ pub enum GrantKind {
     /// Client credentials: the caller's certificate or Unix peer is its
     /// attestation.
     ClientCredentials(PeerEvidence),
+    /// A transaction token (`requested_token_type` of that type) for the
+    /// trust domain.
+    Transaction(TxnRequest),
+    /// An enterprise IdP's ID-JAG (`assertion` of the jwt-bearer grant): the
+    /// user it names, with the client it was issued to acting for them.
+    IdJag(Credential),
+}
+
+/// A transaction token request (CONTRACT section 9).
+#[derive(Debug, Clone)]
+pub struct TxnRequest {
+    /// Whom the transaction acts for.
+    pub subject: TxnSubject,
+    /// `request_context`: what the requester says of the originating
+    /// request (becomes `rctx`, beside the `req_wl` writ writes).
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// `request_details`: the transaction's details (becomes `tctx`).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The subject of a transaction token request.
+#[derive(Debug, Clone)]
+pub enum TxnSubject {
+    /// A writ access token: the transaction acts for its subject.
+    Access(Credential),
+    /// A workload's own attestation: the transaction acts for it.
+    Attestation(Credential),
+    /// A transaction token replaced by the next workload down the call
+    /// chain, which proves itself with its attestation (`actor_token`).
+    Replacement {
+        /// The transaction token being replaced.
+        txn: Credential,
+        /// The requesting workload's attestation.
+        requester: Credential,
+    },
 }
 
 /// The longest `resource` accepted, in bytes (as any target id).
@@ -144,10 +185,20 @@ impl TokenRequest {
             .map(|proof| check_proof(proof, settings.issuer, now))
             .transpose()?;
         let grant_type = form.required("grant_type")?;
-        if grant_type != TOKEN_EXCHANGE && grant_type != CLIENT_CREDENTIALS {
+        if ![TOKEN_EXCHANGE, CLIENT_CREDENTIALS, JWT_BEARER].contains(&grant_type) {
             return Err(Refusal::UnsupportedGrantType.into());
         }
+        let wants_txn = wants_txn_token(form, grant_type)?;
         let (audience, target_parameter) = target(form)?;
+        if wants_txn
+            && (target_parameter != TargetParameter::Audience
+                || audience.as_str() != settings.trust_domain)
+        {
+            return Err(Refusal::InvalidTarget(
+                "a transaction token's audience is the trust domain (server.trust_domain)".into(),
+            )
+            .into());
+        }
         let learned = Learned {
             target: Some(audience.clone()),
             ..Learned::default()
@@ -160,8 +211,18 @@ impl TokenRequest {
             scopes_requested: Some(scopes.clone()),
             ..learned
         };
-        let (requested_ttl, kind) = requested_ttl(form, settings)
-            .and_then(|ttl| Ok((ttl, grant_kind(form, peer, grant_type)?)))
+        let default_ttl = match wants_txn {
+            true => settings.txn_ttl,
+            false => settings.default_ttl,
+        };
+        let (requested_ttl, kind) = requested_ttl(form, default_ttl)
+            .and_then(|ttl| {
+                let kind = match wants_txn {
+                    true => GrantKind::Transaction(txn_request(form)?),
+                    false => grant_kind(form, peer, grant_type)?,
+                };
+                Ok((ttl, kind))
+            })
             .map_err(|refusal| learned.refused(refusal))?;
         Ok(Self {
             audience,
@@ -288,9 +349,99 @@ fn check_proof(proof: &str, issuer: &str, now: u64) -> Result<CheckedProof, Refu
     dpop::check(proof, &expected).map_err(|e| Refusal::InvalidDpopProof(e.to_string()))
 }
 
-fn requested_ttl(form: &Form, settings: &Settings<'_>) -> Result<Ttl, Refusal> {
+/// Whether `requested_token_type` asks for a transaction token; an access
+/// token (or a JWT, which writ's access tokens are) is the default, and any
+/// other type is refused rather than ignored.
+fn wants_txn_token(form: &Form, grant_type: &str) -> Result<bool, Refusal> {
+    match form.optional("requested_token_type") {
+        None | Some(TYPE_ACCESS_TOKEN | TYPE_JWT) => Ok(false),
+        Some(TYPE_TXN_TOKEN) if grant_type == TOKEN_EXCHANGE => Ok(true),
+        Some(TYPE_TXN_TOKEN) => Err(Refusal::InvalidRequest(
+            "a transaction token needs the token-exchange grant".into(),
+        )),
+        Some(_) => Err(Refusal::InvalidRequest(
+            "requested_token_type is not supported".into(),
+        )),
+    }
+}
+
+/// The subject and context of a transaction token request.
+fn txn_request(form: &Form) -> Result<TxnRequest, Refusal> {
+    let token = Credential(form.required("subject_token")?.to_owned());
+    let token_type = form.required("subject_token_type")?;
+    let actor = form.optional("actor_token");
+    let actor_type = form.optional("actor_token_type");
+    let subject = match (token_type, actor) {
+        (TYPE_TXN_TOKEN, Some(requester)) => {
+            if !matches!(actor_type, Some(TYPE_JWT | TYPE_ID_TOKEN)) {
+                return Err(Refusal::InvalidRequest(
+                    "replacing a transaction token needs the requesting workload's attestation \
+                     as actor_token (a JWT)"
+                        .into(),
+                ));
+            }
+            TxnSubject::Replacement {
+                txn: token,
+                requester: Credential(requester.to_owned()),
+            }
+        }
+        (TYPE_TXN_TOKEN, None) => {
+            return Err(Refusal::InvalidRequest(
+                "replacing a transaction token needs the requesting workload's attestation as \
+                 actor_token"
+                    .into(),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(Refusal::InvalidRequest(
+                "actor_token is only for replacing a transaction token".into(),
+            ));
+        }
+        (TYPE_ACCESS_TOKEN, None) => TxnSubject::Access(token),
+        (TYPE_JWT | TYPE_ID_TOKEN, None) => TxnSubject::Attestation(token),
+        (_, None) => {
+            return Err(Refusal::InvalidRequest(
+                "subject_token_type is not supported".into(),
+            ));
+        }
+    };
+    Ok(TxnRequest {
+        subject,
+        context: json_object(form, "request_context")?.unwrap_or_default(),
+        details: json_object(form, "request_details")?,
+    })
+}
+
+/// A JSON object parameter, as JSON text or base64url-encoded JSON.
+fn json_object(
+    form: &Form,
+    name: &str,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Refusal> {
+    use base64::Engine;
+    let Some(text) = form.optional(name) else {
+        return Ok(None);
+    };
+    let malformed = || Refusal::InvalidRequest(format!("{name} must be a JSON object"));
+    if text.len() > MAX_TXN_CONTEXT_BYTES {
+        return Err(Refusal::InvalidRequest(format!(
+            "{name} is longer than {MAX_TXN_CONTEXT_BYTES} bytes"
+        )));
+    }
+    let bytes = match text.starts_with('{') {
+        true => text.as_bytes().to_vec(),
+        false => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| malformed())?,
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(serde_json::Value::Object(object)) => Ok(Some(object)),
+        _ => Err(malformed()),
+    }
+}
+
+fn requested_ttl(form: &Form, default_ttl: std::time::Duration) -> Result<Ttl, Refusal> {
     match form.optional("requested_ttl") {
-        None => Ttl::from_duration(settings.default_ttl)
+        None => Ttl::from_duration(default_ttl)
             .map_err(|_| Refusal::Unavailable("tokens.default_ttl is zero".into())),
         Some(v) => v
             .parse::<u64>()
@@ -319,6 +470,15 @@ fn grant_kind(form: &Form, peer: &Peer, grant_type: &str) -> Result<GrantKind, R
     }
     if grant_type == CLIENT_CREDENTIALS {
         return client_evidence(peer).map(GrantKind::ClientCredentials);
+    }
+    if grant_type == JWT_BEARER {
+        if actor_token.is_some() || form.optional("subject_token").is_some() {
+            return Err(Refusal::InvalidRequest(
+                "the jwt-bearer grant carries its parties in the assertion alone".into(),
+            ));
+        }
+        let assertion = form.required("assertion")?;
+        return Ok(GrantKind::IdJag(Credential(assertion.to_owned())));
     }
     let subject = presented(
         form.required("subject_token")?,
@@ -362,6 +522,9 @@ fn presented(token: &str, token_type: &str, parameter: &str) -> Result<Presented
     match token_type {
         TYPE_JWT | TYPE_ID_TOKEN => Ok(Presented::Attestation(token)),
         TYPE_ACCESS_TOKEN => Ok(Presented::Writ(token)),
+        TYPE_TXN_TOKEN => Err(Refusal::InvalidRequest(format!(
+            "a transaction token is not exchanged for an access token ({parameter})"
+        ))),
         _ => Err(Refusal::InvalidRequest(format!(
             "{parameter} is not supported"
         ))),
@@ -391,6 +554,8 @@ mod tests {
             default_ttl: Duration::from_secs(300),
             max_ttl: Duration::from_secs(900),
             max_delegation_depth: 3,
+            trust_domain: "writ.test",
+            txn_ttl: Duration::from_secs(60),
         }
     }
 

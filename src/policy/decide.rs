@@ -37,6 +37,18 @@ pub struct DecisionRequest<'a> {
     /// The agent acting for the principal, when delegated: Cedar sees it as
     /// `context.actor`, an entity with its attributes and parents.
     pub actor: Option<&'a Attested>,
+    /// A transaction token request: Cedar sees `context.transaction`.
+    pub transaction: Option<Transaction<'a>>,
+}
+
+/// What Cedar sees of a transaction token request (`context.transaction`);
+/// its purpose is `context.scope`, its trust domain the resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Transaction<'a> {
+    /// The workload asking (the last of `rctx.req_wl`).
+    pub requester: &'a str,
+    /// How many workloads the call chain has passed, this one included.
+    pub chain: u32,
 }
 
 /// Cedar's verdict on one scope.
@@ -122,6 +134,20 @@ impl PolicySnapshot {
         let mut base_context = base_context(req);
         if let Some(uid) = actor_uid {
             base_context.push(("actor".into(), RestrictedExpression::new_entity_uid(uid)));
+        }
+        if let Some(txn) = req.transaction {
+            let record = RestrictedExpression::new_record([
+                (
+                    "requester".to_owned(),
+                    RestrictedExpression::new_string(txn.requester.to_owned()),
+                ),
+                (
+                    "chain".to_owned(),
+                    RestrictedExpression::new_long(i64::from(txn.chain)),
+                ),
+            ])
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+            base_context.push(("transaction".into(), record));
         }
         let authorizer = Authorizer::new();
         let mut scopes = Vec::with_capacity(req.scopes.len());

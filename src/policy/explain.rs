@@ -185,6 +185,7 @@ impl PolicySnapshot {
                 sender_constrained: ctx.sender_constrained.unwrap_or(false),
                 delegation_depth: ctx.delegation_depth.unwrap_or(0),
                 actor: None,
+                transaction: None,
             },
             &parents,
         )?;

@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 
 pub use cases::{Case, CaseFile, CasesError, Expect, Failure, read_case_file};
 pub use decide::{
-    AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision,
+    AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision, Transaction,
 };
 pub use examples::{EXAMPLES, write_examples};
 pub use explain::{

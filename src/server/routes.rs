@@ -187,6 +187,15 @@ async fn metadata(State(app): State<Arc<AppState>>) -> Response {
     if mtls || app.config.server.unix_socket.is_some() {
         grant_types.push("client_credentials");
     }
+    // The jwt-bearer grant is served when an enterprise IdP is trusted for ID-JAGs.
+    if app
+        .config
+        .issuers
+        .iter()
+        .any(|i| i.kind == crate::config::IssuerKind::IdJag)
+    {
+        grant_types.push(crate::grant::JWT_BEARER);
+    }
     let auth_methods = if mtls {
         json!(["none", "tls_client_auth"])
     } else {

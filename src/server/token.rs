@@ -16,7 +16,9 @@ use super::error::ApiError;
 use super::{AppState, form};
 use crate::attest::Peer;
 use crate::audit::AuditRecord;
-use crate::grant::{self, Granted, Learned, Outcome, Refusal, TYPE_ACCESS_TOKEN};
+use crate::grant::{
+    self, Granted, Learned, Outcome, Refusal, TYPE_ACCESS_TOKEN, TYPE_TXN_TOKEN, TokenType,
+};
 
 pub(super) async fn token(
     State(app): State<Arc<AppState>>,
@@ -49,7 +51,10 @@ pub(super) async fn token(
 fn render(granted: Granted) -> Response {
     let body = json!({
         "access_token": granted.minted.token,
-        "issued_token_type": TYPE_ACCESS_TOKEN,
+        "issued_token_type": match granted.token_type {
+            TokenType::NotApplicable => TYPE_TXN_TOKEN,
+            TokenType::Bearer | TokenType::Dpop => TYPE_ACCESS_TOKEN,
+        },
         "token_type": granted.token_type.as_str(),
         "expires_in": granted.ttl.as_secs(),
         "scope": granted.scopes.to_string(),

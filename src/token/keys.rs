@@ -201,16 +201,26 @@ pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(
 pub struct Signer {
     key: Arc<SigningKey>,
     header_b64: String,
+    txn_header_b64: String,
 }
 
 impl Signer {
     fn new(key: Arc<SigningKey>) -> Self {
-        let header =
-            serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": "at+jwt"});
+        let header = |typ: &str| {
+            let json =
+                serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": typ});
+            URL_SAFE_NO_PAD.encode(json.to_string())
+        };
         Self {
-            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            header_b64: header(writ_proto::token::ACCESS_TOKEN_TYP),
+            txn_header_b64: header(writ_proto::txn::TXN_TOKEN_TYP),
             key,
         }
+    }
+
+    /// The protected header of a transaction token, base64url.
+    pub fn txn_header_b64(&self) -> &str {
+        &self.txn_header_b64
     }
 
     /// The key.

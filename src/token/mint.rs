@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use super::{AccessClaims, ActorChain, Confirmation, KeyRing, SigningError};
+use super::{AccessClaims, ActorChain, Confirmation, KeyRing, Signer, SigningError};
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
+use writ_proto::txn::TxnClaims;
 
 /// What a new token says.
 #[derive(Debug)]
@@ -85,9 +86,7 @@ impl Minter {
 
     /// Mints one token.
     pub fn mint(&self, req: MintRequest<'_>) -> Result<Minted, SigningError> {
-        let mut jti = [0u8; 16];
-        self.rng.fill(&mut jti).map_err(|_| SigningError)?;
-        let jti = URL_SAFE_NO_PAD.encode(jti);
+        let jti = self.random_id()?;
         let exp = req.now.saturating_add(req.ttl.as_secs());
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -107,16 +106,7 @@ impl Minter {
             cnf: req.cnf,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| SigningError)?;
-        let snapshot = self.keys.snapshot();
-        let signer = snapshot.signer_at(req.now).ok_or(SigningError)?;
-        let header_b64 = signer.header_b64();
-        let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 100);
-        token.push_str(header_b64);
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = signer.key().sign(token.as_bytes())?;
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        let token = self.sign(&payload, req.now, Signer::header_b64)?;
         Ok(Minted {
             token,
             jti,
@@ -124,6 +114,99 @@ impl Minter {
             exp,
         })
     }
+
+    /// Mints one transaction token.
+    pub fn mint_txn(&self, req: TxnMintRequest) -> Result<Minted, SigningError> {
+        let jti = self.random_id()?;
+        let txn = match req.txn {
+            Some(txn) => txn,
+            None => self.random_id()?,
+        };
+        let exp = req.now.saturating_add(req.ttl.as_secs());
+        let claims = TxnClaims {
+            iss: self.issuer.clone(),
+            iat: req.now,
+            exp,
+            aud: req.trust_domain.to_owned(),
+            txn,
+            sub: req.subject.as_str().to_owned(),
+            purp: req.purposes.to_string(),
+            jti: jti.clone(),
+            rctx: req.rctx,
+            tctx: req.tctx,
+            attestation: Some(req.attestation),
+            principal_type: Some(req.principal_type),
+            attestation_issuer: req.attestation_issuer.map(str::to_owned),
+            act: req.act,
+            ancestry: req.ancestry,
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| SigningError)?;
+        let token = self.sign(&payload, req.now, Signer::txn_header_b64)?;
+        Ok(Minted {
+            token,
+            jti,
+            iat: req.now,
+            exp,
+        })
+    }
+
+    fn random_id(&self) -> Result<String, SigningError> {
+        let mut id = [0u8; 16];
+        self.rng.fill(&mut id).map_err(|_| SigningError)?;
+        Ok(URL_SAFE_NO_PAD.encode(id))
+    }
+
+    /// Signs `payload` under the header `header` picks from the key that
+    /// signs at `now`.
+    fn sign(
+        &self,
+        payload: &[u8],
+        now: u64,
+        header: fn(&Signer) -> &str,
+    ) -> Result<String, SigningError> {
+        let snapshot = self.keys.snapshot();
+        let signer = snapshot.signer_at(now).ok_or(SigningError)?;
+        let header_b64 = header(signer);
+        let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = signer.key().sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+}
+
+/// What a new transaction token says (CONTRACT section 9).
+#[derive(Debug)]
+pub struct TxnMintRequest<'a> {
+    /// `sub`.
+    pub subject: &'a Principal,
+    /// The subject's Cedar type.
+    pub principal_type: EntityType,
+    /// How the subject attested.
+    pub attestation: AttestationKind,
+    /// The `iss` of that attestation.
+    pub attestation_issuer: Option<&'a str>,
+    /// `aud`: the trust domain.
+    pub trust_domain: &'a str,
+    /// `purp`: the purposes granted.
+    pub purposes: &'a Scopes,
+    /// Lifetime, already capped.
+    pub ttl: Ttl,
+    /// `iat`.
+    pub now: u64,
+    /// The call chain's id, when replacing; a new one otherwise.
+    pub txn: Option<String>,
+    /// `rctx`, with `req_wl`.
+    pub rctx: serde_json::Map<String, serde_json::Value>,
+    /// `tctx`.
+    pub tctx: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The agents acting for the subject, when it began from a delegated token.
+    pub act: Option<ActorChain>,
+    /// The `jti`s of the tokens it derives from, nearest first.
+    pub ancestry: Vec<String>,
 }
 
 /// `client_id` is the acting party: the newest actor when delegated.

@@ -24,9 +24,9 @@ pub use keys::{
     SigningKey,
 };
 pub use lifecycle::{KeyState, Transition};
-pub use mint::{MintRequest, Minted, Minter};
+pub use mint::{MintRequest, Minted, Minter, TxnMintRequest};
 pub use seal::{Kek, KekError};
-pub use verify::{TokenVerifier, Verified};
+pub use verify::{TokenVerifier, Verified, VerifiedTxn};
 pub use writ_proto::claims::{AccessClaims, ActorChain, Confirmation};
 
 /// How many tokens a token may derive from (its `ancestry`): narrowing and

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use writ_proto::token::{self, Expected};
+use writ_proto::txn::{self, TxnClaims};
 
 use super::{AccessClaims, KeyRing, TokenError};
 use crate::clock::Clock;
@@ -17,6 +18,15 @@ use crate::clock::Clock;
 pub struct Verified {
     /// The claims.
     pub claims: AccessClaims,
+    /// The signing key's id.
+    pub kid: String,
+}
+
+/// A writ transaction token that verified: its claims and signing key.
+#[derive(Debug, Clone)]
+pub struct VerifiedTxn {
+    /// The claims.
+    pub claims: TxnClaims,
     /// The signing key's id.
     pub kid: String,
 }
@@ -70,6 +80,34 @@ impl TokenVerifier {
             }
         })?;
         Ok(Verified {
+            claims,
+            kid: header.kid,
+        })
+    }
+
+    /// Checks a transaction token this broker minted for `trust_domain`,
+    /// living at most `max_lifetime` seconds: signature, `typ`
+    /// `txntoken+jwt`, `iss`, `aud`, validity window.
+    pub fn verify_txn(
+        &self,
+        token: &str,
+        trust_domain: &str,
+        max_lifetime: u64,
+    ) -> Result<VerifiedTxn, TokenError> {
+        let header = txn::header(token)?;
+        let snapshot = self.keys.snapshot();
+        let (key, alg) = snapshot
+            .verifying_key(&header.kid)
+            .ok_or(TokenError::UnknownKey)?;
+        let expected = txn::Expected {
+            issuer: &self.issuer,
+            trust_domain,
+            now: self.clock.unix_now(),
+            leeway: 0,
+            max_lifetime: Some(max_lifetime),
+        };
+        let claims = txn::verify(token, &header, key, alg, &expected)?;
+        Ok(VerifiedTxn {
             claims,
             kid: header.kid,
         })

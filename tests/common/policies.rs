@@ -55,7 +55,8 @@ action "mint" appliesTo {
     "attestation": String,
     "sender_constrained": Bool,
     "delegation_depth": Long,
-    "actor"?: Agent
+    "actor"?: Agent,
+    "transaction"?: { "requester": String, "chain": Long }
   }
 };
 
