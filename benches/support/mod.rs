@@ -123,6 +123,21 @@ impl Pipeline {
         .into_bytes()
     }
 
+    /// The form body of a transaction token request from `subject_token`
+    /// for the dev trust domain, purpose `checkout`.
+    pub fn txn_request(&self, subject_token: &str) -> Vec<u8> {
+        serde_urlencoded::to_string([
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token_type", TYPE_JWT),
+            ("subject_token", subject_token),
+            ("requested_token_type", writ::grant::TYPE_TXN_TOKEN),
+            ("audience", self.config.server.trust_domain.as_str()),
+            ("scope", "checkout"),
+        ])
+        .unwrap()
+        .into_bytes()
+    }
+
     /// The token endpoint's work for one request body: parse the form,
     /// then `grant` (attest, cached after the first call for the same
     /// token; kill switch; decide; lifetime and binding; mint; kill switch

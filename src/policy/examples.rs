@@ -30,6 +30,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("local.cedar", include_str!("../../policies/local.cedar")),
     ("agents.cedar", include_str!("../../policies/agents.cedar")),
+    (
+        "transactions.cedar",
+        include_str!("../../policies/transactions.cedar"),
+    ),
 ];
 
 /// Writes the examples into `dir` (created if needed), leaving existing files alone.

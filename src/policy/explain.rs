@@ -10,7 +10,7 @@ use std::str::FromStr;
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
 
-use super::decide::DecisionRequest;
+use super::decide::{DecisionRequest, Transaction};
 use super::load::PolicySnapshot;
 use crate::attest::{Attested, AttrValue};
 use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
@@ -64,6 +64,18 @@ pub struct ExplainContext {
     pub delegation_depth: Option<u32>,
     /// Seconds; default `tokens.default_ttl`.
     pub requested_ttl: Option<u64>,
+    /// A transaction token request (`context.transaction`); default none.
+    pub transaction: Option<ExplainTransaction>,
+}
+
+/// `context.transaction` of an explanation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainTransaction {
+    /// The workload asking.
+    pub requester: String,
+    /// How many workloads the call chain has passed, this one included.
+    pub chain: u32,
 }
 
 /// The verdict on one scope, with what decided it.
@@ -185,7 +197,10 @@ impl PolicySnapshot {
                 sender_constrained: ctx.sender_constrained.unwrap_or(false),
                 delegation_depth: ctx.delegation_depth.unwrap_or(0),
                 actor: None,
-                transaction: None,
+                transaction: ctx.transaction.as_ref().map(|t| Transaction {
+                    requester: &t.requester,
+                    chain: t.chain,
+                }),
             },
             &parents,
         )?;

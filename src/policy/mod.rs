@@ -27,7 +27,8 @@ pub use decide::{
 };
 pub use examples::{EXAMPLES, write_examples};
 pub use explain::{
-    ExplainContext, ExplainError, ExplainPrincipal, ExplainRequest, ScopeExplanation,
+    ExplainContext, ExplainError, ExplainPrincipal, ExplainRequest, ExplainTransaction,
+    ScopeExplanation,
 };
 pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;
@@ -104,7 +105,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_examples(dir.path()).unwrap();
         let snapshot = PolicySnapshot::load(dir.path()).unwrap();
-        assert_eq!(snapshot.policy_count(), 13);
+        assert_eq!(snapshot.policy_count(), 14);
+        assert!(snapshot.has_target("cluster.local"));
         assert!(snapshot.has_target("payments-db"));
     }
 
