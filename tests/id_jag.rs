@@ -44,27 +44,19 @@ fn id_jag_issuer(audience: &str) -> String {
     )
 }
 
-async fn start() -> (TestEnv, Server) {
+/// An environment trusting the people IdP's ID-JAGs for this broker.
+fn env() -> TestEnv {
     let mut env = TestEnv::new();
     env.config.issuer = Some(SELF_ISSUER.into());
+    env.config.extra_toml = vec![id_jag_issuer(SELF_ISSUER)];
     env.write_policy("id-jag.cedar", ID_JAG_POLICY);
-    let server = start_with(&env, SELF_ISSUER).await;
-    (env, server)
+    env
 }
 
-async fn start_with(env: &TestEnv, audience: &str) -> Server {
-    env.write_config();
-    env.write(
-        "writ.toml",
-        &(env.config_toml() + "\n" + &id_jag_issuer(audience)),
-    );
-    Server::start(
-        &env.config_path(),
-        env.dir(),
-        &env.pki.ca_pem(),
-        &env.admin_token,
-    )
-    .await
+async fn start() -> (TestEnv, Server) {
+    let env = env();
+    let server = env.start().await;
+    (env, server)
 }
 
 /// The claims of a fresh ID-JAG for alice and `helper`.
@@ -262,15 +254,32 @@ async fn the_kill_switch_stops_the_agent_but_not_the_user() {
 
 #[tokio::test]
 async fn an_id_jag_issuer_must_name_this_broker_as_its_audience() {
-    let mut env = TestEnv::new();
-    env.config.issuer = Some(SELF_ISSUER.into());
+    let mut env = env();
+    env.config.extra_toml = vec![id_jag_issuer("https://other.test")];
     env.write_config();
-    env.write(
-        "writ.toml",
-        &(env.config_toml() + "\n" + &id_jag_issuer("https://other.test")),
-    );
     let config = env.config_path();
     let out = run_writ(env.dir(), &["--config", config.to_str().unwrap(), "serve"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("server.issuer"), "{out:?}");
+}
+
+#[tokio::test]
+async fn an_assertion_used_at_one_replica_is_refused_at_every_other() {
+    let db = Database::create("id_jag_replay").await;
+    let mut env = env();
+    env.config.store_url = Some(db.url.clone());
+    let a = env.start_replica("a").await;
+    let b = env.start_replica("b").await;
+    let assertion = id_jag(&env, &claims());
+
+    assert_granted(&a.token(&grant(&assertion)).await);
+    for replica in [&b, &a] {
+        let replayed = replica.token(&grant(&assertion)).await;
+        assert_refused_because(&replayed, 400, "invalid_grant", "replayed");
+    }
+    assert_granted(&b.token(&grant(&id_jag(&env, &claims()))).await);
+
+    a.stop().await;
+    b.stop().await;
+    db.drop_now().await;
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub extra_store_lines: Vec<String>,
     /// Raw lines of a `[keys]` section (e.g. `publish_ahead = "2s"`).
     pub keys_lines: Vec<String>,
+    /// Raw TOML appended after the issuers (e.g. one more `[[issuers]]`).
+    pub extra_toml: Vec<String>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             store_url: None,
             extra_store_lines: Vec::new(),
             keys_lines: Vec::new(),
+            extra_toml: Vec::new(),
         }
     }
 }
@@ -252,6 +255,10 @@ principals = [{principals}]
         );
         for issuer in self.issuers() {
             toml += &issuer.toml("ca.pem");
+            toml += "\n";
+        }
+        for extra in &config.extra_toml {
+            toml += extra;
             toml += "\n";
         }
         toml
