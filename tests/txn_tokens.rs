@@ -474,3 +474,67 @@ async fn the_sdk_verifies_txn_tokens_from_the_header_and_follows_the_kill_switch
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_tool_behind_the_sdk_layer_reads_the_txn_token_header() {
+    use axum::Router;
+    use axum::routing::get;
+    use writ_sdk::layer::{RequireToken, TxnToken};
+    use writ_sdk::{Broker, Verifier};
+
+    async fn chain(txn: Option<TxnToken>) -> String {
+        match txn {
+            Some(TxnToken(claims)) => format!(
+                "{} for {} via {}",
+                claims.purp,
+                claims.sub,
+                claims.requesting_workloads().join(",")
+            ),
+            None => "no transaction".into(),
+        }
+    }
+
+    let env = env();
+    let server = env.start().await;
+    let broker = Broker::with_ca_pem(server.url.as_str(), server.ca_pem().as_bytes()).unwrap();
+    let verifier = Verifier::builder(broker, ORDERS).build().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/chain", get(chain)).layer(
+        RequireToken::new(verifier, &origin)
+            .unwrap()
+            .accept_txn_tokens(TRUST_DOMAIN),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{origin}/chain");
+
+    let access = server.mint(&env.k8s_token(), ORDERS, "orders.read").await;
+    let (txn_token, _) = assert_txn(
+        &server
+            .token(&txn_request(&access.access_token, ACCESS_TOKEN, "checkout"))
+            .await,
+    );
+    let call = async |txn: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&access.access_token);
+        if let Some(txn) = txn {
+            request = request.header("Txn-Token", txn);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+
+    assert_eq!(
+        call(Some(&txn_token)).await,
+        (200, format!("checkout for {WORKLOAD} via {WORKLOAD}"))
+    );
+    assert_eq!(call(None).await, (200, "no transaction".to_owned()));
+    // An access token in the Txn-Token header, or a forged txn token, is refused.
+    assert_eq!(call(Some(&access.access_token)).await.0, 401);
+    let forged = with_claims(
+        &txn_token,
+        &json!({"sub": "spiffe://cluster.local/ns/payments/sa/root"}),
+    );
+    assert_eq!(call(Some(&forged)).await.0, 401);
+}

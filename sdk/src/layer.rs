@@ -44,7 +44,7 @@ use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 
-use crate::{Presented, Verified, Verifier, VerifyError};
+use crate::{Presented, TXN_TOKEN_HEADER, TxnClaims, Verified, Verifier, VerifyError};
 
 /// Where RFC 9728 section 3 puts a protected resource's metadata.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -67,7 +67,14 @@ pub struct RequireToken {
     origin: Arc<str>,
     dpop_required: bool,
     scopes_supported: Option<Vec<String>>,
+    txn_trust_domain: Option<Arc<str>>,
 }
+
+/// A transaction token the layer verified from the `Txn-Token` header
+/// (see [`RequireToken::accept_txn_tokens`]): the call chain, its subject,
+/// purpose and contexts. Extracting it where none came is 401.
+#[derive(Debug, Clone)]
+pub struct TxnToken(pub TxnClaims);
 
 impl RequireToken {
     /// Guards with `verifier` a server that clients address at `origin`,
@@ -94,7 +101,18 @@ impl RequireToken {
             origin: origin.into(),
             dpop_required: false,
             scopes_supported: None,
+            txn_trust_domain: None,
         })
+    }
+
+    /// Reads a transaction token for `trust_domain` from the `Txn-Token`
+    /// header, when a request carries one, beside its access token: a
+    /// valid one is put in the extensions as [`TxnToken`], an invalid one
+    /// (forged, expired, for another trust domain, revoked, or an access
+    /// token) refuses the request with 401 `invalid_token`.
+    pub fn accept_txn_tokens(mut self, trust_domain: &str) -> Self {
+        self.txn_trust_domain = Some(trust_domain.into());
+        self
     }
 
     /// Accepts only DPoP-bound tokens (RFC 9449): a bearer token, or one
@@ -255,6 +273,7 @@ impl<S> tower::Layer<S> for RequireToken {
             inner,
             verifier: self.verifier.clone(),
             origin: self.origin.clone(),
+            txn_trust_domain: self.txn_trust_domain.clone(),
             challenges: Challenges {
                 metadata: self.metadata(),
                 required_scopes: self.verifier.required_scopes().join(" ").into(),
@@ -270,6 +289,7 @@ pub struct RequireTokenService<S> {
     inner: S,
     verifier: Verifier,
     origin: Arc<str>,
+    txn_trust_domain: Option<Arc<str>>,
     challenges: Challenges,
 }
 
@@ -419,6 +439,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         let challenges = self.challenges.clone();
+        let txn_trust_domain = self.txn_trust_domain.clone();
         // The DPoP `htu`: this server's configured origin, never the Host header.
         let url = format!("{}{}", self.origin, req.uri().path());
         Box::pin(async move {
@@ -440,6 +461,18 @@ where
                     Ok(challenges.unauthorized("a DPoP-bound token is required"))
                 }
                 Ok(verified) => {
+                    if let Some(trust_domain) = &txn_trust_domain {
+                        match txn_token(&verifier, req.headers(), trust_domain).await {
+                            Ok(Some(txn)) => {
+                                req.extensions_mut().insert(txn);
+                            }
+                            Ok(None) => {}
+                            Err(reason) => {
+                                tracing::info!(%reason, "request refused: its Txn-Token");
+                                return Ok(challenges.unauthorized(&reason));
+                            }
+                        }
+                    }
                     req.extensions_mut().insert(verified);
                     inner.call(req).await
                 }
@@ -449,6 +482,59 @@ where
                 }
             }
         })
+    }
+}
+
+/// The request's `Txn-Token`, verified for `trust_domain`, if it has one;
+/// `Err` with the reason when it is not valid (or sent twice).
+async fn txn_token(
+    verifier: &Verifier,
+    headers: &http::HeaderMap,
+    trust_domain: &str,
+) -> Result<Option<TxnToken>, String> {
+    let mut values = headers.get_all(TXN_TOKEN_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Txn-Token header".into());
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| "the Txn-Token header is not text".to_owned())?;
+    verifier
+        .verify_txn(token, trust_domain)
+        .await
+        .map(|claims| Some(TxnToken(claims)))
+        .map_err(|e| format!("Txn-Token: {e}"))
+}
+
+/// Extracts the transaction token [`RequireToken`] verified; 401 when the
+/// request carried none.
+impl<S: Send + Sync> FromRequestParts<S> for TxnToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<TxnToken>()
+            .cloned()
+            .ok_or_else(|| unauthorized("a Txn-Token is required"))
+    }
+}
+
+/// `Option<TxnToken>`: the transaction token, when the request carried one.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for TxnToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<TxnToken>().cloned())
     }
 }
 
