@@ -62,6 +62,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The signing-key lifecycle.
     pub keys: KeysConfig,
+    /// Grants waiting for a person's approval.
+    pub approvals: ApprovalsConfig,
     /// True when no file was given: dev certificates and the dev issuer are trusted.
     #[serde(skip)]
     pub dev_mode: bool,
@@ -255,6 +257,24 @@ impl Default for TokensConfig {
             dpop_replay_cache: 1_000_000,
             max_delegation_depth: 3,
             txn_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[approvals]` (CONTRACT section 10)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long a grant waits for approval, and then how long the approved
+    /// grant may be redeemed by one retry.
+    #[serde(deserialize_with = "humantime_serde::deserialize")]
+    pub ttl: Duration,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
         }
     }
 }
@@ -529,6 +549,9 @@ impl Config {
         }
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
+        }
+        if self.approvals.ttl.as_secs() == 0 {
+            return bad("approvals.ttl must be at least 1s".into());
         }
         if self.tokens.txn_ttl.as_secs() == 0 || self.tokens.txn_ttl > self.tokens.max_ttl {
             return bad("tokens.txn_ttl must be at least 1s and at most tokens.max_ttl".into());

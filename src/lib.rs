@@ -13,6 +13,8 @@
 //! - [`revoke`]: the kill switch: admin input, durable entries (through the
 //!   [`revoke::RevocationLog`] it owns), the feed.
 //! - [`policy`]: Cedar policies loaded, sliced by target, decided per scope.
+//! - [`approval`]: grants a permit makes wait for a person's approval
+//!   (through the [`approval::ApprovalLog`] it owns).
 //! - [`token`]: signing keys (through the [`token::KeyStore`] it owns),
 //!   minting, checking writ's own tokens again.
 //! - [`audit`]: the hash-chained decision log and metrics.
@@ -31,6 +33,7 @@
 //! client ──TLS──▶ server ──▶ grant: parse ─▶ attest ─▶ revoke ─▶ policy ─▶ token ──▶ audit ──▶ response
 //! ```
 
+pub mod approval;
 pub mod attest;
 pub mod audit;
 pub mod certs;

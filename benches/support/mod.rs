@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub dpop_replay: ProofReplay,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// The scratch store (keys, approvals).
+    pub store: Arc<dyn writ::store::Store>,
     /// A caller on loopback without a client certificate.
     pub peer: Peer,
     pub issuer: DevIssuer,
@@ -74,7 +76,7 @@ impl Pipeline {
             rotate_every: config.keys.rotate_every.as_secs(),
             retire_after: max_ttl + 60,
         };
-        let keys = KeyRing::open(store, None, settings, clock.clone())
+        let keys = KeyRing::open(store.clone(), None, settings, clock.clone())
             .await
             .unwrap();
         let minter = Minter::new(keys.clone(), BROKER);
@@ -91,6 +93,7 @@ impl Pipeline {
             dpop_replay: ProofReplay::local(ReplayCache::new(config.tokens.dpop_replay_cache)),
             metrics: Metrics::new(),
             clock,
+            store,
             peer: Peer {
                 addr: ([127, 0, 0, 1], 40_000).into(),
                 client: None,
@@ -160,6 +163,7 @@ impl Pipeline {
             dpop_replay: &self.dpop_replay,
             clock: &*self.clock,
             metrics: &self.metrics,
+            approvals: &*self.store,
         };
         let form = Form::parse(body).unwrap();
         let headers = http::HeaderMap::new();

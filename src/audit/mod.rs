@@ -71,6 +71,9 @@ pub struct AuditRecord {
     /// (the minted token's `act`, flattened).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub act: Vec<String>,
+    /// The approval the grant waits for, or redeemed, or an admin decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 impl AuditRecord {
@@ -94,6 +97,7 @@ impl AuditRecord {
             reason: None,
             revocation: None,
             act: Vec::new(),
+            approval: None,
         }
     }
 }

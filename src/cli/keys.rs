@@ -39,39 +39,9 @@ enum KeysCommand {
 /// The columns of `writ keys list`.
 const COLUMNS: [&str; 6] = ["kid", "alg", "state", "created", "activates", "retires"];
 
-/// The table `writ keys list` prints: a header, then one row per key,
-/// columns padded to their widest cell.
+/// The table `writ keys list` prints: a header, then one row per key.
 pub fn table(keys: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|k| {
-            COLUMNS
-                .iter()
-                .map(|c| k[*c].as_str().unwrap_or("-").to_owned())
-                .collect()
-        })
-        .collect();
-    let header: Vec<String> = COLUMNS.iter().map(|c| c.to_uppercase()).collect();
-    let widths: Vec<usize> = (0..COLUMNS.len())
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&rows)
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    std::iter::once(&header)
-        .chain(&rows)
-        .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("{}\n", cells.join("  ").trim_end())
-        })
-        .collect()
+    super::table::table(keys, &COLUMNS)
 }
 
 /// Runs `writ keys`.

@@ -57,6 +57,9 @@ enum Command {
     /// Signing keys of a running broker: rotate, list, revoke (admin token
     /// from the WRIT_ADMIN_TOKEN environment variable).
     Keys(keys::KeysArgs),
+    /// Grants waiting for a person: list, approve, deny (admin token from
+    /// the WRIT_ADMIN_TOKEN environment variable).
+    Approvals(approvals::ApprovalsArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -282,6 +285,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(args) => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             keys::run(&config, args).await
+        }
+        Command::Approvals(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            approvals::run(&config, args).await
         }
         Command::Policy {
             command: PolicyCommand::Check { dir },
@@ -541,9 +548,11 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
     writ_proto::jws::decode_segment(writ_proto::jws::Compact::split(token)?.payload)
 }
 
+mod approvals;
 mod demo;
 mod dev;
 mod keys;
 mod policy;
 mod revoke;
 mod status;
+mod table;

@@ -20,6 +20,8 @@
 //! - `lifetime`: the binding (`cnf`), the ancestry and the capped TTL;
 //! - `transaction`: transaction tokens: the subject, the call chain and
 //!   the context a transaction token carries;
+//! - `approve`: a grant a permit makes wait for a person: the pending
+//!   answer, and the retry that redeems the approval;
 //! - `rules`: the rules the grant applies but does not own (key binding,
 //!   the kill switch's matcher, the shape of `act` and `cnf`), each read in
 //!   one function.
@@ -30,6 +32,7 @@
 //! benches call the same functions. [`Refusal`] lives here so that the
 //! grant and the server share it without importing each other.
 
+mod approve;
 mod attest;
 mod delegation;
 mod form;
@@ -79,6 +82,9 @@ pub struct Settings<'a> {
     pub trust_domain: &'a str,
     /// `tokens.txn_ttl`: the longest transaction token minted.
     pub txn_ttl: Duration,
+    /// `approvals.ttl`: how long an approval waits, and then how long it
+    /// may be redeemed.
+    pub approval_ttl: Duration,
 }
 
 impl<'a> Settings<'a> {
@@ -91,6 +97,7 @@ impl<'a> Settings<'a> {
             max_delegation_depth: config.tokens.max_delegation_depth,
             trust_domain: &config.server.trust_domain,
             txn_ttl: config.tokens.txn_ttl,
+            approval_ttl: config.approvals.ttl,
         }
     }
 }
@@ -117,6 +124,8 @@ pub struct Context<'a> {
     pub clock: &'a dyn Clock,
     /// Counts attestation failures.
     pub metrics: &'a Metrics,
+    /// Grants waiting for a person's approval.
+    pub approvals: &'a dyn crate::approval::ApprovalLog,
 }
 
 /// Why a step stopped the pipeline: the refusal, and the kill-switch entry

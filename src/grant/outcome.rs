@@ -30,6 +30,8 @@ pub struct Learned {
     pub scopes_granted: Option<Scopes>,
     /// The kill-switch entry that refused the request.
     pub revocation: Option<String>,
+    /// The approval the grant waits for or redeemed.
+    pub approval: Option<String>,
 }
 
 impl Learned {

@@ -58,6 +58,19 @@ pub enum Refusal {
     /// 503: overload, timeout or a failing dependency.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
+    /// 400: the grant waits for a person with `role` to approve it (RFC
+    /// 8628 section 3.5's error, as CONTRACT section 10 models approvals
+    /// on it); the client retries with `approval_id`.
+    #[error("authorization_pending: approval {approval_id} waits for {role}")]
+    AuthorizationPending {
+        /// What the client retries with.
+        approval_id: String,
+        /// Who may approve.
+        role: String,
+    },
+    /// 400: an approval lapsed before it was used.
+    #[error("expired_token: {0}")]
+    ExpiredToken(String),
 }
 
 impl Refusal {
@@ -76,6 +89,8 @@ impl Refusal {
             Self::InvalidClient(_) => "invalid_client",
             Self::AccessDenied(_) => "access_denied",
             Self::Unavailable(_) | Self::RateLimited { .. } => "temporarily_unavailable",
+            Self::AuthorizationPending { .. } => "authorization_pending",
+            Self::ExpiredToken(_) => "expired_token",
         }
     }
 
@@ -92,7 +107,12 @@ impl Refusal {
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::Unavailable(d)
+            | Self::ExpiredToken(d)
             | Self::RateLimited { why: d, .. } => d.clone(),
+            Self::AuthorizationPending { role, .. } => format!(
+                "the grant waits for approval by {role}; retry with approval_id every {} s",
+                crate::approval::POLL_INTERVAL_SECS
+            ),
             Self::UnsupportedGrantType => "grant_type is not supported".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
         }

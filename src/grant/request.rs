@@ -163,6 +163,8 @@ pub struct TokenRequest {
     pub dpop: Option<CheckedProof>,
     /// What is asked, with the tokens presented for it.
     pub kind: GrantKind,
+    /// The approval a retry redeems (CONTRACT section 10).
+    pub approval_id: Option<String>,
 }
 
 impl TokenRequest {
@@ -224,6 +226,16 @@ impl TokenRequest {
                 Ok((ttl, kind))
             })
             .map_err(|refusal| learned.refused(refusal))?;
+        let approval_id = form
+            .optional("approval_id")
+            .map(|id| match crate::approval::plausible_id(id) {
+                true => Ok(id.to_owned()),
+                false => Err(Refusal::InvalidRequest(
+                    "approval_id is not one writ gave".into(),
+                )),
+            })
+            .transpose()
+            .map_err(|refusal| learned.refused(refusal))?;
         Ok(Self {
             audience,
             target_parameter,
@@ -231,6 +243,7 @@ impl TokenRequest {
             requested_ttl,
             dpop,
             kind,
+            approval_id,
         })
     }
 
@@ -556,6 +569,7 @@ mod tests {
             max_delegation_depth: 3,
             trust_domain: "writ.test",
             txn_ttl: Duration::from_secs(60),
+            approval_ttl: Duration::from_secs(600),
         }
     }
 

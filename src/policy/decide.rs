@@ -64,6 +64,9 @@ pub struct ScopeDecision {
     pub errors: Vec<String>,
     /// The least `@max_ttl` of the permits that allowed it.
     pub max_ttl: Option<u64>,
+    /// The role that must approve it: set when every permit that allowed
+    /// it says `@requires_approval` (one that does not lets it through).
+    pub approval: Option<String>,
 }
 
 /// Cedar's verdict on a whole request.
@@ -84,6 +87,15 @@ impl Decision {
                 .filter(|s| s.allowed)
                 .map(|s| s.scope.clone()),
         )
+    }
+
+    /// The role that must approve the grant of `granted`, if any scope of
+    /// it waits for one (the first such role in scope order).
+    pub fn approval_for(&self, granted: &Scopes) -> Option<&str> {
+        self.scopes
+            .iter()
+            .filter(|s| s.allowed && granted.iter().any(|g| g == &s.scope))
+            .find_map(|s| s.approval.as_deref())
     }
 
     /// Every determining policy id, each once, in order of first appearance.
@@ -184,6 +196,21 @@ impl PolicySnapshot {
                 .map(ToString::to_string)
                 .collect();
             let mut scope_ttl: Option<u64> = None;
+            let approval = if allowed {
+                let roles: Vec<Option<&String>> = response
+                    .diagnostics()
+                    .reason()
+                    .filter_map(|id| self.meta.get(id))
+                    .filter(|meta| meta.effect == Effect::Permit)
+                    .map(|meta| meta.requires_approval.as_ref())
+                    .collect();
+                match roles.iter().all(Option::is_some) {
+                    true => roles.into_iter().flatten().min().cloned(),
+                    false => None,
+                }
+            } else {
+                None
+            };
             if allowed {
                 for id in response.diagnostics().reason() {
                     if let Some(meta) = self.meta.get(id)
@@ -203,6 +230,7 @@ impl PolicySnapshot {
                 policies,
                 errors,
                 max_ttl: scope_ttl,
+                approval,
             });
         }
         Ok(Decision { scopes, max_ttl })
@@ -327,6 +355,13 @@ pub enum AdminAction<'a> {
     /// `Action::"explain"`: explaining a decision on the target it
     /// concerns (the resource); empty context.
     Explain,
+    /// `Action::"approve"` on `Role::"<role>"` (the resource): approving
+    /// or denying a grant that waits for that role; context `{decision}`
+    /// (`"approve"` or `"deny"`).
+    Approve {
+        /// Whether it approves.
+        approve: bool,
+    },
 }
 
 /// What Cedar sees of a kill-switch entry.
@@ -371,6 +406,15 @@ impl AdminAction<'_> {
             Self::RotateKey => "rotate_key",
             Self::RevokeKey { .. } => "revoke_key",
             Self::Explain => "explain",
+            Self::Approve { .. } => "approve",
+        }
+    }
+
+    /// The resource's entity type: a `Role` for approvals, else a `Target`.
+    fn resource_type(&self) -> &'static str {
+        match self {
+            Self::Approve { .. } => "Role",
+            _ => "Target",
         }
     }
 
@@ -389,12 +433,19 @@ impl AdminAction<'_> {
                 "kid".into(),
                 RestrictedExpression::new_string((*kid).to_owned()),
             )],
+            Self::Approve { approve } => vec![(
+                "decision".into(),
+                RestrictedExpression::new_string(
+                    if *approve { "approve" } else { "deny" }.to_owned(),
+                ),
+            )],
         }
     }
 }
 
 impl PolicySnapshot {
-    /// May admin `admin_id` do `action` on `Target::"<resource>"`?
+    /// May admin `admin_id` do `action` on `Target::"<resource>"` (on
+    /// `Role::"<resource>"` for approvals)?
     pub fn authorize_admin(
         &self,
         admin_id: &str,
@@ -411,7 +462,7 @@ impl PolicySnapshot {
         let request = Request::new(
             uid("Admin", admin_id)?,
             uid("Action", action.name())?,
-            uid("Target", resource)?,
+            uid(action.resource_type(), resource)?,
             context,
             None,
         )

@@ -80,6 +80,9 @@ impl Fingerprint {
 pub(crate) struct PolicyMeta {
     pub(crate) effect: Effect,
     pub(crate) max_ttl: Option<u64>,
+    /// `@requires_approval("<role>")`: what it permits waits for a person
+    /// with that role.
+    pub(crate) requires_approval: Option<String>,
     /// The file it is in, relative to the policy directory.
     pub(crate) file: String,
 }
@@ -165,11 +168,26 @@ impl PolicySnapshot {
                         )
                     })?),
                 };
+                let requires_approval = match policy.annotation("requires_approval") {
+                    None => None,
+                    Some(role) if crate::approval::valid_role(role) => Some(role.to_owned()),
+                    Some(role) => {
+                        return Err(PolicyLoadError::plain(
+                            &path,
+                            format!(
+                                "policy {}: @requires_approval must name a role (1 to {} printable characters, no quotes), got {role:?}",
+                                policy.id(),
+                                crate::approval::MAX_ROLE_LEN
+                            ),
+                        ));
+                    }
+                };
                 meta.insert(
                     policy.id().clone(),
                     PolicyMeta {
                         effect: policy.effect(),
                         max_ttl,
+                        requires_approval,
                         file: path
                             .file_name()
                             .map(|f| f.to_string_lossy().into_owned())

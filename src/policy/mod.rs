@@ -105,7 +105,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_examples(dir.path()).unwrap();
         let snapshot = PolicySnapshot::load(dir.path()).unwrap();
-        assert_eq!(snapshot.policy_count(), 14);
+        assert_eq!(snapshot.policy_count(), 15);
         assert!(snapshot.has_target("cluster.local"));
         assert!(snapshot.has_target("payments-db"));
     }

@@ -38,6 +38,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/replicas", get(replicas))
         .merge(super::admin_keys::routes())
         .merge(super::admin_explain::routes())
+        .merge(super::admin_approvals::routes())
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -120,6 +121,9 @@ pub(super) fn authorize(
         }
         AdminAction::Explain => {
             "policy does not permit this admin to explain decisions on this target".into()
+        }
+        AdminAction::Approve { .. } => {
+            "policy does not permit this admin to decide approvals for this role".into()
         }
     }))
 }

@@ -89,11 +89,15 @@ pub fn new_decision_id() -> Result<String, ApiError> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "error": self.refusal.code(),
             "error_description": self.refusal.description(),
             "decision_id": self.decision_id,
         });
+        if let Refusal::AuthorizationPending { approval_id, .. } = &self.refusal {
+            body["approval_id"] = json!(approval_id);
+            body["interval"] = json!(crate::approval::POLL_INTERVAL_SECS);
+        }
         let mut resp = (status(&self.refusal), Json(body)).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

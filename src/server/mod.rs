@@ -7,6 +7,7 @@
 //! statuses are chosen in `error`.
 
 mod admin;
+mod admin_approvals;
 mod admin_explain;
 mod admin_keys;
 mod auth;
@@ -348,6 +349,7 @@ impl AppState {
             dpop_replay: &self.dpop_replay,
             clock: &*self.clock,
             metrics: &self.metrics,
+            approvals: &*self.store,
         }
     }
 

@@ -89,5 +89,6 @@ fn audit(mut record: AuditRecord, outcome: &Outcome) -> AuditRecord {
         .map(|s| s.to_strings())
         .unwrap_or_default();
     record.revocation = learned.revocation.clone();
+    record.approval = learned.approval.clone();
     record
 }

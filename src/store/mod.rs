@@ -1,13 +1,15 @@
 //! Implementations only: durable state for the traits its users own.
 //!
 //! [`RevocationLog`] belongs to the kill switch ([`crate::revoke`]),
-//! [`KeyStore`] to the key ring ([`crate::token`]); this module implements
+//! [`KeyStore`] to the key ring ([`crate::token`]), [`ApprovalLog`] to
+//! approvals ([`crate::approval`]); this module implements
 //! them ([`SqliteStore`], one SQLite file, the default; [`PostgresStore`],
 //! one database shared by several replicas) and adds only what the server
 //! itself asks of a store, [`Store::ping`]. `store` sits above the
 //! modules whose traits it implements and none of them imports it; the
 //! error they share is [`crate::durable::StoreError`], re-exported here.
 
+mod approvals;
 mod postgres;
 mod postgres_audit;
 mod postgres_proofs;
@@ -21,6 +23,7 @@ pub use postgres::PostgresStore;
 pub use postgres_audit::{PostgresAuditSink, StoredChain, audit_chains};
 pub use sqlite::SqliteStore;
 
+use crate::approval::ApprovalLog;
 use crate::attest::dpop::SharedProofLog;
 use crate::revoke::RevocationLog;
 use crate::token::KeyStore;
@@ -29,7 +32,7 @@ use crate::token::KeyStore;
 /// their own part (an `Arc<dyn Store>` coerces to `Arc<dyn RevocationLog>`
 /// or `&dyn KeyStore`).
 #[async_trait::async_trait]
-pub trait Store: RevocationLog + KeyStore {
+pub trait Store: RevocationLog + KeyStore + ApprovalLog {
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 

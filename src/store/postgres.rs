@@ -110,6 +110,21 @@ const MIGRATIONS: &[&str] = &[
     // Seqs are never reused: continue after any entry ever appended.
     "CREATE SEQUENCE revocation_seq",
     "SELECT setval('revocation_seq', COALESCE((SELECT MAX(seq) FROM revocations), 0) + 1, false)",
+    // Approvals (CONTRACT section 10): grants waiting for a person.
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        target TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        actors TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at BIGINT
+    )",
+    "CREATE INDEX approvals_expires_at ON approvals (expires_at)",
 ];
 
 /// Appends `e` inside `tx`, which must hold [`APPEND_LOCK`]: the next `seq`
@@ -539,3 +554,5 @@ impl RevocationLog for PostgresStore {
             .collect()
     }
 }
+
+super::approvals::approval_log!(PostgresStore);

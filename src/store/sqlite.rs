@@ -63,6 +63,21 @@ const MIGRATIONS: &[&str] = &[
     // Replicas agree: at most one active and one next key, whoever races.
     "CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active'",
     "CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (state) WHERE state = 'next'",
+    // Approvals (CONTRACT section 10): grants waiting for a person.
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        target TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        actors TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at INTEGER
+    )",
+    "CREATE INDEX approvals_expires_at ON approvals (expires_at)",
 ];
 
 async fn insert_entry<'e, E>(exec: E, e: &Entry) -> Result<u64, StoreError>
@@ -443,3 +458,5 @@ impl RevocationLog for SqliteStore {
             .collect())
     }
 }
+
+super::approvals::approval_log!(SqliteStore);

@@ -108,6 +108,14 @@ action "explain" appliesTo {
   resource: [Target],
   context: {}
 };
+
+entity Role;
+
+action "approve" appliesTo {
+  principal: [Admin],
+  resource: [Role],
+  context: { "decision": String }
+};
 "#;
 
 /// `standard.cedar`: what the standard environment permits.
