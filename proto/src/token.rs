@@ -154,16 +154,44 @@ pub fn check_claims(claims: &AccessClaims, expected: &Expected<'_>) -> Result<()
     if expected.audience.is_some_and(|aud| claims.aud != aud) {
         return Err(TokenError::WrongAudience);
     }
-    if expected.now >= claims.exp.saturating_add(expected.leeway) {
+    check_window(
+        Window {
+            not_before: claims.nbf,
+            iat: claims.iat,
+            exp: claims.exp,
+        },
+        expected.now,
+        expected.leeway,
+        expected.max_lifetime,
+    )
+}
+
+/// The times a token of any kind writ signs carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    /// The first second it is valid (`nbf`, or `iat` where there is none).
+    pub not_before: u64,
+    /// `iat`.
+    pub iat: u64,
+    /// `exp`: valid only before it (RFC 7519).
+    pub exp: u64,
+}
+
+/// The validity window at `now` within `leeway`, and the lifetime against
+/// the longest the broker mints.
+pub(crate) fn check_window(
+    window: Window,
+    now: u64,
+    leeway: u64,
+    max_lifetime: Option<u64>,
+) -> Result<(), TokenError> {
+    if now >= window.exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
-    if claims.nbf > expected.now.saturating_add(expected.leeway) {
+    if window.not_before > now.saturating_add(leeway) {
         return Err(TokenError::NotYetValid);
     }
-    if expected
-        .max_lifetime
-        .is_some_and(|max| claims.exp.saturating_sub(claims.iat) > max)
-    {
+    if max_lifetime.is_some_and(|max| window.exp.saturating_sub(window.iat) > max) {
         return Err(TokenError::Lifetime);
     }
     Ok(())

@@ -152,19 +152,16 @@ pub fn check_claims(claims: &TxnClaims, expected: &Expected<'_>) -> Result<(), T
     if claims.aud != expected.trust_domain {
         return Err(TokenError::WrongAudience);
     }
-    if expected.now >= claims.exp.saturating_add(expected.leeway) {
-        return Err(TokenError::Expired);
-    }
-    if claims.iat > expected.now.saturating_add(expected.leeway) {
-        return Err(TokenError::NotYetValid);
-    }
-    if expected
-        .max_lifetime
-        .is_some_and(|max| claims.exp.saturating_sub(claims.iat) > max)
-    {
-        return Err(TokenError::Lifetime);
-    }
-    Ok(())
+    token::check_window(
+        token::Window {
+            not_before: claims.iat,
+            iat: claims.iat,
+            exp: claims.exp,
+        },
+        expected.now,
+        expected.leeway,
+        expected.max_lifetime,
+    )
 }
 
 #[cfg(test)]
