@@ -162,14 +162,43 @@ enum PolicyCommand {
         /// Test files (TOML, [[case]]).
         files: Vec<PathBuf>,
     },
-    /// Explain the decision on a described request, scope by scope.
+    /// Explain the decision on a described request, or re-evaluate a
+    /// recorded one, scope by scope.
     Explain {
         /// The directory (default: policy.dir of the configuration).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The request: JSON with principal, target, scopes, context.
+        #[arg(
+            long,
+            required_unless_present = "decision",
+            conflicts_with = "decision"
+        )]
+        request: Option<PathBuf>,
+        /// A recorded decision to re-evaluate, by its decision_id.
+        #[arg(long, value_name = "ID")]
+        decision: Option<String>,
+        /// The audit log holding the decision (default: audit.path of the
+        /// configuration).
+        #[arg(long, value_name = "PATH", requires = "decision")]
+        audit: Option<PathBuf>,
+        /// JSON lines instead of a table.
         #[arg(long)]
-        request: PathBuf,
+        json: bool,
+    },
+    /// The recorded token requests whose verdict would change from the
+    /// policies in OLD_DIR to those in NEW_DIR, scope by scope.
+    Diff {
+        /// The policies the requests are compared from.
+        old_dir: PathBuf,
+        /// The policies they are compared to.
+        new_dir: PathBuf,
+        /// The audit log to replay (default: audit.path of the configuration).
+        #[arg(long, value_name = "PATH")]
+        audit: Option<PathBuf>,
+        /// Only the last N decided token requests of the log.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -311,11 +340,39 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             policy::test(&dir, files, &config)
         }
         Command::Policy {
-            command: PolicyCommand::Explain { dir, request, json },
+            command:
+                PolicyCommand::Explain {
+                    dir,
+                    request,
+                    decision,
+                    audit,
+                    json,
+                },
         } => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             let dir = dir.unwrap_or_else(|| config.policy.dir.clone());
-            policy::explain(&dir, &request, json, &config)
+            match (request, decision) {
+                (Some(request), _) => policy::explain(&dir, &request, json, &config),
+                (None, Some(id)) => {
+                    let audit = audit.unwrap_or_else(|| config.audit.path.clone());
+                    replay::explain_decision(&dir, &audit, &id, json, &config)
+                }
+                (None, None) => Err(CliError::new("name --request FILE or --decision ID")),
+            }
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Diff {
+                    old_dir,
+                    new_dir,
+                    audit,
+                    last,
+                    json,
+                },
+        } => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            let audit = audit.unwrap_or_else(|| config.audit.path.clone());
+            replay::diff(&old_dir, &new_dir, &audit, last, json, &config)
         }
         Command::Audit {
             command: AuditCommand::Verify {
@@ -545,5 +602,6 @@ mod demo;
 mod dev;
 mod keys;
 mod policy;
+mod replay;
 mod revoke;
 mod status;

@@ -41,7 +41,7 @@ mod rules;
 use std::time::Duration;
 
 pub use form::{Form, MAX_RESOURCES};
-pub use outcome::{Granted, Learned, Outcome, Refused, TokenType};
+pub use outcome::{DecidedContext, Granted, Learned, Outcome, Refused, TokenType};
 pub use pipeline::{grant, run};
 pub use refusal::Refusal;
 pub use request::{

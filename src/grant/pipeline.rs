@@ -8,7 +8,8 @@ use axum::http::HeaderMap;
 use super::attest::{self, Parties};
 use super::rules::{self, Minting};
 use super::{
-    Context, Form, Granted, Learned, Outcome, Refusal, Stop, TokenRequest, TokenType, lifetime,
+    Context, DecidedContext, Form, Granted, Learned, Outcome, Refusal, Stop, TokenRequest,
+    TokenType, lifetime,
 };
 use crate::attest::Peer;
 use crate::model::Scopes;
@@ -57,10 +58,17 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     let minting = Minting::of(request, &parties);
     learned.principal = Some(minting.subject.clone());
     learned.attestation = Some(parties.subject.kind);
+    learned.principal_type = Some(parties.subject.entity_type);
+    learned.principal_attrs = parties.subject.attributes.clone();
     learned.actors = minting.actors.to_vec();
 
     kill_switch(ctx, &minting, now).map_err(|stop| learned.stopped(stop))?;
 
+    learned.context = Some(DecidedContext {
+        requested_ttl: request.requested_ttl.as_secs(),
+        sender_constrained: cnf.is_some(),
+        delegation_depth: parties.delegation.as_ref().map_or(0, |d| d.depth),
+    });
     let decision = decide(ctx, request, peer, &parties, cnf.is_some(), now)
         .map_err(|e| learned.stopped(undecided(request, e)))?;
     learned.policies = decision.policies();
