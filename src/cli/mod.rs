@@ -62,11 +62,31 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The principals the audit log saw: how they attested, who owns them,
+    /// what each was granted and denied, when last seen.
+    Inventory(InventoryArgs),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct InventoryArgs {
+    /// The audit log (default: audit.path of the configuration).
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// Only principals whose last token request is at least this old, e.g. `30d`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stale: Option<std::time::Duration>,
+    /// Policy directory whose entities.json names owners (default:
+    /// policy.dir of the configuration).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,6 +394,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let audit = audit.unwrap_or_else(|| config.audit.path.clone());
             replay::diff(&old_dir, &new_dir, &audit, last, json, &config)
         }
+        Command::Inventory(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            inventory(&config, args)
+        }
         Command::Audit {
             command: AuditCommand::Verify {
                 store: Some(url), ..
@@ -397,6 +421,44 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `writ inventory`: the principals of the audit log, a table or JSON lines.
+fn inventory(config: &Config, args: InventoryArgs) -> Result<(), CliError> {
+    let owners = match &args.dir {
+        Some(dir) => Some(crate::policy::PolicySnapshot::load(dir).map_err(CliError::new)?),
+        // The configured directory is a convenience: without it owners
+        // come only from attested attributes.
+        None => match crate::policy::PolicySnapshot::load(&config.policy.dir) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                eprintln!("writ: warning: no owners from entities.json: {e}");
+                None
+            }
+        },
+    };
+    let audit = args.audit.unwrap_or_else(|| config.audit.path.clone());
+    let read = crate::inventory::read(&audit).map_err(CliError::new)?;
+    if read.unreadable > 0 {
+        eprintln!(
+            "writ: warning: {}: {} unreadable line(s) skipped",
+            audit.display(),
+            read.unreadable
+        );
+    }
+    let principals = read.finish(owners.as_ref(), args.stale, SystemClock.unix_now());
+    if args.json {
+        for p in &principals {
+            println!("{}", serde_json::to_string(p).map_err(CliError::new)?);
+        }
+    } else {
+        print!("{}", crate::inventory::table(&principals));
+        let unowned = principals.iter().filter(|p| p.owner.is_none()).count();
+        if unowned > 0 {
+            eprintln!("writ: {unowned} principal(s) have no owner");
+        }
+    }
+    Ok(())
 }
 
 /// `writ audit verify --store URL`: every replica's chain, one line each.

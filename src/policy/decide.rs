@@ -301,6 +301,9 @@ pub enum AdminAction<'a> {
     /// `Action::"explain"`: explaining a decision on the target it
     /// concerns (the resource); empty context.
     Explain,
+    /// `Action::"inventory"`: listing the principals of the audit log, on
+    /// the broker itself; empty context.
+    Inventory,
 }
 
 /// What Cedar sees of a kill-switch entry.
@@ -345,6 +348,7 @@ impl AdminAction<'_> {
             Self::RotateKey => "rotate_key",
             Self::RevokeKey { .. } => "revoke_key",
             Self::Explain => "explain",
+            Self::Inventory => "inventory",
         }
     }
 
@@ -358,7 +362,9 @@ impl AdminAction<'_> {
                 ("block".into(), RestrictedExpression::new_bool(*block)),
             ],
             Self::Lift { entry } | Self::Read { entry: Some(entry) } => entry.context(),
-            Self::Read { entry: None } | Self::RotateKey | Self::Explain => Vec::new(),
+            Self::Read { entry: None } | Self::RotateKey | Self::Explain | Self::Inventory => {
+                Vec::new()
+            }
             Self::RevokeKey { kid } => vec![(
                 "kid".into(),
                 RestrictedExpression::new_string((*kid).to_owned()),

@@ -8,6 +8,7 @@
 
 mod admin;
 mod admin_explain;
+mod admin_inventory;
 mod admin_keys;
 mod auth;
 mod error;

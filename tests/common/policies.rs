@@ -107,6 +107,12 @@ action "explain" appliesTo {
   resource: [Target],
   context: {}
 };
+
+action "inventory" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {}
+};
 "#;
 
 /// `standard.cedar`: what the standard environment permits.
@@ -135,7 +141,7 @@ when { context.scope == "introspect" };
 @id("admin-revoke")
 permit (
   principal is Admin,
-  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key", Action::"explain"],
+  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key", Action::"explain", Action::"inventory"],
   resource
 );
 "#;
