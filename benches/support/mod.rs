@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub freshness: Freshness,
     pub dpop_replay: ProofReplay,
     pub metrics: Metrics,
+    /// No rate limits (the default configuration).
+    pub limits: writ::grant::RateLimits,
     pub clock: Arc<dyn Clock>,
     /// A caller on loopback without a client certificate.
     pub peer: Peer,
@@ -90,6 +92,7 @@ impl Pipeline {
             freshness: Freshness::new(std::time::Duration::MAX),
             dpop_replay: ProofReplay::local(ReplayCache::new(config.tokens.dpop_replay_cache)),
             metrics: Metrics::new(),
+            limits: writ::grant::RateLimits::default(),
             clock,
             peer: Peer {
                 addr: ([127, 0, 0, 1], 40_000).into(),
@@ -145,6 +148,7 @@ impl Pipeline {
             dpop_replay: &self.dpop_replay,
             clock: &*self.clock,
             metrics: &self.metrics,
+            limits: &self.limits,
         };
         let form = Form::parse(body).unwrap();
         let headers = http::HeaderMap::new();

@@ -39,6 +39,9 @@ pub struct Learned {
     pub scopes_granted: Option<Scopes>,
     /// The kill-switch entry that refused the request.
     pub revocation: Option<String>,
+    /// A rate-limit refusal that is not audited: only the first per key
+    /// and second is.
+    pub unaudited: bool,
 }
 
 /// The request-specific part of Cedar's context that the audit record

@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use super::attest::{self, Parties};
 use super::rules::{self, Minting};
 use super::{
-    Context, DecidedContext, Form, Granted, Learned, Outcome, Refusal, Stop, TokenRequest,
-    TokenType, lifetime,
+    Context, DecidedContext, Form, Granted, Learned, Limit, Limited, Outcome, Refusal, Stop,
+    TokenRequest, TokenType, lifetime,
 };
 use crate::attest::Peer;
 use crate::model::Scopes;
@@ -41,6 +41,24 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     let parties = attest::parties(ctx, request, peer)
         .await
         .map_err(|stop| learned.stopped(stop))?;
+    // The principal is known: count it (and the target) against the limits.
+    let since_epoch = ctx
+        .clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Err(limited) = ctx.limits.admit(
+        parties.subject.principal.as_str(),
+        request.audience.as_str(),
+        since_epoch,
+    ) {
+        ctx.metrics.rate_limited(limited.limit.as_str());
+        learned.principal = Some(parties.subject.principal.clone());
+        learned.attestation = Some(parties.subject.kind);
+        learned.principal_type = Some(parties.subject.entity_type);
+        learned.unaudited = !limited.audit;
+        return Err(learned.stopped(slow_down(limited)));
+    }
     // The credential checked out: only now is the proof remembered, so
     // requests without one cannot fill the replay cache.
     if let Some(proof) = &request.dpop {
@@ -119,6 +137,21 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
         },
         learned,
     })
+}
+
+/// The 429 of a request beyond a rate limit.
+fn slow_down(limited: Limited) -> Refusal {
+    let whose = match limited.limit {
+        Limit::PerPrincipal => "this principal",
+        Limit::PerTarget => "this target",
+    };
+    Refusal::SlowDown {
+        why: format!(
+            "too many token requests for {whose}; retry in {}s",
+            limited.retry_after
+        ),
+        retry_after: limited.retry_after,
+    }
 }
 
 /// The kill switch: 403 naming the entry that blocks this token at `now`,

@@ -55,6 +55,15 @@ pub enum Refusal {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 429 `slow_down`: a token request beyond `limits.per_principal` or
+    /// `limits.per_target`; `Retry-After` says when to come back.
+    #[error("slow_down: {why}")]
+    SlowDown {
+        /// Why.
+        why: String,
+        /// Seconds to wait (at least 1).
+        retry_after: u64,
+    },
     /// 503: overload, timeout or a failing dependency.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -76,6 +85,7 @@ impl Refusal {
             Self::InvalidClient(_) => "invalid_client",
             Self::AccessDenied(_) => "access_denied",
             Self::Unavailable(_) | Self::RateLimited { .. } => "temporarily_unavailable",
+            Self::SlowDown { .. } => "slow_down",
         }
     }
 
@@ -92,7 +102,8 @@ impl Refusal {
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::Unavailable(d)
-            | Self::RateLimited { why: d, .. } => d.clone(),
+            | Self::RateLimited { why: d, .. }
+            | Self::SlowDown { why: d, .. } => d.clone(),
             Self::UnsupportedGrantType => "grant_type is not supported".into(),
             Self::PayloadTooLarge => "request body is too large".into(),
         }

@@ -41,8 +41,9 @@ pub(super) async fn token(
         Err(_) => app.metrics.decision("deny"),
     }
     let record = audit(record, &outcome);
+    let audited = !matches!(&outcome, Err(refused) if refused.learned.unaudited);
     let rendered = outcome.map(render).map_err(|refused| refused.refusal);
-    Ok(super::respond(&app, record, rendered).await)
+    Ok(super::respond_sampled(&app, record, rendered, audited).await)
 }
 
 /// The token response (RFC 8693 section 2.2.1).

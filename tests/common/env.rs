@@ -45,6 +45,8 @@ pub struct Config {
     pub extra_store_lines: Vec<String>,
     /// Raw lines of a `[keys]` section (e.g. `publish_ahead = "2s"`).
     pub keys_lines: Vec<String>,
+    /// Raw lines of a `[limits]` section (e.g. `per_principal = "3/m"`).
+    pub limits_lines: Vec<String>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             store_url: None,
             extra_store_lines: Vec::new(),
             keys_lines: Vec::new(),
+            limits_lines: Vec::new(),
         }
     }
 }
@@ -211,6 +214,9 @@ url = "{store_url}"
 [keys]
 {keys}
 
+[limits]
+{limits}
+
 [tokens]
 algorithm = {algorithm}
 default_ttl = {default_ttl}
@@ -236,6 +242,7 @@ principals = [{principals}]
             extra_tokens = config.extra_tokens_lines.join("\n"),
             extra_store = config.extra_store_lines.join("\n"),
             keys = config.keys_lines.join("\n"),
+            limits = config.limits_lines.join("\n"),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
             client_ca = if config.client_ca {
