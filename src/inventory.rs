@@ -149,15 +149,15 @@ impl Inventory {
     }
 }
 
-/// Reads the whole log at `path` into an inventory; unreadable lines are
-/// counted (and logged) and skipped.
-pub fn read(path: &Path) -> Result<Inventory, ReadError> {
+/// Reads the whole log at `path` into an inventory; each unreadable line
+/// is handed to `skipped`, counted and skipped.
+pub fn read(path: &Path, mut skipped: impl FnMut(&ReadError)) -> Result<Inventory, ReadError> {
     let mut inventory = Inventory::default();
     for item in records(path)? {
         match item {
             Ok(record) => inventory.add(&record),
             Err(e @ ReadError::Line { .. }) => {
-                tracing::warn!(error = %e, "audit line skipped");
+                skipped(&e);
                 inventory.unreadable += 1;
             }
             Err(e) => return Err(e),
@@ -186,11 +186,13 @@ pub fn table(principals: &[Principal]) -> String {
         "PRINCIPAL", "TYPE", "OWNER", "ATTESTATIONS", "LAST_SEEN", "DELEG"
     );
     for p in principals {
-        let grants = |side: &BTreeMap<String, BTreeSet<String>>| {
-            side.iter()
+        let grants = |side: &BTreeMap<String, BTreeSet<String>>| match side.is_empty() {
+            true => "-".to_owned(),
+            false => side
+                .iter()
                 .map(|(target, scopes)| format!("{target}:{}", join(scopes)))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
         };
         let denied = match p.denied.is_empty() {
             true => String::new(),

@@ -438,7 +438,8 @@ fn inventory(config: &Config, args: InventoryArgs) -> Result<(), CliError> {
         },
     };
     let audit = args.audit.unwrap_or_else(|| config.audit.path.clone());
-    let read = crate::inventory::read(&audit).map_err(CliError::new)?;
+    let read = crate::inventory::read(&audit, |e| eprintln!("writ: warning: {e}; skipped"))
+        .map_err(CliError::new)?;
     if read.unreadable > 0 {
         eprintln!(
             "writ: warning: {}: {} unreadable line(s) skipped",

@@ -68,7 +68,9 @@ async fn inventory(
             ));
         }
         let path = app.config.audit.path.clone();
-        let read = tokio::task::spawn_blocking(move || crate::inventory::read(&path))
+        let read = tokio::task::spawn_blocking(move || {
+            crate::inventory::read(&path, |e| tracing::warn!(error = %e, "inventory: audit line skipped"))
+        })
             .await
             .map_err(|_| Refusal::Unavailable("the inventory could not be read".into()))?
             .map_err(|e| {
