@@ -62,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// What a principal may reach, or who may reach a target, each scope
+    /// with the conditions under which policy allows it.
+    Access(AccessArgs),
     /// The principals the audit log saw: how they attested, who owns them,
     /// what each was granted and denied, when last seen.
     Inventory(InventoryArgs),
@@ -70,6 +73,30 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).multiple(true).args(["principal", "target"]))]
+struct AccessArgs {
+    /// The policy directory (default: policy.dir of the configuration).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The principal, e.g. 'Workload::"spiffe://cluster.local/ns/payments/sa/api"'.
+    #[arg(long, value_name = "TYPE::\"ID\"")]
+    principal: Option<String>,
+    /// Its attested attributes: a JSON object of strings and integers.
+    #[arg(long, value_name = "FILE", requires = "principal")]
+    attrs: Option<PathBuf>,
+    /// The target: with --principal, only it; alone, who may reach it.
+    #[arg(long, value_name = "T")]
+    target: Option<String>,
+    /// An audit log adding the principals it saw (with their recorded
+    /// attributes) and the scopes they asked for.
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -394,6 +421,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let audit = audit.unwrap_or_else(|| config.audit.path.clone());
             replay::diff(&old_dir, &new_dir, &audit, last, json, &config)
         }
+        Command::Access(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            access::run(access::AccessQuery {
+                dir: args.dir.unwrap_or_else(|| config.policy.dir.clone()),
+                principal: args.principal,
+                attrs: args.attrs,
+                target: args.target,
+                audit: args.audit,
+                json: args.json,
+            })
+        }
         Command::Inventory(args) => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             inventory(&config, args)
@@ -661,6 +699,7 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
     writ_proto::jws::decode_segment(writ_proto::jws::Compact::split(token)?.payload)
 }
 
+mod access;
 mod demo;
 mod dev;
 mod keys;

@@ -185,7 +185,7 @@ impl PolicySnapshot {
     /// Adds the entity for an attested party (attested attributes the
     /// schema declares, plus parents and attributes from `entities.json`)
     /// and its parents; returns its uid.
-    fn add_attested(
+    pub(super) fn add_attested(
         &self,
         who: &Attested,
         extra_parents: &[EntityUid],
@@ -244,13 +244,13 @@ impl PolicySnapshot {
 
 /// The entities of one request, each once (the first one added wins).
 #[derive(Default)]
-struct EntitiesBuilder {
-    all: Vec<Entity>,
+pub(super) struct EntitiesBuilder {
+    pub(super) all: Vec<Entity>,
     seen: HashSet<EntityUid>,
 }
 
 impl EntitiesBuilder {
-    fn add(&mut self, entity: Entity) {
+    pub(super) fn add(&mut self, entity: Entity) {
         if self.seen.insert(entity.uid()) {
             self.all.push(entity);
         }

@@ -6,10 +6,12 @@
 //! code (cheaper than JSON) against the current snapshot; `explain` decides
 //! a described (not attested) request the same way and says why, and
 //! `cases` runs policy test files through it; `replay` rebuilds a recorded
-//! decision as such a request and `diff` decides it under two sets; `reload`
+//! decision as such a request and `diff` decides it under two sets; `access`
+//! lists what a principal may reach by partial evaluation; `reload`
 //! swaps in a new snapshot when the files change or on SIGHUP, refusing
 //! invalid sets.
 
+mod access;
 mod cases;
 mod decide;
 mod diff;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub use access::Access;
 pub use cases::{Case, CaseFile, CasesError, Expect, Failure, read_case_file};
 pub use decide::{
     AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision,
