@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::EntityType;
+use crate::model::{EntityType, Rate};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -343,6 +343,10 @@ pub struct LimitsConfig {
     /// A TLS handshake still running after this is dropped.
     #[serde(deserialize_with = "humantime_serde::deserialize")]
     pub handshake_timeout: Duration,
+    /// Token requests one principal may make (e.g. `"50/s"`); none by default.
+    pub per_principal: Option<Rate>,
+    /// Token requests for one target (e.g. `"600/m"`); none by default.
+    pub per_target: Option<Rate>,
 }
 
 impl Default for LimitsConfig {
@@ -353,6 +357,8 @@ impl Default for LimitsConfig {
             header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            per_principal: None,
+            per_target: None,
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`token`]: signing keys (through the [`token::KeyStore`] it owns),
 //!   minting, checking writ's own tokens again.
 //! - [`audit`]: the hash-chained decision log and metrics.
+//! - [`inventory`]: the principals the decision log saw, what each was
+//!   granted and denied, and who owns it.
 //! - [`store`]: durable state (SQLite), implementing the traits its users
 //!   own; their shared error is [`durable::StoreError`].
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -43,6 +45,7 @@ pub mod config;
 pub mod digest;
 pub mod durable;
 pub mod grant;
+pub mod inventory;
 pub mod model;
 pub mod policy;
 pub mod revoke;

@@ -246,6 +246,70 @@ impl Ttl {
     }
 }
 
+/// A request rate: `count` requests per `per` (`"50/s"`, `"600/m"`,
+/// `"1000/h"`), parsed once from the configuration. A key may spend the
+/// whole `count` at once, then one request every `per / count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Rate {
+    count: u32,
+    per: Duration,
+}
+
+impl Rate {
+    /// `count` (at least 1) requests per `per` (at least a second).
+    pub fn new(count: u32, per: Duration) -> Option<Self> {
+        (count > 0 && per >= Duration::from_secs(1)).then_some(Self { count, per })
+    }
+
+    /// How many requests a key may make at once.
+    pub fn count(self) -> u32 {
+        self.count
+    }
+
+    /// The period the count is spread over.
+    pub fn per(self) -> Duration {
+        self.per
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{text:?} is not a rate like \"50/s\", \"600/m\" or \"1000/h\"");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Self::new(count, per).ok_or_else(|| format!("{text:?}: the count must be at least 1"))
+    }
+}
+
+impl TryFrom<String> for Rate {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            3600 => "h",
+            _ => return write!(f, "{}/{}s", self.count, self.per.as_secs()),
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
 /// The Cedar entity type of an attested principal (a token's
 /// `principal_type`); defined with the claims in writ-proto.
 pub use writ_proto::claims::PrincipalType as EntityType;
@@ -257,6 +321,20 @@ pub use writ_proto::claims::AttestationKind;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_parse_from_count_and_unit_and_refuse_the_rest() {
+        let rate: Rate = "50/s".parse().unwrap();
+        assert_eq!((rate.count(), rate.per()), (50, Duration::from_secs(1)));
+        assert_eq!("600/m".parse::<Rate>().unwrap().to_string(), "600/m");
+        assert_eq!(
+            "1000/h".parse::<Rate>().unwrap().per(),
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "50", "0/s", "-1/s", "50/d", "fast/s", "50/ s/"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn scopes_parse_dedupes_and_keeps_order() {

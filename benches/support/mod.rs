@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub freshness: Freshness,
     pub dpop_replay: ProofReplay,
     pub metrics: Metrics,
+    /// No rate limits (the default configuration).
+    pub limits: writ::grant::RateLimits,
     pub clock: Arc<dyn Clock>,
     /// The scratch store (keys, approvals).
     pub store: Arc<dyn writ::store::Store>,
@@ -92,6 +94,7 @@ impl Pipeline {
             freshness: Freshness::new(std::time::Duration::MAX),
             dpop_replay: ProofReplay::local(ReplayCache::new(config.tokens.dpop_replay_cache)),
             metrics: Metrics::new(),
+            limits: writ::grant::RateLimits::default(),
             clock,
             store,
             peer: Peer {
@@ -164,6 +167,7 @@ impl Pipeline {
             clock: &*self.clock,
             metrics: &self.metrics,
             approvals: &*self.store,
+            limits: &self.limits,
         };
         let form = Form::parse(body).unwrap();
         let headers = http::HeaderMap::new();

@@ -14,6 +14,11 @@ struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: &'static str,
 }
@@ -24,6 +29,7 @@ pub struct Metrics {
     decisions: Family<Outcome, Counter>,
     reloads: Family<Outcome, Counter>,
     attestation_failures: Family<Reason, Counter>,
+    rate_limited: Family<LimitLabel, Counter>,
     mint_seconds: Histogram,
     kill_switch_reads: Family<Outcome, Counter>,
     kill_switch_applied: Gauge,
@@ -43,6 +49,12 @@ impl Metrics {
         let decisions = Family::<Outcome, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let attestation_failures = Family::<Reason, Counter>::default();
+        let rate_limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Token requests refused by limits.per_principal or limits.per_target, by limit",
+            rate_limited.clone(),
+        );
         // 50 µs .. ~1.6 s
         let mint_seconds = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
@@ -86,6 +98,7 @@ impl Metrics {
             decisions,
             reloads,
             attestation_failures,
+            rate_limited,
             mint_seconds,
             kill_switch_reads,
             kill_switch_applied,
@@ -96,6 +109,11 @@ impl Metrics {
     /// Counts a decision: `allow`, `deny` or `error`.
     pub fn decision(&self, outcome: &'static str) {
         self.decisions.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a token request refused by `limit` (`per_principal`, `per_target`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabel { limit }).inc();
     }
 
     /// Counts a policy reload attempt.

@@ -5,12 +5,15 @@
 //! path through an `AuditSink` (`sink`: the log file; with PostgreSQL the
 //! store's per-replica table, which `crate::store` implements); `chain`
 //! links each line to the previous one by SHA-256 so `writ audit verify`
-//! finds any edit, deletion or reordering.
+//! finds any edit, deletion or reordering; `read` streams the records back
+//! for the least-privilege tools.
 
 mod chain;
 mod metrics;
+mod read;
 mod sink;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -22,6 +25,7 @@ pub use chain::GENESIS;
 pub(crate) use chain::hash_of;
 pub use chain::{ChainError, Head, ReplicaChainError, verify_file, verify_replica_chain};
 pub use metrics::Metrics;
+pub use read::{ReadError, Recorded, Records, records};
 pub(crate) use sink::AuditSink;
 
 /// One decision.
@@ -36,6 +40,14 @@ pub struct AuditRecord {
     /// The attested principal, when attestation succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// Its Cedar entity type (`Workload`, `Agent`, `User`), with `principal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<String>,
+    /// The attributes attestation gave it (claims such as `namespace` and
+    /// `issuer`, never a token), so `writ policy explain --decision` can
+    /// decide the request again.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, serde_json::Value>,
     /// How it attested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestation: Option<String>,
@@ -48,6 +60,23 @@ pub struct AuditRecord {
     pub scopes_requested: Vec<String>,
     /// Scopes granted.
     pub scopes_granted: Vec<String>,
+    /// The lifetime asked for (or the default), in seconds, once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_ttl: Option<u64>,
+    /// Whether the token was to be bound to a key (Cedar's
+    /// `context.sender_constrained`), once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_constrained: Option<bool>,
+    /// Hops of delegation (Cedar's `context.delegation_depth`), once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegation_depth: Option<u32>,
+    /// A transaction token request: the workload asking (Cedar's
+    /// `context.transaction.requester`), once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn_requester: Option<String>,
+    /// And the call chain's length (`context.transaction.chain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn_chain: Option<u32>,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// Determining policy ids.
@@ -84,11 +113,18 @@ impl AuditRecord {
             decision_id,
             time,
             principal: None,
+            principal_type: None,
+            attrs: BTreeMap::new(),
             attestation: None,
             source_ip,
             target: None,
             scopes_requested: Vec::new(),
             scopes_granted: Vec::new(),
+            requested_ttl: None,
+            sender_constrained: None,
+            delegation_depth: None,
+            txn_requester: None,
+            txn_chain: None,
             decision: "deny",
             policies: Vec::new(),
             jti: None,

@@ -65,11 +65,58 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// What a principal may reach, or who may reach a target, each scope
+    /// with the conditions under which policy allows it.
+    Access(AccessArgs),
+    /// The principals the audit log saw: how they attested, who owns them,
+    /// what each was granted and denied, when last seen.
+    Inventory(InventoryArgs),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).multiple(true).args(["principal", "target"]))]
+struct AccessArgs {
+    /// The policy directory (default: policy.dir of the configuration).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The principal, e.g. 'Workload::"spiffe://cluster.local/ns/payments/sa/api"'.
+    #[arg(long, value_name = "TYPE::\"ID\"")]
+    principal: Option<String>,
+    /// Its attested attributes: a JSON object of strings and integers.
+    #[arg(long, value_name = "FILE", requires = "principal")]
+    attrs: Option<PathBuf>,
+    /// The target: with --principal, only it; alone, who may reach it.
+    #[arg(long, value_name = "T")]
+    target: Option<String>,
+    /// An audit log adding the principals it saw (with their recorded
+    /// attributes) and the scopes they asked for.
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct InventoryArgs {
+    /// The audit log (default: audit.path of the configuration).
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// Only principals whose last token request is at least this old, e.g. `30d`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stale: Option<std::time::Duration>,
+    /// Policy directory whose entities.json names owners (default:
+    /// policy.dir of the configuration).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,14 +212,43 @@ enum PolicyCommand {
         /// Test files (TOML, [[case]]).
         files: Vec<PathBuf>,
     },
-    /// Explain the decision on a described request, scope by scope.
+    /// Explain the decision on a described request, or re-evaluate a
+    /// recorded one, scope by scope.
     Explain {
         /// The directory (default: policy.dir of the configuration).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The request: JSON with principal, target, scopes, context.
+        #[arg(
+            long,
+            required_unless_present = "decision",
+            conflicts_with = "decision"
+        )]
+        request: Option<PathBuf>,
+        /// A recorded decision to re-evaluate, by its decision_id.
+        #[arg(long, value_name = "ID")]
+        decision: Option<String>,
+        /// The audit log holding the decision (default: audit.path of the
+        /// configuration).
+        #[arg(long, value_name = "PATH", requires = "decision")]
+        audit: Option<PathBuf>,
+        /// JSON lines instead of a table.
         #[arg(long)]
-        request: PathBuf,
+        json: bool,
+    },
+    /// The recorded token requests whose verdict would change from the
+    /// policies in OLD_DIR to those in NEW_DIR, scope by scope.
+    Diff {
+        /// The policies the requests are compared from.
+        old_dir: PathBuf,
+        /// The policies they are compared to.
+        new_dir: PathBuf,
+        /// The audit log to replay (default: audit.path of the configuration).
+        #[arg(long, value_name = "PATH")]
+        audit: Option<PathBuf>,
+        /// Only the last N decided token requests of the log.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -318,11 +394,54 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             policy::test(&dir, files, &config)
         }
         Command::Policy {
-            command: PolicyCommand::Explain { dir, request, json },
+            command:
+                PolicyCommand::Explain {
+                    dir,
+                    request,
+                    decision,
+                    audit,
+                    json,
+                },
         } => {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             let dir = dir.unwrap_or_else(|| config.policy.dir.clone());
-            policy::explain(&dir, &request, json, &config)
+            match (request, decision) {
+                (Some(request), _) => policy::explain(&dir, &request, json, &config),
+                (None, Some(id)) => {
+                    let audit = audit.unwrap_or_else(|| config.audit.path.clone());
+                    replay::explain_decision(&dir, &audit, &id, json, &config)
+                }
+                (None, None) => Err(CliError::new("name --request FILE or --decision ID")),
+            }
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Diff {
+                    old_dir,
+                    new_dir,
+                    audit,
+                    last,
+                    json,
+                },
+        } => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            let audit = audit.unwrap_or_else(|| config.audit.path.clone());
+            replay::diff(&old_dir, &new_dir, &audit, last, json, &config)
+        }
+        Command::Access(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            access::run(access::AccessQuery {
+                dir: args.dir.unwrap_or_else(|| config.policy.dir.clone()),
+                principal: args.principal,
+                attrs: args.attrs,
+                target: args.target,
+                audit: args.audit,
+                json: args.json,
+            })
+        }
+        Command::Inventory(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            inventory(&config, args)
         }
         Command::Audit {
             command: AuditCommand::Verify {
@@ -347,6 +466,45 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `writ inventory`: the principals of the audit log, a table or JSON lines.
+fn inventory(config: &Config, args: InventoryArgs) -> Result<(), CliError> {
+    let owners = match &args.dir {
+        Some(dir) => Some(crate::policy::PolicySnapshot::load(dir).map_err(CliError::new)?),
+        // The configured directory is a convenience: without it owners
+        // come only from attested attributes.
+        None => match crate::policy::PolicySnapshot::load(&config.policy.dir) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                eprintln!("writ: warning: no owners from entities.json: {e}");
+                None
+            }
+        },
+    };
+    let audit = args.audit.unwrap_or_else(|| config.audit.path.clone());
+    let read = crate::inventory::read(&audit, |e| eprintln!("writ: warning: {e}; skipped"))
+        .map_err(CliError::new)?;
+    if read.unreadable > 0 {
+        eprintln!(
+            "writ: warning: {}: {} unreadable line(s) skipped",
+            audit.display(),
+            read.unreadable
+        );
+    }
+    let principals = read.finish(owners.as_ref(), args.stale, SystemClock.unix_now());
+    if args.json {
+        for p in &principals {
+            println!("{}", serde_json::to_string(p).map_err(CliError::new)?);
+        }
+    } else {
+        print!("{}", crate::inventory::table(&principals));
+        let unowned = principals.iter().filter(|p| p.owner.is_none()).count();
+        if unowned > 0 {
+            eprintln!("writ: {unowned} principal(s) have no owner");
+        }
+    }
+    Ok(())
 }
 
 /// `writ audit verify --store URL`: every replica's chain, one line each.
@@ -548,11 +706,13 @@ pub(crate) fn decode_claims(token: &str) -> Option<Value> {
     writ_proto::jws::decode_segment(writ_proto::jws::Compact::split(token)?.payload)
 }
 
+mod access;
 mod approvals;
 mod demo;
 mod dev;
 mod keys;
 mod policy;
+mod replay;
 mod revoke;
 mod status;
 mod table;

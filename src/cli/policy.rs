@@ -47,7 +47,7 @@ pub fn explain(dir: &Path, request: &Path, json: bool, config: &Config) -> Resul
 }
 
 /// One line per scope; the deciding policies with their files.
-fn table(answers: &[ScopeExplanation]) -> String {
+pub(super) fn table(answers: &[ScopeExplanation]) -> String {
     let mut out = format!(
         "{:<24} {:<8} {:>8}  {}\n",
         "SCOPE", "DECISION", "MAX_TTL", "DETERMINING POLICIES (FILE)"

@@ -6,7 +6,7 @@
 //! function of what the steps before it established, nothing calling back:
 //!
 //! ```text
-//! parse ─▶ attest ─▶ kill switch ─▶ decide ─▶ lifetime and binding ─▶ mint ─▶ kill switch
+//! parse ─▶ attest ─▶ rate limits ─▶ kill switch ─▶ decide ─▶ lifetime and binding ─▶ mint ─▶ kill switch
 //! ```
 //!
 //! - `request`: the form, peer and headers read into a [`TokenRequest`]
@@ -17,6 +17,7 @@
 //! - `pipeline`: the driver, the kill switch (checked before deciding and
 //!   again after signing, so a block acknowledged meanwhile still wins),
 //!   Cedar's decision and the mint;
+//! - `limits`: the per-principal and per-target rate limits (GCRA);
 //! - `lifetime`: the binding (`cnf`), the ancestry and the capped TTL;
 //! - `transaction`: transaction tokens: the subject, the call chain and
 //!   the context a transaction token carries;
@@ -37,6 +38,7 @@ mod attest;
 mod delegation;
 mod form;
 mod lifetime;
+mod limits;
 mod outcome;
 mod pipeline;
 mod refusal;
@@ -47,7 +49,10 @@ mod transaction;
 use std::time::Duration;
 
 pub use form::{Form, MAX_RESOURCES};
-pub use outcome::{Granted, Learned, Outcome, Refused, TokenType};
+pub use limits::{Limit, Limited, MAX_KEYS, RateLimits};
+pub use outcome::{
+    DecidedContext, DecidedTransaction, Granted, Learned, Outcome, Refused, TokenType,
+};
 pub use pipeline::{grant, run};
 pub use refusal::Refusal;
 pub use request::{
@@ -122,10 +127,12 @@ pub struct Context<'a> {
     pub dpop_replay: &'a ProofReplay,
     /// Time: the kill switch is checked again at the moment of signing.
     pub clock: &'a dyn Clock,
-    /// Counts attestation failures.
+    /// Counts attestation failures and rate-limited requests.
     pub metrics: &'a Metrics,
     /// Grants waiting for a person's approval.
     pub approvals: &'a dyn crate::approval::ApprovalLog,
+    /// `limits.per_principal` and `limits.per_target`.
+    pub limits: &'a RateLimits,
 }
 
 /// Why a step stopped the pipeline: the refusal, and the kill-switch entry

@@ -2,8 +2,11 @@
 //! grant [`Learned`] on the way, from which the server builds the request's
 //! audit record in one place.
 
+use std::collections::BTreeMap;
+
 use super::Refusal;
-use crate::model::{AttestationKind, Principal, Scopes, TargetId, Ttl};
+use crate::attest::AttrValue;
+use crate::model::{AttestationKind, EntityType, Principal, Scopes, TargetId, Ttl};
 use crate::token::Minted;
 
 /// The answer to one token request.
@@ -22,6 +25,14 @@ pub struct Learned {
     pub principal: Option<Principal>,
     /// How the principal attested (with `principal`).
     pub attestation: Option<AttestationKind>,
+    /// Its Cedar entity type (with `principal`).
+    pub principal_type: Option<EntityType>,
+    /// The attributes attestation gave it (with `principal`).
+    pub principal_attrs: BTreeMap<String, AttrValue>,
+    /// The context Cedar was asked in, once the request reached the decision.
+    pub context: Option<DecidedContext>,
+    /// `context.transaction`, for a transaction token request.
+    pub transaction: Option<DecidedTransaction>,
     /// The agents acting for it, newest first (with `principal`).
     pub actors: Vec<String>,
     /// The policies that determined Cedar's decision, once it decided.
@@ -32,6 +43,30 @@ pub struct Learned {
     pub revocation: Option<String>,
     /// The approval the grant waits for or redeemed.
     pub approval: Option<String>,
+    /// A rate-limit refusal that is not audited: only the first per key
+    /// and second is.
+    pub unaudited: bool,
+}
+
+/// The request-specific part of Cedar's context that the audit record
+/// keeps besides time and address (CONTRACT section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecidedContext {
+    /// `requested_ttl`, in seconds.
+    pub requested_ttl: u64,
+    /// `sender_constrained`.
+    pub sender_constrained: bool,
+    /// `delegation_depth`.
+    pub delegation_depth: u32,
+}
+
+/// `context.transaction` of a transaction token request, for the audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecidedTransaction {
+    /// The workload asking.
+    pub requester: String,
+    /// The call chain's length.
+    pub chain: u32,
 }
 
 impl Learned {

@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use super::attest::{self, Parties};
 use super::rules::{self, Minting};
 use super::{
-    Context, Form, GrantKind, Granted, Learned, Outcome, Refusal, Stop, TokenRequest, TokenType,
-    approve, lifetime, transaction,
+    Context, DecidedContext, DecidedTransaction, Form, GrantKind, Granted, Learned, Limit, Limited,
+    Outcome, Refusal, Stop, TokenRequest, TokenType, approve, lifetime, transaction,
 };
 use crate::approval::Ask;
 use crate::attest::Peer;
@@ -42,6 +42,24 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     let parties = attest::parties(ctx, request, peer)
         .await
         .map_err(|stop| learned.stopped(stop))?;
+    // The principal is known: count it (and the target) against the limits.
+    let since_epoch = ctx
+        .clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Err(limited) = ctx.limits.admit(
+        parties.subject.principal.as_str(),
+        request.audience.as_str(),
+        since_epoch,
+    ) {
+        ctx.metrics.rate_limited(limited.limit.as_str());
+        learned.principal = Some(parties.subject.principal.clone());
+        learned.attestation = Some(parties.subject.kind);
+        learned.principal_type = Some(parties.subject.entity_type);
+        learned.unaudited = !limited.audit;
+        return Err(learned.stopped(slow_down(limited)));
+    }
     // The credential checked out: only now is the proof remembered, so
     // requests without one cannot fill the replay cache.
     if let Some(proof) = &request.dpop {
@@ -66,10 +84,21 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     let minting = Minting::of(request, &parties);
     learned.principal = Some(minting.subject.clone());
     learned.attestation = Some(parties.subject.kind);
+    learned.principal_type = Some(parties.subject.entity_type);
+    learned.principal_attrs = parties.subject.attributes.clone();
     learned.actors = minting.actors.to_vec();
 
     kill_switch(ctx, request, &minting, &parties, now).map_err(|stop| learned.stopped(stop))?;
 
+    learned.context = Some(DecidedContext {
+        requested_ttl: request.requested_ttl.as_secs(),
+        sender_constrained: cnf.is_some(),
+        delegation_depth: parties.delegation.as_ref().map_or(0, |d| d.depth),
+    });
+    learned.transaction = parties.txn.as_ref().map(|txn| DecidedTransaction {
+        requester: txn.requester().to_owned(),
+        chain: u32::try_from(txn.chain.len()).unwrap_or(u32::MAX),
+    });
     let decision = decide(ctx, request, peer, &parties, cnf.is_some(), now)
         .map_err(|e| learned.stopped(undecided(request, e)))?;
     learned.policies = decision.policies();
@@ -163,6 +192,21 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
         },
         learned,
     })
+}
+
+/// The 429 of a request beyond a rate limit.
+fn slow_down(limited: Limited) -> Refusal {
+    let whose = match limited.limit {
+        Limit::PerPrincipal => "this principal",
+        Limit::PerTarget => "this target",
+    };
+    Refusal::SlowDown {
+        why: format!(
+            "too many token requests for {whose}; retry in {}s",
+            limited.retry_after
+        ),
+        retry_after: limited.retry_after,
+    }
 }
 
 /// The kill switch: 403 naming the entry that blocks this token at `now`,

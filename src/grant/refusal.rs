@@ -55,6 +55,15 @@ pub enum Refusal {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 429 `slow_down`: a token request beyond `limits.per_principal` or
+    /// `limits.per_target`; `Retry-After` says when to come back.
+    #[error("slow_down: {why}")]
+    SlowDown {
+        /// Why.
+        why: String,
+        /// Seconds to wait (at least 1).
+        retry_after: u64,
+    },
     /// 503: overload, timeout or a failing dependency.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -91,6 +100,7 @@ impl Refusal {
             Self::Unavailable(_) | Self::RateLimited { .. } => "temporarily_unavailable",
             Self::AuthorizationPending { .. } => "authorization_pending",
             Self::ExpiredToken(_) => "expired_token",
+            Self::SlowDown { .. } => "slow_down",
         }
     }
 
@@ -108,7 +118,8 @@ impl Refusal {
             | Self::Conflict(d)
             | Self::Unavailable(d)
             | Self::ExpiredToken(d)
-            | Self::RateLimited { why: d, .. } => d.clone(),
+            | Self::RateLimited { why: d, .. }
+            | Self::SlowDown { why: d, .. } => d.clone(),
             Self::AuthorizationPending { role, .. } => format!(
                 "the grant waits for approval by {role}; retry with approval_id every {} s",
                 crate::approval::POLL_INTERVAL_SECS

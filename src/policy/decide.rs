@@ -239,7 +239,7 @@ impl PolicySnapshot {
     /// Adds the entity for an attested party (attested attributes the
     /// schema declares, plus parents and attributes from `entities.json`)
     /// and its parents; returns its uid.
-    fn add_attested(
+    pub(super) fn add_attested(
         &self,
         who: &Attested,
         extra_parents: &[EntityUid],
@@ -298,13 +298,13 @@ impl PolicySnapshot {
 
 /// The entities of one request, each once (the first one added wins).
 #[derive(Default)]
-struct EntitiesBuilder {
-    all: Vec<Entity>,
+pub(super) struct EntitiesBuilder {
+    pub(super) all: Vec<Entity>,
     seen: HashSet<EntityUid>,
 }
 
 impl EntitiesBuilder {
-    fn add(&mut self, entity: Entity) {
+    pub(super) fn add(&mut self, entity: Entity) {
         if self.seen.insert(entity.uid()) {
             self.all.push(entity);
         }
@@ -355,6 +355,9 @@ pub enum AdminAction<'a> {
     /// `Action::"explain"`: explaining a decision on the target it
     /// concerns (the resource); empty context.
     Explain,
+    /// `Action::"inventory"`: listing the principals of the audit log, on
+    /// the broker itself; empty context.
+    Inventory,
     /// `Action::"approve"` on `Role::"<role>"` (the resource): approving
     /// or denying a grant that waits for that role; context `{decision}`
     /// (`"approve"` or `"deny"`).
@@ -406,6 +409,7 @@ impl AdminAction<'_> {
             Self::RotateKey => "rotate_key",
             Self::RevokeKey { .. } => "revoke_key",
             Self::Explain => "explain",
+            Self::Inventory => "inventory",
             Self::Approve { .. } => "approve",
         }
     }
@@ -428,7 +432,9 @@ impl AdminAction<'_> {
                 ("block".into(), RestrictedExpression::new_bool(*block)),
             ],
             Self::Lift { entry } | Self::Read { entry: Some(entry) } => entry.context(),
-            Self::Read { entry: None } | Self::RotateKey | Self::Explain => Vec::new(),
+            Self::Read { entry: None } | Self::RotateKey | Self::Explain | Self::Inventory => {
+                Vec::new()
+            }
             Self::RevokeKey { kid } => vec![(
                 "kid".into(),
                 RestrictedExpression::new_string((*kid).to_owned()),

@@ -269,6 +269,23 @@ impl PolicySnapshot {
     pub fn has_target(&self, id: &str) -> bool {
         self.targets.contains_key(id)
     }
+
+    /// Who owns the entity `entity_type::"id"` according to `entities.json`:
+    /// its `owner` attribute (an entity such as `Team::"payments"`, or a
+    /// string), else its first parent in sorted order; `None` when the file
+    /// does not know the entity or gives it neither.
+    pub fn owner_of(&self, entity_type: &str, id: &str) -> Option<String> {
+        let type_name = EntityTypeName::from_str(entity_type).ok()?;
+        let uid = EntityUid::from_type_name_and_id(type_name, cedar_policy::EntityId::new(id));
+        let entity = self.entities.get(&uid)?;
+        match entity.attr("owner") {
+            Some(Ok(cedar_policy::EvalResult::EntityUid(owner))) => return Some(owner.to_string()),
+            Some(Ok(cedar_policy::EvalResult::String(owner))) => return Some(owner),
+            _ => {}
+        }
+        let (_, _, parents) = entity.clone().into_inner();
+        parents.iter().map(ToString::to_string).min()
+    }
 }
 
 /// Whether a policy can matter for minting on `target`: slicing by action

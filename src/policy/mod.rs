@@ -5,26 +5,33 @@
 //! policies sliced per target, entities); `decide` builds Cedar requests in
 //! code (cheaper than JSON) against the current snapshot; `explain` decides
 //! a described (not attested) request the same way and says why, and
-//! `cases` runs policy test files through it; `reload`
+//! `cases` runs policy test files through it; `replay` rebuilds a recorded
+//! decision as such a request and `diff` decides it under two sets; `access`
+//! lists what a principal may reach by partial evaluation; `reload`
 //! swaps in a new snapshot when the files change or on SIGHUP, refusing
 //! invalid sets.
 
+mod access;
 mod cases;
 mod decide;
+mod diff;
 mod examples;
 mod explain;
 mod load;
 mod reload;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub use access::Access;
 pub use cases::{Case, CaseFile, CasesError, Expect, Failure, read_case_file};
 pub use decide::{
     AdminAction, AdminDecision, Decision, DecisionRequest, EntryFacts, ScopeDecision, Transaction,
 };
+pub use diff::{Change, Differ, Skipped};
 pub use examples::{EXAMPLES, write_examples};
 pub use explain::{
     ExplainContext, ExplainError, ExplainPrincipal, ExplainRequest, ExplainTransaction,
@@ -32,6 +39,7 @@ pub use explain::{
 };
 pub use load::{PolicyLoadError, PolicySnapshot};
 pub use reload::spawn_watcher;
+pub use replay::{Replay, ReplayError};
 
 /// Why a decision could not be made at all (as opposed to a deny).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

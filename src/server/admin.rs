@@ -1,8 +1,9 @@
 //! `/admin/v1/revocations`: the kill switch for operators (and, in
-//! `admin_keys`, `/admin/v1/keys`; in `admin_explain`, `/admin/v1/explain`).
-//! One router behind admin authentication; every call is authorized by
-//! Cedar (principal `Admin`, action `revoke`, `lift`, `read`, `rotate_key`,
-//! `revoke_key` or `explain`) and audited.
+//! `admin_keys`, `/admin/v1/keys`; in `admin_explain`, `/admin/v1/explain`;
+//! in `admin_inventory`, `/admin/v1/inventory`). One router behind admin
+//! authentication; every call is authorized by Cedar (principal `Admin`,
+//! action `revoke`, `lift`, `read`, `rotate_key`, `revoke_key`, `explain` or
+//! `inventory`) and audited.
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/replicas", get(replicas))
         .merge(super::admin_keys::routes())
         .merge(super::admin_explain::routes())
+        .merge(super::admin_inventory::routes())
         .merge(super::admin_approvals::routes())
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
@@ -122,6 +124,7 @@ pub(super) fn authorize(
         AdminAction::Explain => {
             "policy does not permit this admin to explain decisions on this target".into()
         }
+        AdminAction::Inventory => "policy does not permit this admin to list the inventory".into(),
         AdminAction::Approve { .. } => {
             "policy does not permit this admin to decide approvals for this role".into()
         }

@@ -40,7 +40,7 @@ fn status(refusal: &Refusal) -> StatusCode {
         Refusal::NotFound(_) => StatusCode::NOT_FOUND,
         Refusal::Conflict(_) => StatusCode::CONFLICT,
         Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::RateLimited { .. } | Refusal::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -109,7 +109,7 @@ impl IntoResponse for ApiError {
             Refusal::Unavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Refusal::RateLimited { retry_after, .. } => {
+            Refusal::RateLimited { retry_after, .. } | Refusal::SlowDown { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}

@@ -9,6 +9,7 @@
 mod admin;
 mod admin_approvals;
 mod admin_explain;
+mod admin_inventory;
 mod admin_keys;
 mod auth;
 mod error;
@@ -104,6 +105,8 @@ pub struct AppState {
     pub dpop_replay: Arc<crate::attest::dpop::ProofReplay>,
     /// RFC 7009 self-revocations per principal.
     pub(crate) self_revocations: rate::RateLimit,
+    /// `limits.per_principal` and `limits.per_target` on token requests.
+    pub(crate) rate_limits: crate::grant::RateLimits,
 }
 
 /// RFC 7009 self-revocations one principal may make per minute.
@@ -239,6 +242,10 @@ impl Server {
             admin_token_digests,
             dpop_replay: dpop_replay.clone(),
             self_revocations: rate::RateLimit::new(SELF_REVOCATIONS_PER_MINUTE, 60),
+            rate_limits: crate::grant::RateLimits::new(
+                config.limits.per_principal,
+                config.limits.per_target,
+            ),
             config,
         });
         tracing::info!(
@@ -350,6 +357,7 @@ impl AppState {
             clock: &*self.clock,
             metrics: &self.metrics,
             approvals: &*self.store,
+            limits: &self.rate_limits,
         }
     }
 
@@ -376,8 +384,19 @@ impl AppState {
 /// code and reason in the record. Every answer carries `no-store`.
 pub(crate) async fn respond(
     app: &AppState,
+    record: crate::audit::AuditRecord,
+    outcome: Result<axum::response::Response, Refusal>,
+) -> axum::response::Response {
+    respond_sampled(app, record, outcome, true).await
+}
+
+/// [`respond`], writing the audit record only when `audit` (a rate-limit
+/// refusal is audited once per key and second; the rest are only counted).
+pub(crate) async fn respond_sampled(
+    app: &AppState,
     mut record: crate::audit::AuditRecord,
     outcome: Result<axum::response::Response, Refusal>,
+    audit: bool,
 ) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     use axum::response::IntoResponse;
@@ -387,14 +406,16 @@ pub(crate) async fn respond(
             response
         }
         Err(refusal) => {
-            tracing::info!(
-                action = record.action,
-                decision_id = %record.decision_id,
-                error = refusal.code(),
-                reason = %error::escape_controls(&refusal.description()),
-                principal = %error::escape_controls(record.principal.as_deref().unwrap_or("-")),
-                "request refused"
-            );
+            if audit {
+                tracing::info!(
+                    action = record.action,
+                    decision_id = %record.decision_id,
+                    error = refusal.code(),
+                    reason = %error::escape_controls(&refusal.description()),
+                    principal = %error::escape_controls(record.principal.as_deref().unwrap_or("-")),
+                    "request refused"
+                );
+            }
             record.error = Some(refusal.code());
             record.reason = Some(refusal.description());
             ApiError::new(refusal, record.decision_id.clone()).into_response()
@@ -403,7 +424,9 @@ pub(crate) async fn respond(
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    app.audit.record(record).await;
+    if audit {
+        app.audit.record(record).await;
+    }
     response
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, form};
-use crate::attest::Peer;
+use crate::attest::{AttrValue, Peer};
 use crate::audit::AuditRecord;
 use crate::grant::{
     self, Granted, Learned, Outcome, Refusal, TYPE_ACCESS_TOKEN, TYPE_TXN_TOKEN, TokenType,
@@ -43,8 +43,9 @@ pub(super) async fn token(
         Err(_) => app.metrics.decision("deny"),
     }
     let record = audit(record, &outcome);
+    let audited = !matches!(&outcome, Err(refused) if refused.learned.unaudited);
     let rendered = outcome.map(render).map_err(|refused| refused.refusal);
-    Ok(super::respond(&app, record, rendered).await)
+    Ok(super::respond_sampled(&app, record, rendered, audited).await)
 }
 
 /// The token response (RFC 8693 section 2.2.1).
@@ -81,6 +82,27 @@ fn audit(mut record: AuditRecord, outcome: &Outcome) -> AuditRecord {
         .unwrap_or_default();
     record.principal = learned.principal.as_ref().map(ToString::to_string);
     record.attestation = learned.attestation.map(|kind| kind.as_str().to_owned());
+    record.principal_type = learned.principal_type.map(|t| t.as_str().to_owned());
+    record.attrs = learned
+        .principal_attrs
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                AttrValue::String(s) => serde_json::Value::from(s.as_str()),
+                AttrValue::Long(n) => serde_json::Value::from(*n),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    if let Some(context) = &learned.context {
+        record.requested_ttl = Some(context.requested_ttl);
+        record.sender_constrained = Some(context.sender_constrained);
+        record.delegation_depth = Some(context.delegation_depth);
+    }
+    if let Some(txn) = &learned.transaction {
+        record.txn_requester = Some(txn.requester.clone());
+        record.txn_chain = Some(txn.chain);
+    }
     record.act = learned.actors.clone();
     record.policies = learned.policies.clone();
     record.scopes_granted = learned

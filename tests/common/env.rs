@@ -47,6 +47,8 @@ pub struct Config {
     pub keys_lines: Vec<String>,
     /// Raw TOML appended after the issuers (e.g. one more `[[issuers]]`).
     pub extra_toml: Vec<String>,
+    /// Raw lines of a `[limits]` section (e.g. `per_principal = "3/m"`).
+    pub limits_lines: Vec<String>,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             extra_store_lines: Vec::new(),
             keys_lines: Vec::new(),
             extra_toml: Vec::new(),
+            limits_lines: Vec::new(),
         }
     }
 }
@@ -214,6 +217,9 @@ url = "{store_url}"
 [keys]
 {keys}
 
+[limits]
+{limits}
+
 [tokens]
 algorithm = {algorithm}
 default_ttl = {default_ttl}
@@ -239,6 +245,7 @@ principals = [{principals}]
             extra_tokens = config.extra_tokens_lines.join("\n"),
             extra_store = config.extra_store_lines.join("\n"),
             keys = config.keys_lines.join("\n"),
+            limits = config.limits_lines.join("\n"),
             reload_interval = quote(&config.reload_interval),
             admin_sha256 = quote(&admin_sha256),
             client_ca = if config.client_ca {

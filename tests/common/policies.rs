@@ -109,6 +109,12 @@ action "explain" appliesTo {
   context: {}
 };
 
+action "inventory" appliesTo {
+  principal: [Admin],
+  resource: [Target],
+  context: {}
+};
+
 entity Role;
 
 action "approve" appliesTo {
@@ -144,7 +150,7 @@ when { context.scope == "introspect" };
 @id("admin-revoke")
 permit (
   principal is Admin,
-  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key", Action::"explain"],
+  action in [Action::"revoke", Action::"lift", Action::"read", Action::"rotate_key", Action::"revoke_key", Action::"explain", Action::"inventory"],
   resource
 );
 "#;
