@@ -25,7 +25,7 @@ pub use chain::GENESIS;
 pub(crate) use chain::hash_of;
 pub use chain::{ChainError, Head, ReplicaChainError, verify_file, verify_replica_chain};
 pub use metrics::Metrics;
-pub use read::{ReadError, Recorded, Records, records};
+pub use read::{ReadError, Recorded, RecordedParty, Records, records};
 pub(crate) use sink::AuditSink;
 
 /// One decision.
@@ -93,6 +93,10 @@ pub struct AuditRecord {
     /// (the minted token's `act`, flattened).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub act: Vec<String>,
+    /// The agent acting for the principal as Cedar saw it (`context.actor`):
+    /// `{"type", "id", "attrs"}`, when delegated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -121,6 +125,7 @@ impl AuditRecord {
             reason: None,
             revocation: None,
             act: Vec::new(),
+            actor: None,
         }
     }
 }
