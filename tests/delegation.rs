@@ -466,3 +466,52 @@ async fn an_sdk_verifier_refuses_delegated_tokens_once_the_agent_is_killed() {
     .await;
     assert!(verifier.verify(&own.access_token).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_delegated_decision_is_recorded_with_its_agent_and_re_evaluated_with_it() {
+    let (env, server) = start().await;
+    let minted = granted(&server, &agent_for_workload(&env, "helper", "orders.read")).await;
+    let jti = minted.claims["jti"].as_str().unwrap().to_owned();
+    let record = env
+        .audit_record_where("the delegated mint", |r| r["jti"] == jti.as_str())
+        .await;
+    assert_eq!(record["actor"]["type"], "Agent", "{record}");
+    assert_eq!(record["actor"]["id"], "helper", "{record}");
+    assert_eq!(record["delegation_depth"], 1, "{record}");
+    let id = record["decision_id"].as_str().unwrap();
+
+    let out = run_writ(
+        env.dir(),
+        &[
+            "policy",
+            "explain",
+            "--dir",
+            "policies",
+            "--decision",
+            id,
+            "--audit",
+            "audit.jsonl",
+            "--json",
+        ],
+    )
+    .await;
+
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let answer: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(answer["decision"], "allow", "{}", out.describe());
+    assert_eq!(answer["recorded"], "allow", "{}", out.describe());
+    // The same permits decide as did then, the agent's among them.
+    let sorted = |v: &serde_json::Value| {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(&answer["policies"]), sorted(&record["policies"]));
+    assert!(sorted(&answer["policies"]).contains(&"assistants-read-orders".to_owned()));
+    assert!(!out.stderr.contains("not recorded"), "{}", out.describe());
+}

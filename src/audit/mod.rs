@@ -25,7 +25,7 @@ pub use chain::GENESIS;
 pub(crate) use chain::hash_of;
 pub use chain::{ChainError, Head, ReplicaChainError, verify_file, verify_replica_chain};
 pub use metrics::Metrics;
-pub use read::{ReadError, Recorded, Records, records};
+pub use read::{ReadError, Recorded, RecordedParty, Records, records};
 pub(crate) use sink::AuditSink;
 
 /// One decision.
@@ -103,6 +103,10 @@ pub struct AuditRecord {
     /// The approval the grant waits for, or redeemed, or an admin decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The agent acting for the principal as Cedar saw it (`context.actor`):
+    /// `{"type", "id", "attrs"}`, when delegated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -134,6 +138,7 @@ impl AuditRecord {
             revocation: None,
             act: Vec::new(),
             approval: None,
+            actor: None,
         }
     }
 }

@@ -57,6 +57,22 @@ pub struct Recorded {
     pub error: Option<String>,
     /// The delegation chain, newest actor first.
     pub act: Vec<String>,
+    /// The acting agent as Cedar saw it, when delegated (recorded since
+    /// writ added least-privilege tools).
+    pub actor: Option<RecordedParty>,
+}
+
+/// A party of a recorded decision: `{"type", "id", "attrs"}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RecordedParty {
+    /// Its Cedar entity type.
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// Its id.
+    pub id: String,
+    /// Its attested attributes.
+    pub attrs: BTreeMap<String, serde_json::Value>,
 }
 
 impl Recorded {

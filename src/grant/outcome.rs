@@ -29,6 +29,8 @@ pub struct Learned {
     pub principal_type: Option<EntityType>,
     /// The attributes attestation gave it (with `principal`).
     pub principal_attrs: BTreeMap<String, AttrValue>,
+    /// The attested agent acting for it, when delegated (with `principal`).
+    pub actor: Option<std::sync::Arc<crate::attest::Attested>>,
     /// The context Cedar was asked in, once the request reached the decision.
     pub context: Option<DecidedContext>,
     /// `context.transaction`, for a transaction token request.

@@ -86,6 +86,7 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     learned.attestation = Some(parties.subject.kind);
     learned.principal_type = Some(parties.subject.entity_type);
     learned.principal_attrs = parties.subject.attributes.clone();
+    learned.actor = parties.delegation.as_ref().map(|d| d.actor.clone());
     learned.actors = minting.actors.to_vec();
 
     kill_switch(ctx, request, &minting, &parties, now).map_err(|stop| learned.stopped(stop))?;

@@ -64,6 +64,10 @@ pub struct ExplainContext {
     pub delegation_depth: Option<u32>,
     /// Seconds; default `tokens.default_ttl`.
     pub requested_ttl: Option<u64>,
+    /// The agent acting for the principal (Cedar's `context.actor`), as
+    /// attestation would have made it; its `parents` are those
+    /// `entities.json` gives it. Default: none (not delegated).
+    pub actor: Option<ExplainPrincipal>,
     /// A transaction token request (`context.transaction`); default none.
     pub transaction: Option<ExplainTransaction>,
 }
@@ -120,6 +124,24 @@ fn invalid(field: &'static str, why: impl Into<String>) -> ExplainError {
     }
 }
 
+/// Attribute values from JSON: strings and integers.
+fn attrs_of(
+    attrs: &BTreeMap<String, serde_json::Value>,
+    field: &'static str,
+) -> Result<BTreeMap<String, AttrValue>, ExplainError> {
+    attrs
+        .iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(s) => Ok((name.clone(), AttrValue::String(s.clone()))),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(|n| (name.clone(), AttrValue::Long(n)))
+                .ok_or_else(|| invalid(field, format!("{name}: not an integer"))),
+            _ => Err(invalid(field, format!("{name}: only strings and integers"))),
+        })
+        .collect()
+}
+
 impl PolicySnapshot {
     /// Explains `req` as if it came at `now` (unless its context says
     /// otherwise) asking for `default_ttl` seconds when it names none.
@@ -140,22 +162,20 @@ impl PolicySnapshot {
             None if entity_type == EntityType::Workload => AttestationKind::Kubernetes,
             None => AttestationKind::Oidc,
         };
-        let attributes = req
-            .principal
-            .attrs
-            .iter()
-            .map(|(name, value)| match value {
-                serde_json::Value::String(s) => Ok((name.clone(), AttrValue::String(s.clone()))),
-                serde_json::Value::Number(n) => n
-                    .as_i64()
-                    .map(|n| (name.clone(), AttrValue::Long(n)))
-                    .ok_or_else(|| invalid("principal.attrs", format!("{name}: not an integer"))),
-                _ => Err(invalid(
-                    "principal.attrs",
-                    format!("{name}: only strings and integers"),
-                )),
-            })
-            .collect::<Result<_, _>>()?;
+        let attributes = attrs_of(&req.principal.attrs, "principal.attrs")?;
+        let actor = match &ctx.actor {
+            Some(a) => Some(Attested {
+                principal: Principal::new(a.id.clone())
+                    .map_err(|e| invalid("context.actor.id", e.to_string()))?,
+                entity_type: EntityType::parse(&a.entity_type).ok_or_else(|| {
+                    invalid("context.actor.type", "must be Workload, Agent or User")
+                })?,
+                kind: AttestationKind::Oidc,
+                attributes: attrs_of(&a.attrs, "context.actor.attrs")?,
+                expires_at: u64::MAX,
+            }),
+            None => None,
+        };
         let parents = req
             .principal
             .parents
@@ -196,7 +216,7 @@ impl PolicySnapshot {
                 source_ip: ctx.source_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 sender_constrained: ctx.sender_constrained.unwrap_or(false),
                 delegation_depth: ctx.delegation_depth.unwrap_or(0),
-                actor: None,
+                actor: actor.as_ref(),
                 transaction: ctx.transaction.as_ref().map(|t| Transaction {
                     requester: &t.requester,
                     chain: t.chain,

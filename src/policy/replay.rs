@@ -104,9 +104,15 @@ impl Replay {
                 depth
             }
         };
-        if !recorded.act.is_empty() {
+        let actor = recorded.actor.as_ref().map(|a| ExplainPrincipal {
+            entity_type: a.entity_type.clone(),
+            id: a.id.clone(),
+            attrs: a.attrs.clone(),
+            parents: Vec::new(),
+        });
+        if actor.is_none() && !recorded.act.is_empty() {
             unrecorded.push(format!(
-                "the acting agent ({}) is not replayed: the audit keeps its id, not its attributes, so policies that read context.actor see none",
+                "the acting agent ({}) not recorded (a record from an older writ): policies that read context.actor see none",
                 recorded.act.join(" <- ")
             ));
         }
@@ -131,6 +137,7 @@ impl Replay {
                     sender_constrained: recorded.sender_constrained,
                     delegation_depth: Some(delegation_depth),
                     requested_ttl: recorded.requested_ttl,
+                    actor,
                     transaction: recorded.txn_requester.as_ref().map(|requester| {
                         ExplainTransaction {
                             requester: requester.clone(),

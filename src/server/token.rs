@@ -63,6 +63,22 @@ fn render(granted: Granted) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
+/// Attested attributes as JSON strings and numbers.
+fn attrs_json(
+    attrs: &std::collections::BTreeMap<String, AttrValue>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    attrs
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                AttrValue::String(s) => serde_json::Value::from(s.as_str()),
+                AttrValue::Long(n) => serde_json::Value::from(*n),
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// The audit record of a token request: everything the grant learned, and
 /// the minted token's `jti` and `exp`. `respond` adds the decision.
 fn audit(mut record: AuditRecord, outcome: &Outcome) -> AuditRecord {
@@ -83,17 +99,14 @@ fn audit(mut record: AuditRecord, outcome: &Outcome) -> AuditRecord {
     record.principal = learned.principal.as_ref().map(ToString::to_string);
     record.attestation = learned.attestation.map(|kind| kind.as_str().to_owned());
     record.principal_type = learned.principal_type.map(|t| t.as_str().to_owned());
-    record.attrs = learned
-        .principal_attrs
-        .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                AttrValue::String(s) => serde_json::Value::from(s.as_str()),
-                AttrValue::Long(n) => serde_json::Value::from(*n),
-            };
-            (name.clone(), value)
+    record.attrs = attrs_json(&learned.principal_attrs);
+    record.actor = learned.actor.as_ref().map(|actor| {
+        json!({
+            "type": actor.entity_type.as_str(),
+            "id": actor.principal.as_str(),
+            "attrs": attrs_json(&actor.attributes),
         })
-        .collect();
+    });
     if let Some(context) = &learned.context {
         record.requested_ttl = Some(context.requested_ttl);
         record.sender_constrained = Some(context.sender_constrained);
