@@ -12,13 +12,10 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from typing import Any
 
 import jwt
 from jwt.algorithms import get_default_algorithms
-
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 #: Every ``alg`` a JWS header may name and still parse (what the broker's
 #: ``jsonwebtoken`` reads); a header naming another (``none``) is malformed.
@@ -37,12 +34,16 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_TO_STANDARD = str.maketrans("-_", "+/")
+
+
 def b64url_decode(segment: str) -> bytes | None:
-    """Decodes unpadded base64url; ``None`` for anything else (padding too)."""
-    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+    """Decodes unpadded base64url; ``None`` for anything else (padding, the
+    standard alphabet's ``+`` and ``/``, any other character)."""
+    if "+" in segment or "/" in segment or "=" in segment or len(segment) % 4 == 1:
         return None
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return base64.b64decode(segment.translate(_TO_STANDARD) + "=" * (-len(segment) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -132,10 +133,11 @@ class SignatureInvalid(Exception):
     """The JWS signature does not verify."""
 
 
-def verify_signature(token: str, key: Any, alg: str) -> None:
-    """Verifies the compact JWS ``token``'s signature with ``key`` for
-    ``alg`` (PyJWT does the cryptography); raises :class:`SignatureInvalid`."""
-    parts = split_compact(token)
+def verify_signature(token: str, key: Any, alg: str, parts: tuple[str, str, str] | None = None) -> None:
+    """Verifies the compact JWS ``token``'s signature (``parts``: its
+    segments, when already split) with ``key`` for ``alg`` (PyJWT does the
+    cryptography); raises :class:`SignatureInvalid`."""
+    parts = parts or split_compact(token)
     if parts is None:
         raise SignatureInvalid("malformed")
     signature = b64url_decode(parts[2])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Callable
 
 import httpx
@@ -164,7 +163,3 @@ class Feed:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-
-def wall_clock() -> float:
-    """Seconds, monotonic: the default clock of feed silence."""
-    return time.monotonic()

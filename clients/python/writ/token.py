@@ -5,6 +5,7 @@ words the shared test vectors use."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,19 +56,31 @@ def header(token: str) -> Header:
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenCheckError("malformed")
     parts = _jose.split_compact(token)
-    h = _jose.decode_segment(parts[0]) if parts else None
-    if h is None or h.get("alg") not in _jose.KNOWN_ALGORITHMS:
+    if parts is None:
         raise TokenCheckError("malformed")
+    checked = _header(parts[0])
+    if isinstance(checked, str):
+        raise TokenCheckError(checked)
+    return checked
+
+
+@functools.lru_cache(maxsize=1024)
+def _header(segment: str) -> Header | str:
+    """The checked header of one encoded header segment, or the verdict.
+    Every token a key signs carries the same header, so this is cached."""
+    h = _jose.decode_segment(segment)
+    if h is None or h.get("alg") not in _jose.KNOWN_ALGORITHMS:
+        return "malformed"
     for member in ("typ", "kid", "cty"):
         if h.get(member) is not None and not isinstance(h[member], str):
-            raise TokenCheckError("malformed")
+            return "malformed"
     if h.get("typ") != "at+jwt":
-        raise TokenCheckError("wrong_type")
+        return "wrong_type"
     if h["alg"] not in ALGORITHMS:
-        raise TokenCheckError("algorithm")
+        return "algorithm"
     kid = h.get("kid")
     if kid is None:
-        raise TokenCheckError("unknown_key")
+        return "unknown_key"
     return Header(kid=kid, alg=h["alg"])
 
 
@@ -76,12 +89,14 @@ def verify(token: str, hdr: Header, key: Any, key_alg: str, expected: Expected) 
     claims as writ mints them, and checks them against ``expected``."""
     if hdr.alg != key_alg:
         raise TokenCheckError("algorithm")
+    parts = _jose.split_compact(token)
+    if parts is None:
+        raise TokenCheckError("malformed")
     try:
-        _jose.verify_signature(token, key, key_alg)
+        _jose.verify_signature(token, key, key_alg, parts)
     except _jose.SignatureInvalid as e:
         raise TokenCheckError("bad_signature" if str(e) == "signature" else "malformed") from None
-    parts = _jose.split_compact(token)
-    claims = _jose.decode_segment(parts[1]) if parts else None
+    claims = _jose.decode_segment(parts[1])
     if claims is None or not well_formed(claims):
         raise TokenCheckError("malformed")
     check_claims(claims, expected)

@@ -250,22 +250,9 @@ class Verifier:
         for scope in self.required_scopes:
             if scope not in granted:
                 raise MissingScope(scope)
-        certificate = (
-            _jose.sha256_b64url(presented.client_certificate) if presented.client_certificate is not None else None
-        )
-
-        def prove() -> str | None:
-            if presented.dpop_proof is None:
-                return None
-            uri = presented.url.split("?", 1)[0].split("#", 1)[0]
-            return dpop.verify(presented.dpop_proof, presented.method, uri, now, self._replay, presented.token)
-
-        try:
-            binding.check(claims.get("cnf"), presented.scheme, certificate, prove)
-        except binding.BindingError as e:
-            if e.dpop is not None:
-                raise InvalidDpopProof(e.dpop.verdict, str(e.dpop), e.dpop.retry_after) from None
-            raise VerifyError("key_binding", "token is bound to a key the request did not prove") from None
+        cnf = claims.get("cnf")
+        if cnf is not None or presented.scheme != binding.BEARER:
+            self._check_binding(cnf, presented, now)
         if self._feed is not None:
             silence = self._feed.silence()
             if silence is None or silence > self._max_feed_silence:
@@ -282,6 +269,24 @@ class Verifier:
             actors=tuple(_token.actors(claims)),
             claims=claims,
         )
+
+    def _check_binding(self, cnf: Any, presented: Presented, now: int) -> None:
+        certificate = (
+            _jose.sha256_b64url(presented.client_certificate) if presented.client_certificate is not None else None
+        )
+
+        def prove() -> str | None:
+            if presented.dpop_proof is None:
+                return None
+            uri = presented.url.split("?", 1)[0].split("#", 1)[0]
+            return dpop.verify(presented.dpop_proof, presented.method, uri, now, self._replay, presented.token)
+
+        try:
+            binding.check(cnf, presented.scheme, certificate, prove)
+        except binding.BindingError as e:
+            if e.dpop is not None:
+                raise InvalidDpopProof(e.dpop.verdict, str(e.dpop), e.dpop.retry_after) from None
+            raise VerifyError("key_binding", "token is bound to a key the request did not prove") from None
 
     @property
     def revocations(self) -> int:
