@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import ssl
 import sys
 import tempfile
 import time
+from typing import Callable
 
+import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -32,15 +35,14 @@ from writ import _jose  # noqa: E402
 from tests.conftest import PEOPLE, Broker, Idp  # noqa: E402
 
 
-def rate(fn: object, seconds: float) -> tuple[float, int]:
-    """Calls ``fn`` for about ``seconds``; returns calls per second and calls."""
-    call = fn  # type: ignore[assignment]
+def rate(call: Callable[[], object], seconds: float) -> tuple[float, int]:
+    """Calls ``call`` for about ``seconds``; returns calls per second and calls."""
     n = 0
     start = time.perf_counter()
     deadline = start + seconds
     while True:
         for _ in range(200):
-            call()  # type: ignore[operator]
+            call()
         n += 200
         now = time.perf_counter()
         if now >= deadline:
@@ -65,7 +67,7 @@ def main() -> None:
 
             # The same signature, verified by cryptography alone.
             header = _jose.decode_segment(token.split(".")[0]) or {}
-            jwks = __import__("httpx").get(f"{broker.url}/jwks.json", verify=__import__("ssl").create_default_context(cafile=broker.ca)).json()
+            jwks = httpx.get(f"{broker.url}/jwks.json", verify=ssl.create_default_context(cafile=broker.ca)).json()
             jwk = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
             key = _jose.public_key(jwk, "ES256")
             h, p, s = token.split(".")

@@ -202,7 +202,9 @@ def test_a_stale_feed_is_503_for_every_token(own_broker: Broker, idp: Idp, user:
                        feed_credential=own_broker.admin_token, clock=clock) as v:
         app = tool_server(v)
         assert call(app, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        wait_until(lambda: v.feed_connected, what="the stream")
         own_broker.stop()
+        wait_until(lambda: not v.feed_connected, what="the stream to break")
         clock.advance(61)
         response = call(app, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 503 and "stale" in response.text

@@ -9,6 +9,7 @@ import os
 import pathlib
 import stat
 import threading
+from typing import Any
 
 import jwt as pyjwt
 import pytest
@@ -20,7 +21,7 @@ from writ.source import REFRESH_AT
 from .conftest import AGENTS, CI, PEOPLE, RESOURCE, Broker, FakeClock, Idp
 
 
-def claims(token: str) -> dict:
+def claims(token: str) -> dict[str, Any]:
     return pyjwt.decode(token, options={"verify_signature": False})
 
 

@@ -178,7 +178,9 @@ def test_a_silent_feed_fails_closed(own_broker: Broker, idp: Idp, user: str) -> 
     with writ.Verifier(own_broker.url, "payments-db", ca=own_broker.ca, follow_revocations=True,
                        feed_credential=own_broker.admin_token, max_feed_silence=60, clock=clock) as v:
         assert v.verify(token)
+        wait_until(lambda: v.feed_connected, what="the stream")
         own_broker.stop()
+        wait_until(lambda: not v.feed_connected, what="the stream to break")
         clock.advance(61)
         with pytest.raises(writ.FeedStale) as stale:
             v.verify(token)

@@ -51,6 +51,8 @@ class Feed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._response: httpx.Response | None = None
+        #: Whether the SSE stream is open now.
+        self.connected = False
 
     def heard(self) -> None:
         """Records that the feed was heard now."""
@@ -106,6 +108,7 @@ class Feed:
             stream=True,
         )
         self._response = response
+        self.connected = True
         decoder = Decoder(MAX_EVENT_BYTES)
         try:
             self.heard()
@@ -125,6 +128,7 @@ class Feed:
         except httpx.HTTPError as e:
             raise _http.transport_error("revocation stream", e) from None
         finally:
+            self.connected = False
             self._response = None
             response.close()
 

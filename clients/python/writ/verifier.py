@@ -289,6 +289,12 @@ class Verifier:
             raise VerifyError("key_binding", "token is bound to a key the request did not prove") from None
 
     @property
+    def feed_connected(self) -> bool:
+        """Whether the revocation stream is open now (for health checks;
+        verification goes by how long the feed has been silent)."""
+        return self._feed is not None and self._feed.connected
+
+    @property
     def revocations(self) -> int:
         """How many revocation entries are held (0 without a feed)."""
         return len(self._feed.set) if self._feed is not None else 0
