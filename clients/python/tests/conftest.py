@@ -134,8 +134,7 @@ class Broker:
     def __init__(self, directory: pathlib.Path, idp: Idp, extra_tokens: str = "") -> None:
         self.dir = directory
         self.idp = idp
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.extra_tokens = extra_tokens
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run([writ_bin(), "certs", "init"], cwd=directory, check=True, capture_output=True)
         _client_pki(directory)
@@ -143,7 +142,23 @@ class Broker:
         self.client_cert = (str(directory / "client.pem"), str(directory / "client-key.pem"))
         self.other_client_cert = (str(directory / "other-client.pem"), str(directory / "other-client-key.pem"))
         self.admin_token = (directory / "certs" / "dev-admin-token").read_text().strip()
-        policies = directory / "policies"
+        self.process: subprocess.Popen[bytes] | None = None
+        for attempt in range(3):
+            # The port is picked free, then bound by writ: another process may
+            # take it in between, so a bind failure picks another.
+            self.port = free_port()
+            self.url = f"https://127.0.0.1:{self.port}"
+            self._configure()
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                if attempt == 2 or "in use" not in (self.dir / "writ.log").read_text():
+                    raise
+
+    def _configure(self) -> None:
+        """Policies, entities and writ.toml for ``self.port``."""
+        policies = self.dir / "policies"
         policies.mkdir(exist_ok=True)
         shutil.copy(REPO / "policies" / "schema.cedarschema", policies / "schema.cedarschema")
         shutil.copy(REPO / "policies" / "admin.cedar", policies / "admin.cedar")
@@ -158,18 +173,16 @@ class Broker:
         (policies / "entities.json").write_text(json.dumps(entities))
         admin_sha256 = hashlib.sha256(self.admin_token.encode()).hexdigest()
         issuers = "".join(
-            f'\n[[issuers]]\nname = "{name}"\nkind = "oidc"\nissuer = "{iss}"\njwks_file = "{idp.jwks_file}"\n'
+            f'\n[[issuers]]\nname = "{name}"\nkind = "oidc"\nissuer = "{iss}"\njwks_file = "{self.idp.jwks_file}"\n'
             f'audience = "writ"\nentity_type = "{kind}"\n'
             for name, iss, kind in (("people", PEOPLE, "User"), ("agents", AGENTS, "Agent"), ("ci", CI, "Workload"))
         )
-        (directory / "writ.toml").write_text(
+        (self.dir / "writ.toml").write_text(
             f'[server]\nlisten = "127.0.0.1:{self.port}"\ntrust_domain = "writ.local"\n\n'
             f'[tls]\ncert = "certs/server.pem"\nkey = "certs/server-key.pem"\nclient_ca = "client-ca.pem"\n\n'
-            f'[tokens]\n{extra_tokens}\n\n[policy]\ndir = "policies"\n\n'
+            f'[tokens]\n{self.extra_tokens}\n\n[policy]\ndir = "policies"\n\n'
             f'[admin]\ntoken_sha256 = ["{admin_sha256}"]\n{issuers}'
         )
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
 
     def start(self) -> None:
         """Starts (or restarts) the broker and waits until it listens."""
