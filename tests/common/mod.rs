@@ -26,6 +26,7 @@ mod revocation;
 mod server;
 mod time;
 mod unix;
+mod venv;
 mod wait;
 
 pub use cli::{CliOutput, run_python, run_writ, run_writ_with_env};
@@ -50,6 +51,7 @@ pub use revocation::{
 pub use server::Server;
 pub use time::{Utc, cedar_datetime, now, parse_rfc3339, rfc3339, until_next_second};
 pub use unix::post_unix;
+pub use venv::{python_venv, repo};
 pub use wait::{POLL, WAIT, eventually, eventually_within};
 
 /// The namespace of the workload most tests attest as.
