@@ -21,6 +21,7 @@ use writ_proto::claims::Confirmation;
 use writ_proto::dpop::{self, DpopError, ReplayCache};
 use writ_proto::revocation::{Entry, EntryKind, RevocationIndex};
 use writ_proto::token::{self, TokenError};
+use writ_proto::txn;
 
 fn vectors(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,6 +96,56 @@ fn token_vectors_get_writ_protos_verdicts() {
                 },
             )
             .unwrap_or_else(|e| e);
+        if got != text(&case["verdict"]) {
+            failures.push(format!(
+                "{}: expected {}, got {got}",
+                case["name"], case["verdict"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn txn_vectors_get_writ_protos_verdicts() {
+    let v = vectors("txn");
+    let set: JwkSet = serde_json::from_value(v["jwks"].clone()).unwrap();
+    let key = |kid: &str| {
+        let jwk = set.find(kid)?;
+        Some(DecodingKey::from_jwk(jwk).unwrap())
+    };
+    let (issuer, trust_domain) = (text(&v["issuer"]), text(&v["trust_domain"]));
+    let leeway = v["leeway"].as_u64().unwrap();
+    let mut failures = Vec::new();
+    for case in cases(&v, "cases") {
+        let t = text(&case["token"]);
+        let now = case["now"].as_u64().unwrap();
+        let alg = jsonwebtoken::Algorithm::ES256;
+        let got = match text(&case["as"]) {
+            "txn" => txn::header(t).and_then(|h| {
+                let k = key(&h.kid).ok_or(TokenError::UnknownKey)?;
+                let expected = txn::Expected {
+                    issuer,
+                    trust_domain,
+                    now,
+                    leeway,
+                    max_lifetime: None,
+                };
+                txn::verify(t, &h, &k, alg, &expected).map(|_| ())
+            }),
+            _ => token::header(t).and_then(|h| {
+                let k = key(&h.kid).ok_or(TokenError::UnknownKey)?;
+                let expected = token::Expected {
+                    issuer,
+                    audience: Some(trust_domain),
+                    now,
+                    leeway,
+                    max_lifetime: None,
+                };
+                token::verify(t, &h, &k, alg, &expected).map(|_| ())
+            }),
+        }
+        .map_or_else(token_verdict, |()| "ok");
         if got != text(&case["verdict"]) {
             failures.push(format!(
                 "{}: expected {}, got {got}",

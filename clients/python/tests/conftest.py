@@ -32,6 +32,7 @@ PEOPLE = "https://people.idp.test"
 AGENTS = "https://agents.idp.test"
 CI = "https://ci.idp.test"
 RESOURCE = "https://rs.test/mcp"
+TRUST_DOMAIN = "writ.local"
 MTLS_ID = "spiffe://writ.local/ns/payments/sa/api"
 
 
@@ -121,6 +122,11 @@ when { context.attestation == "mtls" && resource has owner && resource.owner == 
 permit (principal is Workload, action == Action::"mint", resource == Target::"ISSUER")
 when { context.scope == "revocations.read" };
 
+// People may begin a "checkout" transaction in the trust domain (transaction tokens).
+@id("people-begin-checkout")
+permit (principal is User, action == Action::"mint", resource == Target::"writ.local")
+when { context.scope == "checkout" && context has transaction };
+
 // Agents acting for someone read, never write.
 @id("agents-never-write-for-others")
 forbid (principal, action == Action::"mint", resource)
@@ -169,6 +175,7 @@ class Broker:
             {"uid": {"type": "Target", "id": "payments-db"}, "attrs": owned, "parents": []},
             {"uid": {"type": "Target", "id": RESOURCE}, "attrs": owned, "parents": []},
             {"uid": {"type": "Target", "id": self.url}, "attrs": {}, "parents": []},
+            {"uid": {"type": "Target", "id": TRUST_DOMAIN}, "attrs": {}, "parents": []},
         ]
         (policies / "entities.json").write_text(json.dumps(entities))
         admin_sha256 = hashlib.sha256(self.admin_token.encode()).hexdigest()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from writ import _jose, binding, dpop, token
+from writ import _jose, binding, dpop, token, txn
 from writ.revocation import Entry, RevocationSet
 
 VECTORS = pathlib.Path(__file__).resolve().parents[3] / "proto" / "tests" / "vectors"
@@ -23,6 +23,7 @@ def load(name: str) -> Any:
 TOKENS = load("tokens")
 BINDING = load("binding")
 REVOCATION = load("revocation")
+TXN = load("txn")
 
 
 def token_verdict(case: dict[str, Any]) -> str:
@@ -50,6 +51,33 @@ def token_verdict(case: dict[str, Any]) -> str:
 @pytest.mark.parametrize("case", TOKENS["cases"], ids=[c["name"] for c in TOKENS["cases"]])
 def test_token_vector(case: dict[str, Any]) -> None:
     assert token_verdict(case) == case["verdict"]
+
+
+def txn_verdict(case: dict[str, Any]) -> str:
+    keys = {jwk["kid"]: _jose.public_key(jwk, "ES256") for jwk in TXN["jwks"]["keys"]}
+    try:
+        if case["as"] == "txn":
+            header = txn.header(case["token"])
+            if header.kid not in keys:
+                return "unknown_key"
+            expected = txn.Expected(issuer=TXN["issuer"], trust_domain=TXN["trust_domain"], now=case["now"],
+                                    leeway=TXN["leeway"])
+            txn.verify(case["token"], header, keys[header.kid], "ES256", expected)
+        else:
+            header = token.header(case["token"])
+            if header.kid not in keys:
+                return "unknown_key"
+            access = token.Expected(issuer=TXN["issuer"], audience=TXN["trust_domain"], now=case["now"],
+                                    leeway=TXN["leeway"])
+            token.verify(case["token"], header, keys[header.kid], "ES256", access)
+    except token.TokenCheckError as e:
+        return e.verdict
+    return "ok"
+
+
+@pytest.mark.parametrize("case", TXN["cases"], ids=[c["name"] for c in TXN["cases"]])
+def test_txn_vector(case: dict[str, Any]) -> None:
+    assert txn_verdict(case) == case["verdict"]
 
 
 def test_binding_vectors_in_order_with_one_replay_cache() -> None:

@@ -73,12 +73,23 @@ def verified(scope_or_request: Any) -> Verified:
     return value
 
 
+def transaction(scope_or_request: Any) -> dict[str, Any] | None:
+    """The transaction token's claims the middleware verified from the
+    ``Txn-Token`` header (with ``txn_trust_domain`` set), or ``None`` when
+    the request carried none."""
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    value = scope.get("state", {}).get("writ_txn")
+    return value if isinstance(value, dict) else None
+
+
 class RequireToken:
     """Guards an ASGI app with ``verifier``. ``origin`` is the scheme and
     authority clients address (e.g. ``https://mcp.example.com``): DPoP
     proofs must name it in ``htu`` (the ``Host`` header is the client's to
     choose). ``scopes_supported`` publishes RFC 9728 metadata;
-    ``require_dpop`` accepts only DPoP-bound tokens."""
+    ``require_dpop`` accepts only DPoP-bound tokens; ``txn_trust_domain``
+    verifies a ``Txn-Token`` header when a request carries one (401 when it
+    is not valid) and hands its claims to :func:`transaction`."""
 
     def __init__(
         self,
@@ -87,6 +98,7 @@ class RequireToken:
         origin: str,
         scopes_supported: Sequence[str] | None = None,
         require_dpop: bool = False,
+        txn_trust_domain: str | None = None,
     ) -> None:
         origin = origin.rstrip("/")
         authority = origin.removeprefix("https://") if origin.startswith("https://") else origin.removeprefix("http://")
@@ -96,6 +108,7 @@ class RequireToken:
         self.verifier = verifier
         self.origin = origin
         self.require_dpop = require_dpop
+        self.txn_trust_domain = txn_trust_domain
         self._required = " ".join(verifier.required_scopes)
         self._metadata: bytes | None = None
         self._paths: tuple[str, ...] = ()
@@ -212,5 +225,20 @@ class RequireToken:
             log.info("request refused: the token is not DPoP-bound")
             await self._unauthorized(send, "a DPoP-bound token is required")
             return
+        if self.txn_trust_domain is not None:
+            txn_tokens = [v.decode("latin-1") for k, v in headers if k == b"txn-token"]
+            if len(txn_tokens) > 1:
+                await self._unauthorized(send, "more than one Txn-Token header")
+                return
+            if txn_tokens:
+                try:
+                    txn_claims = await asyncio.to_thread(
+                        self.verifier.verify_txn, txn_tokens[0], self.txn_trust_domain
+                    )
+                except VerifyError as e:
+                    log.info("request refused: its Txn-Token: %s", e)
+                    await self._unauthorized(send, f"Txn-Token: {e}")
+                    return
+                scope.setdefault("state", {})["writ_txn"] = txn_claims
         scope.setdefault("state", {})["writ"] = result
         await self.app(scope, receive, send)

@@ -16,7 +16,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 #: The algorithms writ signs with.
 ALGORITHMS = ("ES256", "EdDSA")
 
-_ATTESTATIONS = {"kubernetes", "oidc", "mtls", "unix", "writ"}
+_ATTESTATIONS = {"kubernetes", "oidc", "mtls", "unix", "writ", "id-jag"}
 _PRINCIPAL_TYPES = {"Workload", "Agent", "User"}
 
 
@@ -53,19 +53,25 @@ class Expected:
 def header(token: str) -> Header:
     """Reads and checks the protected header: size, a JSON header naming a
     JWS algorithm, ``typ`` ``at+jwt``, an algorithm writ signs with, a ``kid``."""
+    return header_of_type(token, "at+jwt")
+
+
+def header_of_type(token: str, typ: str) -> Header:
+    """The header check of any token writ signs, whose ``typ`` must be
+    ``typ`` exactly: a token of one kind is never accepted as another."""
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenCheckError("malformed")
     parts = _jose.split_compact(token)
     if parts is None:
         raise TokenCheckError("malformed")
-    checked = _header(parts[0])
+    checked = _header(parts[0], typ)
     if isinstance(checked, str):
         raise TokenCheckError(checked)
     return checked
 
 
 @functools.lru_cache(maxsize=1024)
-def _header(segment: str) -> Header | str:
+def _header(segment: str, typ: str) -> Header | str:
     """The checked header of one encoded header segment, or the verdict.
     Every token a key signs carries the same header, so this is cached."""
     h = _jose.decode_segment(segment)
@@ -74,7 +80,7 @@ def _header(segment: str) -> Header | str:
     for member in ("typ", "kid", "cty"):
         if h.get(member) is not None and not isinstance(h[member], str):
             return "malformed"
-    if h.get("typ") != "at+jwt":
+    if h.get("typ") != typ:
         return "wrong_type"
     if h["alg"] not in ALGORITHMS:
         return "algorithm"
@@ -87,16 +93,7 @@ def _header(segment: str) -> Header | str:
 def verify(token: str, hdr: Header, key: Any, key_alg: str, expected: Expected) -> dict[str, Any]:
     """Verifies the signature with ``key`` (for ``key_alg``), reads the
     claims as writ mints them, and checks them against ``expected``."""
-    if hdr.alg != key_alg:
-        raise TokenCheckError("algorithm")
-    parts = _jose.split_compact(token)
-    if parts is None:
-        raise TokenCheckError("malformed")
-    try:
-        _jose.verify_signature(token, key, key_alg, parts)
-    except _jose.SignatureInvalid as e:
-        raise TokenCheckError("bad_signature" if str(e) == "signature" else "malformed") from None
-    claims = _jose.decode_segment(parts[1])
+    claims = signed_claims(token, hdr, key, key_alg)
     if claims is None or not well_formed(claims):
         raise TokenCheckError("malformed")
     check_claims(claims, expected)
@@ -127,6 +124,19 @@ def well_formed(c: dict[str, Any]) -> bool:
         return False
     if not all(_u64(c.get(k)) for k in ("iat", "nbf", "exp")):
         return False
+    if not provenance_well_formed(c):
+        return False
+    cnf = c.get("cnf")
+    if cnf is not None:
+        if not isinstance(cnf, dict) or not _opt_str(cnf.get("jkt")) or not _opt_str(cnf.get("x5t#S256")):
+            return False
+    return True
+
+
+def provenance_well_formed(c: dict[str, Any]) -> bool:
+    """Whether the claims every token kind writ signs shares are typed:
+    ``attestation``, ``principal_type``, ``attestation_issuer``, ``act``,
+    ``ancestry``."""
     if c.get("attestation") is not None and c["attestation"] not in _ATTESTATIONS:
         return False
     if c.get("principal_type") is not None and c["principal_type"] not in _PRINCIPAL_TYPES:
@@ -135,13 +145,8 @@ def well_formed(c: dict[str, Any]) -> bool:
         return False
     if c.get("act") is not None and not _actor_chain(c["act"]):
         return False
-    if "ancestry" in c and not (isinstance(c["ancestry"], list) and all(isinstance(a, str) for a in c["ancestry"])):
-        return False
-    cnf = c.get("cnf")
-    if cnf is not None:
-        if not isinstance(cnf, dict) or not _opt_str(cnf.get("jkt")) or not _opt_str(cnf.get("x5t#S256")):
-            return False
-    return True
+    ancestry = c.get("ancestry")
+    return "ancestry" not in c or (isinstance(ancestry, list) and all(isinstance(a, str) for a in ancestry))
 
 
 def check_claims(claims: dict[str, Any], expected: Expected) -> None:
@@ -151,12 +156,33 @@ def check_claims(claims: dict[str, Any], expected: Expected) -> None:
         raise TokenCheckError("wrong_issuer")
     if expected.audience is not None and claims["aud"] != expected.audience:
         raise TokenCheckError("wrong_audience")
-    if expected.now >= claims["exp"] + expected.leeway:
+    check_window(claims["nbf"], claims["iat"], claims["exp"], expected.now, expected.leeway, expected.max_lifetime)
+
+
+def check_window(not_before: int, iat: int, exp: int, now: int, leeway: int, max_lifetime: int | None) -> None:
+    """The validity window at ``now`` within ``leeway`` and the lifetime,
+    for any token writ signs (writ-proto's ``check_window``)."""
+    if now >= exp + leeway:
         raise TokenCheckError("expired")
-    if claims["nbf"] > expected.now + expected.leeway:
+    if not_before > now + leeway:
         raise TokenCheckError("not_yet_valid")
-    if expected.max_lifetime is not None and max(claims["exp"] - claims["iat"], 0) > expected.max_lifetime:
+    if max_lifetime is not None and max(exp - iat, 0) > max_lifetime:
         raise TokenCheckError("lifetime")
+
+
+def signed_claims(token: str, hdr: Header, key: Any, key_alg: str) -> dict[str, Any] | None:
+    """The signature check every token kind shares: the claims once it
+    verifies (``None`` when they are not a JSON object)."""
+    if hdr.alg != key_alg:
+        raise TokenCheckError("algorithm")
+    parts = _jose.split_compact(token)
+    if parts is None:
+        raise TokenCheckError("malformed")
+    try:
+        _jose.verify_signature(token, key, key_alg, parts)
+    except _jose.SignatureInvalid as e:
+        raise TokenCheckError("bad_signature" if str(e) == "signature" else "malformed") from None
+    return _jose.decode_segment(parts[1])
 
 
 def scopes(claims: dict[str, Any]) -> list[str]:

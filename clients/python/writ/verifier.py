@@ -16,6 +16,7 @@ import httpx
 
 from . import _http, _jose, binding, dpop
 from . import token as _token
+from . import txn as _txn
 from .errors import ConfigError, FeedStale, InvalidDpopProof, MissingScope, ProtocolError, Revoked, VerifyError
 from .feed import Feed
 from .source import TokenSource
@@ -253,13 +254,7 @@ class Verifier:
         cnf = claims.get("cnf")
         if cnf is not None or presented.scheme != binding.BEARER:
             self._check_binding(cnf, presented, now)
-        if self._feed is not None:
-            silence = self._feed.silence()
-            if silence is None or silence > self._max_feed_silence:
-                raise FeedStale()
-            entry = self._feed.set.revoked(claims, header.kid)
-            if entry is not None:
-                raise Revoked(entry)
+        self._check_revocations(claims, header.kid)
         return Verified(
             subject=claims["sub"],
             client_id=claims["client_id"],
@@ -269,6 +264,36 @@ class Verifier:
             actors=tuple(_token.actors(claims)),
             claims=claims,
         )
+
+    def verify_txn(self, token: str, trust_domain: str, now: int | None = None) -> dict[str, Any]:
+        """Verifies a transaction token, as a workload receives it in the
+        ``Txn-Token`` header, for ``trust_domain``: signature, ``typ``
+        ``txntoken+jwt`` (an access token is refused, as a txn token is by
+        :meth:`verify`), ``iss``, ``aud`` = the trust domain, time, and the
+        kill switch. Returns the claims (see :mod:`writ.txn` for readers)."""
+        now = int(time.time()) if now is None else now
+        try:
+            header = _txn.header(token)
+            key, alg = self._key(header.kid)
+            expected = _txn.Expected(issuer=self.issuer, trust_domain=trust_domain, now=now, leeway=self.leeway)
+            claims = _txn.verify(token, header, key, alg, expected)
+        except _token.TokenCheckError as e:
+            code, message = _TOKEN_VERDICTS[e.verdict]
+            raise VerifyError(code, message) from None
+        self._check_revocations(claims, header.kid)
+        return claims
+
+    def _check_revocations(self, claims: dict[str, Any], kid: str) -> None:
+        """The kill switch, when followed: a stale feed fails closed, a
+        matching entry refuses."""
+        if self._feed is None:
+            return
+        silence = self._feed.silence()
+        if silence is None or silence > self._max_feed_silence:
+            raise FeedStale()
+        entry = self._feed.set.revoked(claims, kid)
+        if entry is not None:
+            raise Revoked(entry)
 
     def _check_binding(self, cnf: Any, presented: Presented, now: int) -> None:
         certificate = (

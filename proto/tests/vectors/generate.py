@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the shared test vectors in this directory: tokens.json,
-binding.json (DPoP proofs and key binding) and revocation.json (feed
-entries and the matcher). Run once; the output is committed and checked by
+binding.json (DPoP proofs and key binding), revocation.json (feed
+entries and the matcher) and txn.json (transaction tokens). Run once; the output is committed and checked by
 both proto/tests/vectors.rs (writ-proto, Rust) and
 clients/python/tests/test_vectors.py (the Python package).
 
@@ -9,7 +9,7 @@ Keys are generated fresh on each run and only their public halves are
 written: they are test keys. Every case carries its own `now`, so verdicts
 do not depend on the clock. Needs PyJWT and cryptography:
 
-    python3 proto/tests/vectors/generate.py
+    python3 proto/tests/vectors/generate.py [NAME...]   # e.g. txn; none: all
 """
 
 from __future__ import annotations
@@ -128,6 +128,68 @@ def tokens() -> dict:
         "cases": [
             {"name": n, "token": t, "now": now, "require_scope": r, "verdict": v} for n, t, now, r, v in cases
         ],
+    }
+
+
+def txn() -> dict:
+    es = ec.generate_private_key(ec.SECP256R1())
+    other = ec.generate_private_key(ec.SECP256R1())
+    trust_domain = "writ.local"
+
+    def txn_claims(**over: object) -> dict:
+        c = {
+            "iss": ISSUER,
+            "iat": NOW - 10,
+            "exp": NOW + 50,
+            "aud": trust_domain,
+            "txn": "Kx2uNpS5cTQ8WzVd1bYh0w",
+            "sub": "spiffe://cluster.local/ns/payments/sa/api",
+            "purp": "checkout",
+            "jti": "6uHRmw7w3p0pG0Xn2Zc0Vw",
+            "rctx": {"req_ip": "10.1.2.3", "req_wl": ["spiffe://cluster.local/ns/payments/sa/api"]},
+            "tctx": {"order": "o-17"},
+            "attestation": "kubernetes",
+            "principal_type": "Workload",
+            "ancestry": ["kRsPeHqgHLxfkYSvCMQnyg"],
+        }
+        c.update(over)
+        return {k: v for k, v in c.items() if v is not None}
+
+    def sign(c: dict, key: object = es, typ: str | None = "txntoken+jwt", kid: str = "k-es256") -> str:
+        h = {"typ": typ, "kid": kid}
+        return jwt.encode(c, key, algorithm="ES256", headers={k: v for k, v in h.items() if v is not None})
+
+    valid = sign(txn_claims())
+    access = sign(claims(aud=trust_domain), typ="at+jwt")
+    cases = [
+        ("valid txn token", valid, "txn", NOW, "ok"),
+        ("a replacement: req_wl grows, delegated", sign(txn_claims(
+            rctx={"req_wl": ["spiffe://cluster.local/ns/payments/sa/api", "spiffe://cluster.local/ns/payments/sa/worker"]},
+            act={"sub": "assistant", "iss": "https://agents.idp.test"})), "txn", NOW, "ok"),
+        ("an access token presented as a txn token", access, "txn", NOW, "wrong_type"),
+        ("a txn token presented as an access token", valid, "access", NOW, "wrong_type"),
+        ("typ JWT", sign(txn_claims(), typ="JWT"), "txn", NOW, "wrong_type"),
+        ("for another trust domain", sign(txn_claims(aud="other.local")), "txn", NOW, "wrong_audience"),
+        ("from another broker", sign(txn_claims(iss="https://evil.test")), "txn", NOW, "wrong_issuer"),
+        ("expired past the leeway", sign(txn_claims(iat=NOW - 200, exp=NOW - 31)), "txn", NOW, "expired"),
+        ("expired within the leeway", sign(txn_claims(iat=NOW - 200, exp=NOW - 29)), "txn", NOW, "ok"),
+        ("issued in the future past the leeway", sign(txn_claims(iat=NOW + 31, exp=NOW + 90)), "txn", NOW, "not_yet_valid"),
+        ("signed by another key under the known kid", sign(txn_claims(), other), "txn", NOW, "bad_signature"),
+        ("unknown kid", sign(txn_claims(), other, kid="k-unknown"), "txn", NOW, "unknown_key"),
+        ("no txn claim", sign(txn_claims(txn=None)), "txn", NOW, "malformed"),
+        ("no purpose", sign(txn_claims(purp=None)), "txn", NOW, "malformed"),
+        ("rctx not an object", sign(txn_claims(rctx=["gw"])), "txn", NOW, "malformed"),
+        ("an unknown attestation kind", sign(txn_claims(attestation="password")), "txn", NOW, "malformed"),
+    ]
+    return {
+        "description": "writ transaction tokens (CONTRACT section 9) checked as `as` says: txn by writ-proto's "
+        "txn::header + txn::verify for the trust domain, access by token::header + token::verify for the trust "
+        "domain as audience; the verdict is TokenError in snake case, or ok.",
+        "issuer": ISSUER,
+        "trust_domain": trust_domain,
+        "leeway": 30,
+        "jwks": {"keys": [public_jwk(es, "k-es256")]},
+        "cases": [{"name": n, "token": t, "as": a, "now": now, "verdict": v} for n, t, a, now, v in cases],
     }
 
 
@@ -288,7 +350,13 @@ def revocation() -> dict:
 
 
 if __name__ == "__main__":
-    for name, build in (("tokens", tokens), ("binding", binding), ("revocation", revocation)):
+    import sys
+
+    builders = (("tokens", tokens), ("binding", binding), ("revocation", revocation), ("txn", txn))
+    wanted = set(sys.argv[1:])  # names to write; none: all
+    for name, build in builders:
+        if wanted and name not in wanted:
+            continue
         with open(os.path.join(HERE, f"{name}.json"), "w") as f:
             json.dump(build(), f, indent=1)
             f.write("\n")
