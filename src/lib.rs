@@ -20,6 +20,8 @@
 //! - [`audit`]: the hash-chained decision log and metrics.
 //! - [`inventory`]: the principals the decision log saw, what each was
 //!   granted and denied, and who owns it.
+//! - [`rightsize`]: the grants policy permits that the decision log shows
+//!   unused, with the policy change that removes them.
 //! - [`store`]: durable state (SQLite), implementing the traits its users
 //!   own; their shared error is [`durable::StoreError`].
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -49,6 +51,7 @@ pub mod inventory;
 pub mod model;
 pub mod policy;
 pub mod revoke;
+pub mod rightsize;
 pub mod server;
 pub mod store;
 pub mod token;

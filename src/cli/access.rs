@@ -147,7 +147,7 @@ impl Seen {
     }
 }
 
-fn attr_value(v: &serde_json::Value) -> Option<AttrValue> {
+pub(super) fn attr_value(v: &serde_json::Value) -> Option<AttrValue> {
     match v {
         serde_json::Value::String(s) => Some(AttrValue::String(s.clone())),
         serde_json::Value::Number(n) => n.as_i64().map(AttrValue::Long),
@@ -175,7 +175,7 @@ fn read_attrs(path: &Path) -> Result<BTreeMap<String, AttrValue>, CliError> {
 }
 
 /// The principal `Type::"id"` with `attributes`, as attestation would make it.
-fn attested(
+pub(super) fn attested(
     principal: &str,
     attributes: BTreeMap<String, AttrValue>,
 ) -> Result<Attested, CliError> {

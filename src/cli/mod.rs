@@ -71,6 +71,9 @@ enum Command {
     /// The principals the audit log saw: how they attested, who owns them,
     /// what each was granted and denied, when last seen.
     Inventory(InventoryArgs),
+    /// The grants policy permits that the audit log shows unused over a
+    /// window, with a suggested policy change (--suggest).
+    Rightsize(RightsizeArgs),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -97,6 +100,29 @@ struct AccessArgs {
     /// attributes) and the scopes they asked for.
     #[arg(long, value_name = "PATH")]
     audit: Option<PathBuf>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RightsizeArgs {
+    /// The policy directory (default: policy.dir of the configuration).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The audit log (default: audit.path of the configuration).
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// The window: a grant used this recently counts as used, e.g. `30d`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30d")]
+    since: std::time::Duration,
+    /// Print a policy diff (a file of forbids) removing the unused grants.
+    #[arg(long, conflicts_with_all = ["json", "metrics"])]
+    suggest: bool,
+    /// Print Prometheus gauges `writ_unused_grants{principal}` (for a
+    /// textfile collector).
+    #[arg(long, conflicts_with = "json")]
+    metrics: bool,
     /// JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -443,6 +469,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
             inventory(&config, args)
         }
+        Command::Rightsize(args) => {
+            let config = Config::discover(cli.config.as_deref()).map_err(CliError::new)?;
+            rightsize::run(rightsize::RightsizeQuery {
+                dir: args.dir.unwrap_or_else(|| config.policy.dir.clone()),
+                audit: args.audit.unwrap_or_else(|| config.audit.path.clone()),
+                since: args.since,
+                suggest: args.suggest,
+                metrics: args.metrics,
+                json: args.json,
+            })
+        }
         Command::Audit {
             command: AuditCommand::Verify {
                 store: Some(url), ..
@@ -714,5 +751,6 @@ mod keys;
 mod policy;
 mod replay;
 mod revoke;
+mod rightsize;
 mod status;
 mod table;

@@ -58,7 +58,7 @@ const UNKNOWN: [&str; 7] = [
 
 /// Values each unknown takes in the concrete samples that check a residual
 /// answer (`now` also takes every `datetime("...")` of the policies).
-const ATTESTATIONS: [&str; 5] = ["kubernetes", "oidc", "mtls", "unix", "writ"];
+const ATTESTATIONS: [&str; 6] = ["kubernetes", "oidc", "mtls", "unix", "writ", "id-jag"];
 const SOURCE_IPS: [&str; 3] = ["127.0.0.1", "10.0.0.1", "192.0.2.1"];
 const HOURS: [i64; 3] = [3, 12, 20];
 const WEEKDAYS: [&str; 2] = ["Wed", "Sat"];
