@@ -431,11 +431,25 @@ async fn revoke_command_blocks_a_subject_and_prints_the_entry() {
 }
 
 #[tokio::test]
-async fn revoke_list_prints_each_live_entry_as_a_json_line() {
+async fn revoke_list_prints_a_table_or_each_live_entry_as_a_json_line() {
     let (env, server) = start_standard().await;
     let id = revoked_id(&writ_revoke(&env, &server, &["--subject", WORKLOAD, "--block"]).await);
 
-    let output = writ_revoke(&env, &server, &["list"]).await;
+    let table = writ_revoke(&env, &server, &["list"]).await;
+    assert_exit(&table, 0);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("SELECTOR"),
+        "{}",
+        table.stdout
+    );
+    let row = lines.iter().find(|l| l.starts_with(id.as_str())).unwrap();
+    assert!(
+        row.contains(&format!("subject={WORKLOAD}")) && row.contains("true"),
+        "{row}"
+    );
+
+    let output = writ_revoke(&env, &server, &["list", "--json"]).await;
 
     assert_exit(&output, 0);
     let entries: Vec<serde_json::Value> = output

@@ -64,8 +64,12 @@ struct SelectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum RevokeCommand {
-    /// List live entries, one JSON object per line.
-    List,
+    /// List live entries: a table, or one JSON object per line.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift the block of entry ID (revoked tokens stay revoked).
     Lift {
         /// The entry id.
@@ -140,6 +144,33 @@ fn until(value: &str) -> Result<String, CliError> {
     ))
 }
 
+/// The columns of `writ revoke list`.
+const LIST_COLUMNS: [&str; 7] = [
+    "id",
+    "seq",
+    "selector",
+    "block",
+    "effective_at",
+    "until",
+    "reason",
+];
+
+/// An entry as a row of `writ revoke list`: the selector as `kind=value`
+/// (`all` alone).
+fn row(entry: &Value) -> Value {
+    let selector = entry["selector"]
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .map(|(kind, value)| match value.as_str() {
+            Some(v) => format!("{kind}={v}"),
+            None => kind.clone(),
+        })
+        .unwrap_or_else(|| "-".into());
+    let mut row = entry.clone();
+    row["selector"] = json!(selector);
+    row
+}
+
 /// Runs `writ revoke`.
 pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
     if args.command.is_some()
@@ -156,8 +187,9 @@ pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
     let certs = std::path::Path::new(DEV_CERTS_DIR);
     let (server, client) = args.broker.connect(config, certs)?;
     match &args.command {
-        Some(RevokeCommand::List) => {
+        Some(RevokeCommand::List { json }) => {
             let mut cursor: Option<u64> = None;
+            let mut rows = Vec::new();
             loop {
                 let mut url = format!("{server}/admin/v1/revocations?limit=1000");
                 if let Some(c) = cursor {
@@ -165,11 +197,18 @@ pub async fn run(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
                 }
                 let page = admin_json(client.get(&url), &token, &url).await?;
                 for entry in page["entries"].as_array().into_iter().flatten() {
-                    println!("{entry}");
+                    match json {
+                        true => println!("{entry}"),
+                        false => rows.push(row(entry)),
+                    }
                 }
                 match page["next_cursor"].as_u64() {
                     Some(c) => cursor = Some(c),
-                    None => return Ok(()),
+                    None if *json => return Ok(()),
+                    None => {
+                        print!("{}", super::table::table(&rows, &LIST_COLUMNS));
+                        return Ok(());
+                    }
                 }
             }
         }
