@@ -388,7 +388,7 @@ async fn the_kill_switch_reaches_txn_tokens() {
 }
 
 #[tokio::test]
-async fn tokens_txn_ttl_caps_the_lifetime_and_is_checked_at_start() {
+async fn tokens_txn_ttl_and_max_ttl_cap_the_lifetime_and_a_zero_one_stops_the_start() {
     let mut env = env();
     env.config.extra_tokens_lines = vec!["txn_ttl = \"30s\"".into()];
     let server = env.start().await;
@@ -401,7 +401,21 @@ async fn tokens_txn_ttl_caps_the_lifetime_and_is_checked_at_start() {
     assert_eq!(lifetime, 30);
     drop(server);
 
+    // tokens.max_ttl caps it too.
     env.config.extra_tokens_lines = vec!["txn_ttl = \"1h\"".into()];
+    env.config.max_ttl = "20s".into();
+    env.config.default_ttl = "20s".into();
+    let server = env.start().await;
+    let (_, claims) = assert_txn(
+        &server
+            .token(&txn_request(&env.k8s_token(), JWT, "checkout"))
+            .await,
+    );
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 20);
+    drop(server);
+
+    env.config.extra_tokens_lines = vec!["txn_ttl = \"0s\"".into()];
     env.write_config();
     let config = env.config_path();
     let out = run_writ(env.dir(), &["--config", config.to_str().unwrap(), "serve"]).await;

@@ -101,7 +101,8 @@ impl<'a> Settings<'a> {
             max_ttl: config.tokens.max_ttl,
             max_delegation_depth: config.tokens.max_delegation_depth,
             trust_domain: &config.server.trust_domain,
-            txn_ttl: config.tokens.txn_ttl,
+            // No token lives longer than tokens.max_ttl, transaction tokens included.
+            txn_ttl: config.tokens.txn_ttl.min(config.tokens.max_ttl),
             approval_ttl: config.approvals.ttl,
         }
     }

@@ -105,22 +105,25 @@ pub async fn run(ctx: &Context<'_>, request: &TokenRequest, peer: &Peer, now: u6
     learned.policies = decision.policies();
     let granted = permitted(&decision, &learned.policies).map_err(|r| learned.stopped(r))?;
     learned.scopes_granted = Some(granted.clone());
-    let (scopes_text, actors_text) = (granted.to_string(), minting.actors.join(" "));
-    let ask = Ask {
-        principal: minting.subject.as_str(),
-        target: request.audience.as_str(),
-        scopes: &scopes_text,
-        actors: &actors_text,
-    };
-    learned.approval = approve::gate(ctx, request, &decision, &ask, &granted, now)
-        .await
-        .map_err(|refusal| {
-            learned.approval = match &refusal {
-                Refusal::AuthorizationPending { approval_id, .. } => Some(approval_id.clone()),
-                _ => request.approval_id.clone(),
-            };
-            learned.stopped(refusal)
-        })?;
+    // Most grants wait for no one: the approval's text is built only for those that do.
+    if request.approval_id.is_some() || decision.approval_for(&granted).is_some() {
+        let (scopes_text, actors_text) = (granted.to_string(), minting.actors.join(" "));
+        let ask = Ask {
+            principal: minting.subject.as_str(),
+            target: request.audience.as_str(),
+            scopes: &scopes_text,
+            actors: &actors_text,
+        };
+        learned.approval = approve::gate(ctx, request, &decision, &ask, &granted, now)
+            .await
+            .map_err(|refusal| {
+                learned.approval = match &refusal {
+                    Refusal::AuthorizationPending { approval_id, .. } => Some(approval_id.clone()),
+                    _ => request.approval_id.clone(),
+                };
+                learned.stopped(refusal)
+            })?;
+    }
 
     let ttl = lifetime::lifetime(
         request.requested_ttl,
