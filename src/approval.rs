@@ -147,6 +147,15 @@ pub trait ApprovalLog: Send + Sync {
     /// The approval `id`, if any.
     async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
 
+    /// The approval still pending at `now` for exactly `ask`, if any: a
+    /// client asking again (or a flood of asks) waits on that one rather
+    /// than making another.
+    async fn pending_approval(
+        &self,
+        ask: &Ask<'_>,
+        now: u64,
+    ) -> Result<Option<Approval>, StoreError>;
+
     /// Approvals still pending or approved at `now`, oldest first.
     async fn open_approvals(&self, now: u64) -> Result<Vec<Approval>, StoreError>;
 

@@ -29,8 +29,22 @@ pub(super) async fn gate(
     }
 }
 
-/// A new pending approval, and the answer that says so.
+/// The pending approval for this ask (the one already waiting, or a new
+/// one), and the answer that says so.
 async fn pending(ctx: &Context<'_>, role: &str, ask: &Ask<'_>, now: u64) -> Refusal {
+    match ctx.approvals.pending_approval(ask, now).await {
+        Ok(Some(waiting)) => {
+            return Refusal::AuthorizationPending {
+                approval_id: waiting.id,
+                role: waiting.role,
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "approvals: could not read pending approvals");
+            return Refusal::Unavailable("approvals cannot be read right now; retry".into());
+        }
+    }
     let Ok(id) = writ_proto::id::random_id() else {
         return Refusal::Unavailable("no randomness for an approval id".into());
     };

@@ -31,6 +31,14 @@ pub(super) fn select_open() -> String {
     )
 }
 
+pub(super) fn select_pending() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at > $1
+         AND principal = $2 AND target = $3 AND scopes = $4 AND actors = $5
+         ORDER BY requested_at, id LIMIT 1"
+    )
+}
+
 pub(super) fn decide() -> String {
     format!(
         "UPDATE approvals SET state = $2, decided_by = $3, decided_at = $4, expires_at = $5
@@ -104,6 +112,24 @@ macro_rules! approval_log {
             ) -> Result<Option<crate::approval::Approval>, StoreError> {
                 let row = sqlx::query(&super::approvals::select_one())
                     .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref()
+                    .map(super::approvals::approval_from_row)
+                    .transpose()
+            }
+
+            async fn pending_approval(
+                &self,
+                ask: &crate::approval::Ask<'_>,
+                now: u64,
+            ) -> Result<Option<crate::approval::Approval>, StoreError> {
+                let row = sqlx::query(&super::approvals::select_pending())
+                    .bind(super::rows::int(now))
+                    .bind(ask.principal)
+                    .bind(ask.target)
+                    .bind(ask.scopes)
+                    .bind(ask.actors)
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref()
