@@ -22,7 +22,7 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let p = rt.block_on(support::Pipeline::new());
+    let mut p = rt.block_on(support::Pipeline::new());
 
     let counter = AtomicU64::new(0);
     c.bench_function("attest/cold (ES256 verify + claims)", |b| {
@@ -109,6 +109,14 @@ fn benches(c: &mut Criterion) {
     let txn_request = p.txn_request(&warm);
     c.bench_function("pipeline/grant txn token (attest cached)", |b| {
         b.iter(|| rt.block_on(p.run(&txn_request)))
+    });
+    // The same grant with limits.per_principal and limits.per_target set
+    // too high ever to refuse: the figure beside the first one is the
+    // limiter's own cost (issue 15 asks < 3 %).
+    let never: writ::model::Rate = "1000000000/s".parse().unwrap();
+    p.limits = writ::grant::RateLimits::new(Some(never), Some(never));
+    c.bench_function("pipeline/grant with rate limits (attest cached)", |b| {
+        b.iter(|| rt.block_on(p.run(&request)))
     });
 }
 
