@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use writ::clock::{Clock, SystemClock};
 use writ::model::Ttl;
 use writ::policy::{DecisionRequest, PolicyEngine};
-use writ::token::MintRequest;
+use writ::token::{MintRequest, TxnMintRequest};
 
 fn benches(c: &mut Criterion) {
     writ::install_crypto_provider();
@@ -94,6 +94,37 @@ fn benches(c: &mut Criterion) {
                     now: SystemClock.unix_now(),
                     act: None,
                     cnf: None,
+                    ancestry: Vec::new(),
+                })
+                .unwrap()
+        })
+    });
+    // A transaction token of the same principal, signed by the same key, in
+    // the same run (issue 14: no dearer than the access token above).
+    let trust_domain = p.config.server.trust_domain.clone();
+    let requester = serde_json::Value::String(attested.principal.to_string());
+    c.bench_function("mint/txn token ES256", |b| {
+        b.iter(|| {
+            let mut rctx = serde_json::Map::new();
+            rctx.insert("req_ip".into(), "127.0.0.1".into());
+            rctx.insert(
+                "req_wl".into(),
+                serde_json::Value::Array(vec![requester.clone()]),
+            );
+            p.minter
+                .mint_txn(TxnMintRequest {
+                    subject: &attested.principal,
+                    principal_type: attested.entity_type,
+                    attestation: attested.kind,
+                    attestation_issuer: None,
+                    trust_domain: &trust_domain,
+                    purposes: &p.scopes,
+                    ttl: Ttl::from_secs(60).unwrap(),
+                    now: SystemClock.unix_now(),
+                    txn: None,
+                    rctx,
+                    tctx: None,
+                    act: None,
                     ancestry: Vec::new(),
                 })
                 .unwrap()
