@@ -357,3 +357,19 @@ async fn on_postgresql_every_replica_sees_one_approval_redeemed_once() {
     b.stop().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_permit_without_the_annotation_lets_the_grant_through() {
+    let env = env();
+    env.write_policy(
+        "unconditional.cedar",
+        r#"@id("orders-admin-for-payments")
+permit (principal is Workload, action == Action::"mint", resource == Target::"orders")
+when { context.scope == "orders.admin" && principal has namespace && principal.namespace == "payments" };
+"#,
+    );
+    let server = env.start().await;
+    let minted = assert_granted(&server.token(&orders_admin(&env)).await);
+    assert_eq!(minted.scope, "orders.admin");
+    assert!(listed(&server).await.is_empty());
+}

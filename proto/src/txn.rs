@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::claims::{ActorChain, AttestationKind, PrincipalType};
-use crate::revocation::TokenFacts;
+use crate::revocation::{Signed, TokenFacts};
 use crate::token::{self, Header, TokenError};
 
 /// The JWS `typ` of a transaction token.
@@ -93,19 +93,19 @@ impl TxnClaims {
     /// What the kill switch matches: the same selectors as an access
     /// token's, with the trust domain as the audience.
     pub fn facts<'a>(&'a self, kid: &'a str) -> TokenFacts<'a> {
-        let mut issuers = vec![self.iss.as_str()];
-        issuers.extend(self.attestation_issuer.as_deref());
-        issuers.extend(self.act.iter().flat_map(ActorChain::issuers));
-        TokenFacts {
-            jti: &self.jti,
-            ancestors: &self.ancestry,
-            subject: &self.sub,
-            audience: &self.aud,
-            issuers,
-            actors: self.act.iter().flat_map(ActorChain::actors).collect(),
-            issued_at: self.iat,
+        TokenFacts::signed(
+            Signed {
+                jti: &self.jti,
+                ancestors: &self.ancestry,
+                subject: &self.sub,
+                audience: &self.aud,
+                iss: &self.iss,
+                attestation_issuer: self.attestation_issuer.as_deref(),
+                act: self.act.as_ref(),
+                issued_at: self.iat,
+            },
             kid,
-        }
+        )
     }
 }
 

@@ -195,32 +195,29 @@ impl PolicySnapshot {
                 .reason()
                 .map(ToString::to_string)
                 .collect();
+            // One pass over the permits that allowed it: the least
+            // `@max_ttl`, and the approval role when every one of them
+            // asks for approval (a permit without it lets the grant through).
             let mut scope_ttl: Option<u64> = None;
-            let approval = if allowed {
-                let roles: Vec<Option<&String>> = response
+            let mut approval: Option<&String> = None;
+            let mut every_permit_waits = allowed;
+            if allowed {
+                for meta in response
                     .diagnostics()
                     .reason()
                     .filter_map(|id| self.meta.get(id))
                     .filter(|meta| meta.effect == Effect::Permit)
-                    .map(|meta| meta.requires_approval.as_ref())
-                    .collect();
-                match roles.iter().all(Option::is_some) {
-                    true => roles.into_iter().flatten().min().cloned(),
-                    false => None,
-                }
-            } else {
-                None
-            };
-            if allowed {
-                for id in response.diagnostics().reason() {
-                    if let Some(meta) = self.meta.get(id)
-                        && meta.effect == Effect::Permit
-                        && let Some(cap) = meta.max_ttl
-                    {
+                {
+                    if let Some(cap) = meta.max_ttl {
                         scope_ttl = Some(scope_ttl.map_or(cap, |m| m.min(cap)));
+                    }
+                    match &meta.requires_approval {
+                        Some(role) => approval = Some(approval.map_or(role, |a| a.min(role))),
+                        None => every_permit_waits = false,
                     }
                 }
             }
+            let approval = approval.filter(|_| every_permit_waits).cloned();
             if let Some(cap) = scope_ttl {
                 max_ttl = Some(max_ttl.map_or(cap, |m| m.min(cap)));
             }

@@ -47,20 +47,60 @@ impl<'a> TokenFacts<'a> {
     /// What a token's claims say (CONTRACT section 3), and the key that
     /// signed it (`kid`, from its header: the claims do not name it).
     pub fn of(claims: &'a AccessClaims, kid: &'a str) -> Self {
-        let mut issuers = vec![claims.iss.as_str()];
-        issuers.extend(claims.attestation_issuer.as_deref());
-        issuers.extend(claims.act.iter().flat_map(ActorChain::issuers));
+        Self::signed(
+            Signed {
+                jti: &claims.jti,
+                ancestors: &claims.ancestry,
+                subject: &claims.sub,
+                audience: &claims.aud,
+                iss: &claims.iss,
+                attestation_issuer: claims.attestation_issuer.as_deref(),
+                act: claims.act.as_ref(),
+                issued_at: claims.iat,
+            },
+            kid,
+        )
+    }
+
+    /// What any token writ signs says (an access token, a transaction
+    /// token): the one place the selectors' inputs are derived, so every
+    /// kind is matched alike.
+    pub fn signed(token: Signed<'a>, kid: &'a str) -> Self {
+        let mut issuers = vec![token.iss];
+        issuers.extend(token.attestation_issuer);
+        issuers.extend(token.act.into_iter().flat_map(ActorChain::issuers));
         Self {
-            jti: &claims.jti,
-            ancestors: &claims.ancestry,
-            subject: &claims.sub,
-            audience: &claims.aud,
+            jti: token.jti,
+            ancestors: token.ancestors,
+            subject: token.subject,
+            audience: token.audience,
             issuers,
-            actors: claims.actors().collect(),
-            issued_at: claims.iat,
+            actors: token.act.into_iter().flat_map(ActorChain::actors).collect(),
+            issued_at: token.issued_at,
             kid,
         }
     }
+}
+
+/// The claims of a signed token that the kill switch matches, whatever its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    /// `jti`.
+    pub jti: &'a str,
+    /// `ancestry`.
+    pub ancestors: &'a [String],
+    /// `sub`.
+    pub subject: &'a str,
+    /// `aud`.
+    pub audience: &'a str,
+    /// `iss`: the broker.
+    pub iss: &'a str,
+    /// The issuer of the attestation it was minted from.
+    pub attestation_issuer: Option<&'a str>,
+    /// Its `act` chain.
+    pub act: Option<&'a ActorChain>,
+    /// `iat`.
+    pub issued_at: u64,
 }
 
 /// What a new token would say, for the block check.

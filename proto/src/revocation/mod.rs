@@ -8,4 +8,4 @@ mod entry;
 mod index;
 
 pub use entry::{EXPIRED_TOKEN_GRACE, Entry, EntryKind, MAX_VALUE_BYTES, Selector, SelectorError};
-pub use index::{MintFacts, RevocationIndex, TokenFacts};
+pub use index::{MintFacts, RevocationIndex, Signed, TokenFacts};
