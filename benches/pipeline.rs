@@ -53,6 +53,10 @@ fn benches(c: &mut Criterion) {
             support::policy_dir_with(1_000),
         ),
         (
+            "decide/10000 policies, one target".to_owned(),
+            support::policy_dir_with(10_000),
+        ),
+        (
             "decide/1000 policies over 100 targets (sliced)".to_owned(),
             support::policy_dir_spread(1_000, 100),
         ),

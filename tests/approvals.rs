@@ -136,9 +136,21 @@ async fn a_risky_grant_waits_and_the_approved_retry_gets_one_token() {
     let next = assert_pending(&server.token(&orders_admin(&env)).await);
     assert_ne!(next, id);
 
-    // Every step is audited under the approval's id.
-    let records = env.audit_records();
-    let about: Vec<&Value> = records.iter().filter(|r| r["approval"] == id).collect();
+    // Every step is audited under the approval's id (by the writer task,
+    // off the request path: wait for the last one).
+    let about: Vec<Value> = eventually("eight records about the approval", async || {
+        let about: Vec<Value> = env
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["approval"] == id)
+            .collect();
+        if about.len() >= 8 {
+            Ok(about)
+        } else {
+            Err(format!("{about:#?}"))
+        }
+    })
+    .await;
     let errors: Vec<&str> = about
         .iter()
         .map(|r| {

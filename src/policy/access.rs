@@ -17,8 +17,8 @@
 use std::collections::BTreeSet;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, Policy, PolicySet,
-    Request, RestrictedExpression,
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, PartialResponse,
+    Policy, PolicySet, Request, RestrictedExpression,
 };
 use serde::Serialize;
 
@@ -91,6 +91,9 @@ impl PolicySnapshot {
             let Some(slice) = self.targets.get(target) else {
                 continue;
             };
+            let Some(resource) = slice.entities.first().map(Entity::uid) else {
+                continue;
+            };
             let mut builder = EntitiesBuilder::default();
             let principal_uid = self.add_attested(who, &[], &mut builder)?;
             for e in &slice.entities {
@@ -98,34 +101,34 @@ impl PolicySnapshot {
             }
             let entities = Entities::from_entities(builder.all, None)
                 .map_err(|e| PolicyError::Request(e.to_string()))?;
-            let Some(resource) = slice.entities.first().map(Entity::uid) else {
-                continue;
+            let query = Query {
+                authorizer: &authorizer,
+                principal: &principal_uid,
+                action: &self.mint,
+                resource: &resource,
+                entities: &entities,
             };
-            let (mut scopes, mut times) = literals(&slice.policies);
+            // One evaluation with the scope unknown too settles every policy
+            // that cannot apply to this principal whatever it asks (most of
+            // a large set: other namespaces, other teams); each candidate
+            // scope is then asked only of the few that may still decide.
+            let any_scope = query.partial(None, &slice.policies)?;
+            if any_scope.decision() == Some(CedarDecision::Deny) {
+                continue;
+            }
+            let mut live = PolicySet::new();
+            for residual in any_scope.may_be_determining() {
+                if let Some(policy) = slice.policies.policy(residual.id()) {
+                    live.add(policy.clone())
+                        .map_err(|e| PolicyError::Request(e.to_string()))?;
+                }
+            }
+            let (mut scopes, _) = literals(&slice.policies);
             scopes.extend(extra_scopes.iter().cloned());
+            let (_, mut times) = literals(&live);
             times.insert(crate::clock::rfc3339(now));
             for scope in scopes {
-                let mut pairs: Vec<(String, RestrictedExpression)> = UNKNOWN
-                    .iter()
-                    .map(|k| ((*k).to_owned(), RestrictedExpression::new_unknown(*k)))
-                    .collect();
-                pairs.push(("delegation_depth".into(), RestrictedExpression::new_long(0)));
-                pairs.push((
-                    "scope".into(),
-                    RestrictedExpression::new_string(scope.clone()),
-                ));
-                let context =
-                    Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))?;
-                let request = Request::new(
-                    principal_uid.clone(),
-                    self.mint.clone(),
-                    resource.clone(),
-                    context,
-                    None,
-                )
-                .map_err(|e| PolicyError::Request(e.to_string()))?;
-                let response =
-                    authorizer.is_authorized_partial(&request, &slice.policies, &entities);
+                let response = query.partial(Some(&scope), &live)?;
                 let conditions = match response.decision() {
                     Some(CedarDecision::Allow) => Vec::new(),
                     Some(CedarDecision::Deny) => continue,
@@ -134,21 +137,16 @@ impl PolicySnapshot {
                         // a residual may be unsatisfiable: keep the scope
                         // only if a concrete sample allows it, and show the
                         // residual policies that decided some sample.
-                        let probe = Probe {
-                            authorizer: &authorizer,
-                            principal: &principal_uid,
-                            action: &self.mint,
-                            resource: &resource,
-                            policies: &slice.policies,
-                            entities: &entities,
-                        };
-                        let Some(deciding) = probe.run(&scope, &times)? else {
+                        let residuals: Vec<Policy> = response.nontrivial_residuals().collect();
+                        let Some(deciding) =
+                            query.sample(&scope, &times, &live, &mentioned(&residuals))?
+                        else {
                             continue;
                         };
-                        response
-                            .nontrivial_residuals()
+                        residuals
+                            .iter()
                             .filter(|p| deciding.contains(&p.id().to_string()))
-                            .map(|p| condition(&p))
+                            .map(condition)
                             .collect()
                     }
                 };
@@ -179,32 +177,81 @@ impl PolicySnapshot {
     }
 }
 
-/// Concrete requests over a grid of contexts.
-struct Probe<'a> {
+/// One principal, the mint action and one target, asked under several
+/// contexts.
+struct Query<'a> {
     authorizer: &'a Authorizer,
     principal: &'a cedar_policy::EntityUid,
     action: &'a cedar_policy::EntityUid,
     resource: &'a cedar_policy::EntityUid,
-    policies: &'a PolicySet,
     entities: &'a Entities,
 }
 
-impl Probe<'_> {
-    /// The ids of the policies that decided any sample, if some sample is
-    /// allowed; `None` when none is.
-    fn run(
+impl Query<'_> {
+    fn request(&self, context: Context) -> Result<Request, PolicyError> {
+        Request::new(
+            self.principal.clone(),
+            self.action.clone(),
+            self.resource.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))
+    }
+
+    /// Partial evaluation with every context key of [`UNKNOWN`] unknown,
+    /// and the scope too unless given.
+    fn partial(
+        &self,
+        scope: Option<&str>,
+        policies: &PolicySet,
+    ) -> Result<PartialResponse, PolicyError> {
+        let mut pairs: Vec<(String, RestrictedExpression)> = UNKNOWN
+            .iter()
+            .map(|k| ((*k).to_owned(), RestrictedExpression::new_unknown(*k)))
+            .collect();
+        pairs.push(("delegation_depth".into(), RestrictedExpression::new_long(0)));
+        pairs.push((
+            "scope".into(),
+            match scope {
+                Some(scope) => RestrictedExpression::new_string(scope.to_owned()),
+                None => RestrictedExpression::new_unknown("scope"),
+            },
+        ));
+        let context =
+            Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))?;
+        Ok(self
+            .authorizer
+            .is_authorized_partial(&self.request(context)?, policies, self.entities))
+    }
+
+    /// Concrete requests over a grid of contexts, varying only the keys in
+    /// `varying` (the others cannot change the answer): the ids of the
+    /// policies that decided any sample, if some sample is allowed; `None`
+    /// when none is.
+    fn sample(
         &self,
         scope: &str,
         times: &BTreeSet<String>,
+        policies: &PolicySet,
+        varying: &BTreeSet<&str>,
     ) -> Result<Option<BTreeSet<String>>, PolicyError> {
+        fn values<T: Clone>(key: &str, varying: &BTreeSet<&str>, all: &[T]) -> Vec<T> {
+            if varying.contains(key) {
+                all.to_vec()
+            } else {
+                all[..1].to_vec()
+            }
+        }
+        let times: Vec<String> = times.iter().cloned().collect();
         let mut deciding = BTreeSet::new();
         let mut allowed = false;
-        for now in times {
-            for attestation in ATTESTATIONS {
-                for sender_constrained in [false, true] {
-                    for ip in SOURCE_IPS {
-                        for hour in HOURS {
-                            for weekday in WEEKDAYS {
+        for now in values("now", varying, &times) {
+            for attestation in values("attestation", varying, &ATTESTATIONS) {
+                for sender_constrained in values("sender_constrained", varying, &[false, true]) {
+                    for ip in values("source_ip", varying, &SOURCE_IPS) {
+                        for hour in values("hour", varying, &HOURS) {
+                            for weekday in values("weekday", varying, &WEEKDAYS) {
                                 let context = Context::from_pairs([
                                     (
                                         "scope".to_owned(),
@@ -238,17 +285,9 @@ impl Probe<'_> {
                                     ),
                                 ])
                                 .map_err(|e| PolicyError::Request(e.to_string()))?;
-                                let request = Request::new(
-                                    self.principal.clone(),
-                                    self.action.clone(),
-                                    self.resource.clone(),
-                                    context,
-                                    None,
-                                )
-                                .map_err(|e| PolicyError::Request(e.to_string()))?;
                                 let response = self.authorizer.is_authorized(
-                                    &request,
-                                    self.policies,
+                                    &self.request(context)?,
+                                    policies,
                                     self.entities,
                                 );
                                 allowed |= response.decision() == CedarDecision::Allow;
@@ -263,6 +302,16 @@ impl Probe<'_> {
         }
         Ok(allowed.then_some(deciding))
     }
+}
+
+/// The unknown context keys the residuals may depend on: any whose name
+/// appears in their text (over-counting only costs samples).
+fn mentioned(residuals: &[Policy]) -> BTreeSet<&'static str> {
+    let texts: Vec<String> = residuals.iter().map(ToString::to_string).collect();
+    UNKNOWN
+        .into_iter()
+        .filter(|key| texts.iter().any(|t| t.contains(key)))
+        .collect()
 }
 
 /// `permit <id>: <condition>` of a residual policy, on one line.

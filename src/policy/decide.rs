@@ -180,21 +180,19 @@ impl PolicySnapshot {
                 None,
             )
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-            let response = authorizer.is_authorized(&request, &slice.policies, &entities);
-            let errors: Vec<String> = response
-                .diagnostics()
-                .errors()
-                .map(|err| {
-                    tracing::warn!(error = %err, "policy evaluation error (the policy is skipped)");
-                    err.to_string()
-                })
-                .collect();
-            let allowed = response.decision() == CedarDecision::Allow;
-            let policies: Vec<String> = response
-                .diagnostics()
-                .reason()
-                .map(ToString::to_string)
-                .collect();
+            let verdict = slice.index.is_authorized(
+                &authorizer,
+                &request,
+                &principal_uid,
+                scope.as_str(),
+                &entities,
+            );
+            for error in &verdict.errors {
+                tracing::warn!(%error, "policy evaluation error (the policy is skipped)");
+            }
+            let errors = verdict.errors;
+            let allowed = verdict.allowed;
+            let policies: Vec<String> = verdict.reasons.iter().map(ToString::to_string).collect();
             // One pass over the permits that allowed it: the least
             // `@max_ttl`, and the approval role when every one of them
             // asks for approval (a permit without it lets the grant through).
@@ -202,9 +200,9 @@ impl PolicySnapshot {
             let mut approval: Option<&String> = None;
             let mut every_permit_waits = allowed;
             if allowed {
-                for meta in response
-                    .diagnostics()
-                    .reason()
+                for meta in verdict
+                    .reasons
+                    .iter()
                     .filter_map(|id| self.meta.get(id))
                     .filter(|meta| meta.effect == Effect::Permit)
                 {

@@ -13,6 +13,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use serde_json::Value;
 
+use super::index::PolicyIndex;
 use crate::model::EntityType;
 
 /// The schema file inside the policy directory.
@@ -90,6 +91,8 @@ pub(crate) struct PolicyMeta {
 /// Policies and entities that concern one target.
 pub(crate) struct TargetSlice {
     pub(crate) policies: PolicySet,
+    /// The same, split for decisions (`index`).
+    pub(crate) index: PolicyIndex,
     /// The target and its ancestors.
     pub(crate) entities: Vec<Entity>,
 }
@@ -232,6 +235,7 @@ impl PolicySnapshot {
             targets.insert(
                 uid.id().unescaped().to_owned(),
                 TargetSlice {
+                    index: PolicyIndex::build(&policies),
                     policies,
                     entities: slice_entities,
                 },

@@ -7,7 +7,9 @@
 //! a described (not attested) request the same way and says why, and
 //! `cases` runs policy test files through it; `replay` rebuilds a recorded
 //! decision as such a request and `diff` decides it under two sets; `access`
-//! lists what a principal may reach by partial evaluation; `reload`
+//! lists what a principal may reach by partial evaluation; `index` splits a
+//! target's policies so a decision evaluates only those that could apply;
+//! `reload`
 //! swaps in a new snapshot when the files change or on SIGHUP, refusing
 //! invalid sets.
 
@@ -17,6 +19,7 @@ mod decide;
 mod diff;
 mod examples;
 mod explain;
+mod index;
 mod load;
 mod reload;
 mod replay;
