@@ -7,6 +7,8 @@
 #   WRIT_LOAD_SECONDS=60 benches/load.sh
 #   WRIT_LOAD_STORE=postgres benches/load.sh   # store on 127.0.0.1:5432
 #                              # (database writ_load_bench, recreated)
+#   WRIT_LOAD_OPENLOOP=0 benches/load.sh   # skip the open-loop runs
+#   WRIT_OPENLOOP_RATES=2000 WRIT_OPENLOOP_SECONDS=20 benches/load.sh
 #   WRIT_LOAD_STORE=postgres WRIT_LOAD_REPLICAS=2 benches/load.sh
 #                              # two replicas on that database, the same 64
 #                              # connections split between them
@@ -31,11 +33,13 @@ case "$store" in
   *) echo "WRIT_LOAD_STORE is sqlite or postgres" >&2; exit 2 ;;
 esac
 
+WRIT_OPENLOOP_RATES_DEFAULT="${WRIT_OPENLOOP_RATES:-2000,6000}"
 if ! command -v wrk >/dev/null; then
   echo "installing wrk..." >&2
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
 cargo build --release --bin writ >&2
+[ "${WRIT_LOAD_OPENLOOP:-1}" = 1 ] && cargo bench --bench openloop --no-run >&2
 writ="$PWD/target/release/writ"
 
 scratch="$(mktemp -d)"
@@ -90,6 +94,9 @@ for url in "${urls[@]}"; do
     -H 'Content-Type: application/x-www-form-urlencoded' --data "@-" <<<"$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$scratch/exchange.lua")" >/dev/null
 done
 
+# Resident memory of the first replica, in MB (VmRSS now, VmHWM the peak).
+rss_mb() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/${pids[0]}/status"; }
+rss_idle="$(rss_mb VmRSS)"
 # CPU time (user + system ticks) of every replica.
 cpu_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 per_replica=$((connections / replicas))
@@ -103,6 +110,16 @@ for r in $(seq "$replicas"); do
 done
 wait "${wrks[@]}"
 ticks_after="$(cpu_ticks)"
+rss_load="$(rss_mb VmHWM)"
+# Open loop: requests at a fixed rate, latency from the intended send time
+# (benches/openloop.rs), against the first replica, same connections.
+openloop=""
+if [ "${WRIT_LOAD_OPENLOOP:-1}" = 1 ]; then
+  echo "open loop: $WRIT_OPENLOOP_RATES_DEFAULT requests/s" >&2
+  openloop="$(WRIT_OPENLOOP_URL="${urls[0]}" WRIT_OPENLOOP_CA="$scratch/certs/ca.pem" \
+    WRIT_OPENLOOP_SUBJECT="$subject" WRIT_OPENLOOP_CONNECTIONS="$connections" \
+    cargo bench --bench openloop | grep '^openloop ')"
+fi
 for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done; pids=()
 out="$(cat "$scratch"/wrk-*)"
 
@@ -125,5 +142,7 @@ writ load benchmark ($(nproc) cores, wrk beside the server, ${connections} conne
   HTTPS / in-process:         $ratio
   server CPU during load:     $server_cores cores (wrk used the rest)
   per core, HTTPS/in-process: $per_core_ratio
+  server RSS idle / peak:     $rss_idle MB / $rss_load MB
+$(sed 's/^/  /' <<<"$openloop")
 REPORT
 [ "$non2xx" = "0" ] || { echo "load benchmark saw non-2xx responses" >&2; exit 1; }

@@ -8,6 +8,7 @@
 //!
 //! [`Verifier`]: https://docs.rs/writ-sdk
 
+mod header;
 mod key;
 
 pub use key::{DpopKey, KeyError};
@@ -15,8 +16,7 @@ pub use key::{DpopKey, KeyError};
 use crate::jws::Compact;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A proof's `iat` may be this far in the past...
 pub const MAX_AGE_SECS: u64 = 60;
@@ -250,12 +250,6 @@ pub struct Expected<'a> {
     pub access_token: Option<&'a str>,
 }
 
-fn segment(s: &str) -> Result<Map<String, Value>, DpopError> {
-    crate::jws::decode_segment(s).ok_or(DpopError::Malformed)
-}
-
-const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
-
 /// Checks a proof and remembers it: [`check`], then
 /// [`ReplayStore::remember`]. Returns the thumbprint of its key. Use it where
 /// the credential the proof comes with was verified first.
@@ -311,53 +305,42 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         return Err(DpopError::Malformed);
     }
     let compact = Compact::split(proof).ok_or(DpopError::Malformed)?;
-    let header = segment(compact.header)?;
-    if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
-        return Err(DpopError::Type);
+    let header = header::parse(compact.header)?;
+    // The signed message is the proof up to its second dot.
+    let message = &proof[..compact.header.len() + 1 + compact.payload.len()];
+    match jsonwebtoken::crypto::verify(
+        compact.signature,
+        message.as_bytes(),
+        &header.key,
+        header.alg,
+    ) {
+        Ok(true) => {}
+        Ok(false) => return Err(DpopError::Signature),
+        Err(e) => {
+            return Err(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => DpopError::Signature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => DpopError::Key,
+                _ => DpopError::Malformed,
+            });
+        }
     }
-    let alg = match header.get("alg").and_then(Value::as_str) {
-        Some("ES256") => Algorithm::ES256,
-        Some("ES384") => Algorithm::ES384,
-        Some("EdDSA") => Algorithm::EdDSA,
-        Some("RS256") => Algorithm::RS256,
-        Some("PS256") => Algorithm::PS256,
-        _ => return Err(DpopError::Algorithm),
-    };
-    let jwk = header
-        .get("jwk")
-        .and_then(Value::as_object)
-        .ok_or(DpopError::Key)?;
-    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-        return Err(DpopError::Key);
-    }
-    let parsed: jsonwebtoken::jwk::Jwk =
-        serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| DpopError::Key)?;
-    let jkt = crate::jwk::thumbprint(&parsed).map_err(|_| DpopError::Key)?;
-    let key = DecodingKey::from_jwk(&parsed).map_err(|_| DpopError::Key)?;
-    let mut validation = Validation::new(alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Map<String, Value>>(proof, &key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => DpopError::Signature,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
-            | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => DpopError::Key,
-            _ => DpopError::Malformed,
-        })?
-        .claims;
-    // Structural check on the payload too (jsonwebtoken already parsed it).
-    let _ = segment(compact.payload)?;
-    let text = |k: &str| claims.get(k).and_then(Value::as_str);
-    if text("htm") != Some(expected.method) {
+    let claims = ProofClaims::decode(compact.payload)?;
+    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_owned);
+    if text(&claims.htm).as_deref() != Some(expected.method) {
         return Err(DpopError::Method);
     }
-    if text("htu").map(|u| u.split(['?', '#']).next().unwrap_or(u)) != Some(expected.uri) {
+    let htu = text(&claims.htu);
+    if htu
+        .as_deref()
+        .map(|u| u.split(['?', '#']).next().unwrap_or(u))
+        != Some(expected.uri)
+    {
         return Err(DpopError::Uri);
     }
     let iat = claims
-        .get("iat")
+        .iat
+        .as_ref()
         .and_then(Value::as_u64)
         .ok_or(DpopError::Time)?;
     // Saturating: the sender signs its own proof and picks `iat`, and an
@@ -369,18 +352,43 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         return Err(DpopError::Time);
     }
     if let Some(token) = expected.access_token
-        && text("ath") != Some(access_token_hash(token).as_str())
+        && text(&claims.ath).as_deref() != Some(access_token_hash(token).as_str())
     {
         return Err(DpopError::AccessTokenHash);
     }
-    let jti = text("jti")
+    let jti = text(&claims.jti)
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError::Malformed)?;
     Ok(CheckedProof {
-        replay_key: replay_key(&jkt, jti),
-        jkt,
+        replay_key: replay_key(&header.jkt, &jti),
+        jkt: header.jkt.clone(),
         iat,
     })
+}
+
+/// The claims a proof is checked on, each kept as JSON so that a member of
+/// the wrong type is refused for what it is (a non-string `htm` is a method
+/// mismatch), as before; other members are skipped unparsed.
+#[derive(serde::Deserialize)]
+struct ProofClaims {
+    htm: Option<Value>,
+    htu: Option<Value>,
+    iat: Option<Value>,
+    ath: Option<Value>,
+    jti: Option<Value>,
+}
+
+impl ProofClaims {
+    fn decode(segment: &str) -> Result<Self, DpopError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(segment)
+            .map_err(|_| DpopError::Malformed)?;
+        // A JSON object only: a derived struct would also take an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(DpopError::Malformed);
+        }
+        serde_json::from_slice(&bytes).map_err(|_| DpopError::Malformed)
+    }
 }
 
 /// SHA-256 of `bytes`.

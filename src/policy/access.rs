@@ -304,13 +304,19 @@ impl Query<'_> {
     }
 }
 
-/// The unknown context keys the residuals may depend on: any whose name
-/// appears in their text (over-counting only costs samples).
+/// The unknown context keys the residuals may depend on: any written as
+/// `unknown("key")`, `context["key"]` or `.key` in their text (over-counting
+/// only costs samples).
 fn mentioned(residuals: &[Policy]) -> BTreeSet<&'static str> {
     let texts: Vec<String> = residuals.iter().map(ToString::to_string).collect();
     UNKNOWN
         .into_iter()
-        .filter(|key| texts.iter().any(|t| t.contains(key)))
+        .filter(|key| {
+            let (quoted, member) = (format!("\"{key}\""), format!(".{key}"));
+            texts
+                .iter()
+                .any(|t| t.contains(&quoted) || t.contains(&member))
+        })
         .collect()
 }
 

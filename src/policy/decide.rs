@@ -10,6 +10,7 @@ use cedar_policy::{
 };
 
 use super::PolicyError;
+use super::index::is_authorized_whole;
 use super::load::{AttrKind, PolicySnapshot};
 use crate::attest::{Attested, AttrValue};
 use crate::clock::{UtcFields, rfc3339};
@@ -110,10 +111,19 @@ impl Decision {
     }
 }
 
+/// Which policies of the target a decision evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Evaluation {
+    /// Only those that could apply (`index`): the broker's decisions.
+    Split,
+    /// Every one, so that every policy that errors is named: explanations.
+    Whole,
+}
+
 impl PolicySnapshot {
     /// Decides every scope of `req`.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, PolicyError> {
-        self.evaluate(req, &[])
+        self.evaluate(req, &[], Evaluation::Split)
     }
 
     /// Decides every scope of `req`, the principal having `extra_parents`
@@ -122,6 +132,7 @@ impl PolicySnapshot {
         &self,
         req: &DecisionRequest<'_>,
         extra_parents: &[EntityUid],
+        evaluation: Evaluation,
     ) -> Result<Decision, PolicyError> {
         let slice = self
             .targets
@@ -180,13 +191,18 @@ impl PolicySnapshot {
                 None,
             )
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-            let verdict = slice.index.is_authorized(
-                &authorizer,
-                &request,
-                &principal_uid,
-                scope.as_str(),
-                &entities,
-            );
+            let verdict = match evaluation {
+                Evaluation::Split => slice.index().is_authorized(
+                    &authorizer,
+                    &request,
+                    &principal_uid,
+                    scope.as_str(),
+                    &entities,
+                ),
+                Evaluation::Whole => {
+                    is_authorized_whole(&authorizer, &request, &slice.policies, &entities)
+                }
+            };
             for error in &verdict.errors {
                 tracing::warn!(%error, "policy evaluation error (the policy is skipped)");
             }

@@ -223,6 +223,7 @@ impl PolicySnapshot {
                 }),
             },
             &parents,
+            super::decide::Evaluation::Whole,
         )?;
         Ok(decision
             .scopes

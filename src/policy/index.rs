@@ -100,39 +100,16 @@ impl PolicyIndex {
         scope: &str,
         entities: &Entities,
     ) -> Verdict {
-        let mut verdict = Verdict::default();
-        let mut forbidden = BTreeSet::new();
-        let mut permitted = BTreeSet::new();
-        let mut decide = |set: &PolicySet| {
-            if set.is_empty() {
-                return;
-            }
-            let response = authorizer.is_authorized(request, set, entities);
-            let reasons = response.diagnostics().reason().cloned();
-            // A set that denies with reasons has a satisfied forbid.
-            match response.decision() {
-                CedarDecision::Allow => permitted.extend(reasons),
-                CedarDecision::Deny => forbidden.extend(reasons),
-            }
-            verdict
-                .errors
-                .extend(response.diagnostics().errors().map(ToString::to_string));
-        };
-        decide(&self.always);
+        let mut combined = Combined::default();
+        combined.add(authorizer, request, &self.always, entities);
         if !self.buckets.is_empty() {
             for key in self.keys_of_request(principal, scope, entities) {
                 if let Some(set) = self.buckets.get(&key) {
-                    decide(set);
+                    combined.add(authorizer, request, set, entities);
                 }
             }
         }
-        if forbidden.is_empty() {
-            verdict.allowed = !permitted.is_empty();
-            verdict.reasons = permitted;
-        } else {
-            verdict.reasons = forbidden;
-        }
-        verdict
+        combined.verdict()
     }
 
     /// The buckets a request may meet.
@@ -156,6 +133,67 @@ impl PolicyIndex {
             }
         }
         keys
+    }
+}
+
+/// Decides `request` against the whole of `policies`, unsplit (to list
+/// every policy that errored, as `writ policy explain` does).
+pub(crate) fn is_authorized_whole(
+    authorizer: &Authorizer,
+    request: &Request,
+    policies: &PolicySet,
+    entities: &Entities,
+) -> Verdict {
+    let mut combined = Combined::default();
+    combined.add(authorizer, request, policies, entities);
+    combined.verdict()
+}
+
+/// Cedar's answers over disjoint sets, combined as one answer over their
+/// union.
+#[derive(Default)]
+struct Combined {
+    forbidden: BTreeSet<PolicyId>,
+    permitted: BTreeSet<PolicyId>,
+    errors: Vec<String>,
+}
+
+impl Combined {
+    fn add(
+        &mut self,
+        authorizer: &Authorizer,
+        request: &Request,
+        set: &PolicySet,
+        entities: &Entities,
+    ) {
+        if set.is_empty() {
+            return;
+        }
+        let response = authorizer.is_authorized(request, set, entities);
+        let reasons = response.diagnostics().reason().cloned();
+        // A set that denies with reasons has a satisfied forbid.
+        match response.decision() {
+            CedarDecision::Allow => self.permitted.extend(reasons),
+            CedarDecision::Deny => self.forbidden.extend(reasons),
+        }
+        self.errors
+            .extend(response.diagnostics().errors().map(ToString::to_string));
+    }
+
+    fn verdict(self) -> Verdict {
+        if self.forbidden.is_empty() {
+            Verdict {
+                allowed: !self.permitted.is_empty(),
+                reasons: self.permitted,
+                errors: self.errors,
+            }
+        } else {
+            Verdict {
+                allowed: false,
+                reasons: self.forbidden,
+                errors: self.errors,
+            }
+        }
     }
 }
 

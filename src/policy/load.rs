@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use cedar_policy::{
@@ -91,8 +92,11 @@ pub(crate) struct PolicyMeta {
 /// Policies and entities that concern one target.
 pub(crate) struct TargetSlice {
     pub(crate) policies: PolicySet,
-    /// The same, split for decisions (`index`).
-    pub(crate) index: PolicyIndex,
+    /// The same, split for decisions (`index`): built on first use, or by
+    /// [`PolicySnapshot::prepare`] (the broker's load), since splitting
+    /// thousands of policies costs what parsing them did, and the operator
+    /// commands never decide through it.
+    index: OnceLock<PolicyIndex>,
     /// The target and its ancestors.
     pub(crate) entities: Vec<Entity>,
 }
@@ -128,7 +132,23 @@ fn parse_uid(s: &str) -> EntityUid {
     EntityUid::from_str(s).unwrap_or_else(|_| unreachable!("bad built-in uid {s}"))
 }
 
+impl TargetSlice {
+    /// The target's policies, split for decisions.
+    pub(crate) fn index(&self) -> &PolicyIndex {
+        self.index
+            .get_or_init(|| PolicyIndex::build(&self.policies))
+    }
+}
+
 impl PolicySnapshot {
+    /// Splits every target's policies for decisions now rather than at
+    /// each target's first decision.
+    pub fn prepare(&self) {
+        for slice in self.targets.values() {
+            slice.index();
+        }
+    }
+
     /// The file policy `id` is in, relative to the policy directory.
     pub(crate) fn source_of(&self, id: &str) -> Option<String> {
         self.meta
@@ -235,7 +255,7 @@ impl PolicySnapshot {
             targets.insert(
                 uid.id().unescaped().to_owned(),
                 TargetSlice {
-                    index: PolicyIndex::build(&policies),
+                    index: OnceLock::new(),
                     policies,
                     entities: slice_entities,
                 },

@@ -68,6 +68,7 @@ impl PolicyEngine {
     pub fn load(dir: &Path) -> Result<Self, PolicyLoadError> {
         let fingerprint = load::Fingerprint::of(dir);
         let snapshot = PolicySnapshot::load(dir)?;
+        snapshot.prepare();
         Ok(Self {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(snapshot),
@@ -95,6 +96,7 @@ impl PolicyEngine {
             *f = fingerprint;
         }
         let snapshot = result?;
+        snapshot.prepare();
         let count = snapshot.policy_count();
         self.current.store(Arc::new(snapshot));
         Ok(count)
