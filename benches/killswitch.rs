@@ -111,7 +111,9 @@ async fn index_cost(seconds: u64, entries: usize) {
     let pipeline = Arc::new(support::Pipeline::new().await);
     let token = Arc::new(pipeline.request(&pipeline.sa_token("api")));
     let empty = Arc::new(RevocationIndex::new());
+    let rss_before = rss_mb();
     let full = Arc::new(populated(entries));
+    let rss_after = rss_mb();
     pipeline.run_checked(&token, Some(&full)).await;
     let (mut with_none, mut with_full) = (Vec::new(), Vec::new());
     for _ in 0..3 {
@@ -129,6 +131,24 @@ async fn index_cost(seconds: u64, entries: usize) {
         "mint_loss_with_full_index {:.1}%",
         100.0 * (none - full_rate) / none
     );
+    println!(
+        "rss_mb_index_{}_entries {:.1} (process {rss_before:.1} -> {rss_after:.1})",
+        full.len(),
+        rss_after - rss_before
+    );
+}
+
+/// This process's resident memory, in MB (Linux; 0 elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn propagation(followers: usize, entries: usize) {
