@@ -243,13 +243,21 @@ impl Query<'_> {
                 all[..1].to_vec()
             }
         }
-        let times: Vec<String> = times.iter().cloned().collect();
+        // Built once: Cedar parses the extension's name at every construction.
+        let times: Vec<RestrictedExpression> = times
+            .iter()
+            .map(|t| RestrictedExpression::new_datetime(t.clone()))
+            .collect();
+        let ips: Vec<RestrictedExpression> = SOURCE_IPS
+            .iter()
+            .map(|ip| RestrictedExpression::new_ip(*ip))
+            .collect();
         let mut deciding = BTreeSet::new();
         let mut allowed = false;
         for now in values("now", varying, &times) {
             for attestation in values("attestation", varying, &ATTESTATIONS) {
                 for sender_constrained in values("sender_constrained", varying, &[false, true]) {
-                    for ip in values("source_ip", varying, &SOURCE_IPS) {
+                    for ip in values("source_ip", varying, &ips) {
                         for hour in values("hour", varying, &HOURS) {
                             for weekday in values("weekday", varying, &WEEKDAYS) {
                                 let context = Context::from_pairs([
@@ -261,16 +269,13 @@ impl Query<'_> {
                                         "requested_ttl".to_owned(),
                                         RestrictedExpression::new_long(300),
                                     ),
-                                    (
-                                        "now".to_owned(),
-                                        RestrictedExpression::new_datetime(now.clone()),
-                                    ),
+                                    ("now".to_owned(), now.clone()),
                                     ("hour".to_owned(), RestrictedExpression::new_long(hour)),
                                     (
                                         "weekday".to_owned(),
                                         RestrictedExpression::new_string(weekday.to_owned()),
                                     ),
-                                    ("source_ip".to_owned(), RestrictedExpression::new_ip(ip)),
+                                    ("source_ip".to_owned(), ip.clone()),
                                     (
                                         "attestation".to_owned(),
                                         RestrictedExpression::new_string(attestation.to_owned()),

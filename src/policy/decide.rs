@@ -13,7 +13,7 @@ use super::PolicyError;
 use super::index::is_authorized_whole;
 use super::load::{AttrKind, PolicySnapshot};
 use crate::attest::{Attested, AttrValue};
-use crate::clock::{UtcFields, rfc3339};
+use crate::clock::UtcFields;
 use crate::model::{Scope, Scopes, TargetId, Ttl};
 
 /// Everything Cedar sees about one token request.
@@ -502,19 +502,13 @@ fn base_context(req: &DecisionRequest<'_>) -> Vec<(String, RestrictedExpression)
     let long = |v: u64| RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX));
     vec![
         ("requested_ttl".into(), long(req.requested_ttl.as_secs())),
-        (
-            "now".into(),
-            RestrictedExpression::new_datetime(rfc3339(req.now)),
-        ),
+        ("now".into(), super::values::datetime(req.now)),
         ("hour".into(), long(u64::from(utc.hour))),
         (
             "weekday".into(),
             RestrictedExpression::new_string(utc.weekday_name().to_owned()),
         ),
-        (
-            "source_ip".into(),
-            RestrictedExpression::new_ip(req.source_ip.to_string()),
-        ),
+        ("source_ip".into(), super::values::ip(req.source_ip)),
         (
             "attestation".into(),
             RestrictedExpression::new_string(req.principal.kind.as_str().to_owned()),

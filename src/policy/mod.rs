@@ -23,6 +23,7 @@ mod index;
 mod load;
 mod reload;
 mod replay;
+mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
