@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::PolicyError;
 use super::decide::EntitiesBuilder;
+use super::index::pinned_scopes;
 use super::load::PolicySnapshot;
 use crate::attest::Attested;
 use crate::model::EntityType;
@@ -125,6 +126,23 @@ impl PolicySnapshot {
             }
             let (mut scopes, _) = literals(&slice.policies);
             scopes.extend(extra_scopes.iter().cloned());
+            // A scope no live permit can apply to is denied whatever the
+            // context: when every live permit pins the scope to literals,
+            // only those are worth asking about.
+            let mut reachable = BTreeSet::new();
+            let all_pinned = live
+                .policies()
+                .filter(|p| p.effect() == Effect::Permit)
+                .all(|p| match pinned_scopes(p) {
+                    Some(pinned) => {
+                        reachable.extend(pinned);
+                        true
+                    }
+                    None => false,
+                });
+            if all_pinned {
+                scopes.retain(|scope| reachable.contains(scope));
+            }
             let (_, mut times) = literals(&live);
             times.insert(crate::clock::rfc3339(now));
             for scope in scopes {

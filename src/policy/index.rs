@@ -236,6 +236,16 @@ fn keys_of(policy: &Policy) -> Vec<Key> {
     }
 }
 
+/// The scopes `policy` can apply to, when a conjunct of its condition pins
+/// `context.scope` to literals; `None` when it may apply to any.
+pub(crate) fn pinned_scopes(policy: &Policy) -> Option<BTreeSet<String>> {
+    let json = policy.to_json().ok()?;
+    when_conjuncts(&json)
+        .iter()
+        .find_map(scope_literals)
+        .map(|scopes| scopes.into_iter().collect())
+}
+
 /// The conjuncts every `when` body must satisfy, flattened through `&&`
 /// (`unless` clauses only narrow a policy further: they are not needed).
 fn when_conjuncts(policy: &Value) -> Vec<Value> {
@@ -526,6 +536,37 @@ mod tests {
         assert_eq!(shape["type Agent"], 1, "{shape:?}");
         assert_eq!(shape["always"], 1, "{shape:?}");
         assert_eq!(shape.len(), 40 + 1 + 2 + 1 + 1 + 1, "{shape:?}");
+    }
+
+    #[test]
+    fn a_scope_is_pinned_only_by_a_conjunct() {
+        let pinned = |text: &str| {
+            pinned_scopes(&Policy::parse(None, text).unwrap())
+                .map(|s| s.into_iter().collect::<Vec<_>>())
+        };
+        assert_eq!(
+            pinned(
+                "permit (principal, action, resource) when { context.hour < 3 && context.scope == \"a\" };"
+            ),
+            Some(vec!["a".to_owned()])
+        );
+        assert_eq!(
+            pinned(
+                "permit (principal, action, resource) when { [\"b\", \"a\"].contains(context.scope) };"
+            ),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(
+            pinned(
+                "permit (principal, action, resource) when { context.scope == \"a\" || context.hour < 3 };"
+            ),
+            None
+        );
+        assert_eq!(
+            pinned("permit (principal, action, resource) unless { context.scope == \"a\" };"),
+            None
+        );
+        assert_eq!(pinned("permit (principal, action, resource);"), None);
     }
 
     #[test]
