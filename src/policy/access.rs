@@ -328,10 +328,16 @@ impl Query<'_> {
 }
 
 /// The unknown context keys the residuals may depend on: any written as
-/// `unknown("key")`, `context["key"]` or `.key` in their text (over-counting
-/// only costs samples).
+/// `unknown("key")`, `["key"]` or `.key` in their text (over-counting only
+/// costs samples). Cedar writes the whole context record into a residual
+/// that tests it (`{"attestation": unknown("attestation"), …} has "actor"`);
+/// such a test depends on the record's keys, which are known, not on its
+/// unknown values, so the record literal itself mentions nothing.
 fn mentioned(residuals: &[Policy]) -> BTreeSet<&'static str> {
-    let texts: Vec<String> = residuals.iter().map(ToString::to_string).collect();
+    let texts: Vec<String> = residuals
+        .iter()
+        .map(|p| without_context_records(&p.to_string()))
+        .collect();
     UNKNOWN
         .into_iter()
         .filter(|key| {
@@ -341,6 +347,42 @@ fn mentioned(residuals: &[Policy]) -> BTreeSet<&'static str> {
                 .any(|t| t.contains(&quoted) || t.contains(&member))
         })
         .collect()
+}
+
+/// `text` without the context record literals Cedar substitutes for
+/// `context` (they open with its first key, `attestation`, unknown).
+fn without_context_records(text: &str) -> String {
+    const OPENING: &str = "{\"attestation\": unknown(\"attestation\")";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPENING) {
+        out.push_str(&rest[..start]);
+        // Skip to the brace closing this record, stepping over strings.
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut end = rest.len();
+        for (i, c) in rest[start..].char_indices() {
+            match (in_string, c) {
+                (true, _) if escaped => escaped = false,
+                (true, '\\') => escaped = true,
+                (true, '"') => in_string = false,
+                (true, _) => {}
+                (false, '"') => in_string = true,
+                (false, '{') => depth += 1,
+                (false, '}') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = start + i + 1;
+                        break;
+                    }
+                }
+                (false, _) => {}
+            }
+        }
+        out.push_str("context");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `permit <id>: <condition>` of a residual policy, on one line.
@@ -416,4 +458,27 @@ fn literals(policies: &PolicySet) -> (BTreeSet<String>, BTreeSet<String>) {
         }
     }
     (out, times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_context_records;
+
+    #[test]
+    fn a_context_record_literal_mentions_nothing_but_what_is_read_from_it() {
+        let record =
+            r#"{"attestation": unknown("attestation"), "hour": unknown("hour"), "scope": "a\"}"}"#;
+        assert_eq!(
+            without_context_records(&format!("x && ({record} has \"actor\") && y")),
+            "x && (context has \"actor\") && y"
+        );
+        assert_eq!(
+            without_context_records(&format!("({record})[\"hour\"] < 8 || {record} has \"b\"")),
+            "(context)[\"hour\"] < 8 || context has \"b\""
+        );
+        assert_eq!(
+            without_context_records("unknown(\"hour\") < 8"),
+            "unknown(\"hour\") < 8"
+        );
+    }
 }
