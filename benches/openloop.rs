@@ -186,13 +186,21 @@ async fn run(target: &Target, rate: u64, seconds: u64, connections: usize) -> Ru
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): a short
+    // smoke run then, so the generator is checked without loading the machine.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (default_rates, default_seconds, default_connections) = if measuring {
+        ("2000,6000", 10, 64)
+    } else {
+        ("100", 1, 4)
+    };
     let rates: Vec<u64> = std::env::var("WRIT_OPENLOOP_RATES")
-        .unwrap_or_else(|_| "2000,6000".into())
+        .unwrap_or_else(|_| default_rates.into())
         .split(',')
         .map(|r| r.trim().parse().expect("WRIT_OPENLOOP_RATES: numbers"))
         .collect();
-    let seconds = env_or("WRIT_OPENLOOP_SECONDS", 10);
-    let connections = env_or("WRIT_OPENLOOP_CONNECTIONS", 64);
+    let seconds = env_or("WRIT_OPENLOOP_SECONDS", default_seconds);
+    let connections = env_or("WRIT_OPENLOOP_CONNECTIONS", default_connections);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -234,7 +242,12 @@ fn main() {
             }
         };
         for rate in rates {
-            run(&target, rate, seconds, connections).await.report();
+            let outcome = run(&target, rate, seconds, connections).await;
+            outcome.report();
+            if !measuring {
+                assert_eq!(outcome.failed, 0, "smoke run: every exchange succeeds");
+                assert_eq!(outcome.latencies.len(), outcome.sent);
+            }
         }
     });
 }
