@@ -326,16 +326,13 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         }
     }
     let claims = ProofClaims::decode(compact.payload)?;
-    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_owned);
-    if text(&claims.htm).as_deref() != Some(expected.method) {
+    fn text(v: &Option<Value>) -> Option<&str> {
+        v.as_ref().and_then(Value::as_str)
+    }
+    if text(&claims.htm) != Some(expected.method) {
         return Err(DpopError::Method);
     }
-    let htu = text(&claims.htu);
-    if htu
-        .as_deref()
-        .map(|u| u.split(['?', '#']).next().unwrap_or(u))
-        != Some(expected.uri)
-    {
+    if text(&claims.htu).map(|u| u.split(['?', '#']).next().unwrap_or(u)) != Some(expected.uri) {
         return Err(DpopError::Uri);
     }
     let iat = claims
@@ -352,7 +349,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         return Err(DpopError::Time);
     }
     if let Some(token) = expected.access_token
-        && text(&claims.ath).as_deref() != Some(access_token_hash(token).as_str())
+        && text(&claims.ath) != Some(access_token_hash(token).as_str())
     {
         return Err(DpopError::AccessTokenHash);
     }
@@ -360,7 +357,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<CheckedProof, DpopE
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(DpopError::Malformed)?;
     Ok(CheckedProof {
-        replay_key: replay_key(&header.jkt, &jti),
+        replay_key: replay_key(&header.jkt, jti),
         jkt: header.jkt.clone(),
         iat,
     })

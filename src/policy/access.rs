@@ -124,11 +124,11 @@ impl PolicySnapshot {
                         .map_err(|e| PolicyError::Request(e.to_string()))?;
                 }
             }
-            let (mut scopes, _) = literals(&slice.policies);
-            scopes.extend(extra_scopes.iter().cloned());
             // A scope no live permit can apply to is denied whatever the
             // context: when every live permit pins the scope to literals,
-            // only those are worth asking about.
+            // only those are worth asking about (they are literals of the
+            // target's policies, so no candidate is lost), and the target's
+            // thousands of other literals need not even be collected.
             let mut reachable = BTreeSet::new();
             let all_pinned = live
                 .policies()
@@ -140,9 +140,14 @@ impl PolicySnapshot {
                     }
                     None => false,
                 });
-            if all_pinned {
-                scopes.retain(|scope| reachable.contains(scope));
-            }
+            let scopes = if all_pinned {
+                reachable.retain(|scope: &String| !scope.is_empty());
+                reachable
+            } else {
+                let (mut scopes, _) = literals(&slice.policies);
+                scopes.extend(extra_scopes.iter().cloned());
+                scopes
+            };
             let (_, mut times) = literals(&live);
             times.insert(crate::clock::rfc3339(now));
             for scope in scopes {

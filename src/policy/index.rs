@@ -205,7 +205,8 @@ fn add(set: &mut PolicySet, policy: &Policy) {
 /// The bucket keys of one policy: the most selective requirement it has,
 /// or none. Several keys only for a scope set literal.
 fn keys_of(policy: &Policy) -> Vec<Key> {
-    if let PrincipalConstraint::Eq(uid) = policy.principal_constraint() {
+    let principal = policy.principal_constraint();
+    if let PrincipalConstraint::Eq(uid) = principal {
         return vec![Key::Principal(uid)];
     }
     let conjuncts = policy
@@ -221,17 +222,12 @@ fn keys_of(policy: &Policy) -> Vec<Key> {
             scopes = scope_literals(conjunct);
         }
     }
-    match policy.principal_constraint() {
-        PrincipalConstraint::In(uid) | PrincipalConstraint::IsIn(_, uid) => {
-            return vec![Key::Ancestor(uid)];
+    match (principal, scopes) {
+        (PrincipalConstraint::In(uid) | PrincipalConstraint::IsIn(_, uid), _) => {
+            vec![Key::Ancestor(uid)]
         }
-        PrincipalConstraint::Eq(_) | PrincipalConstraint::Is(_) | PrincipalConstraint::Any => {}
-    }
-    if let Some(scopes) = scopes {
-        return scopes.into_iter().map(Key::Scope).collect();
-    }
-    match policy.principal_constraint() {
-        PrincipalConstraint::Is(ty) => vec![Key::Type(ty)],
+        (_, Some(scopes)) => scopes.into_iter().map(Key::Scope).collect(),
+        (PrincipalConstraint::Is(ty), None) => vec![Key::Type(ty)],
         _ => Vec::new(),
     }
 }
