@@ -122,6 +122,7 @@ fn rand_id(rng: &SystemRandom) -> String {
 }
 
 fn main() {
+    writ::prefer_small_pages();
     writ::install_crypto_provider();
     let seconds = if std::env::args().any(|a| a == "--bench") {
         5

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
+    writ::prefer_small_pages();
     writ::install_crypto_provider();
     let seconds: u64 = std::env::var("WRIT_BENCH_SECONDS")
         .ok()

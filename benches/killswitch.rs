@@ -24,6 +24,7 @@ use writ::revoke::{Entry, EntryKind, RevocationIndex, Selector};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    writ::prefer_small_pages();
     writ::install_crypto_provider();
     let measuring = std::env::args().any(|a| a == "--bench");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,7 @@ use writ::clock::{Clock, SystemClock};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    writ::prefer_small_pages();
     writ::install_crypto_provider();
     let measuring = std::env::args().any(|a| a == "--bench");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -72,6 +72,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Asks the kernel not to back this process with transparent huge pages.
+///
+/// mimalloc (the binary's allocator) advises huge pages on its arenas, so a
+/// few touched kilobytes made the kernel commit 2 MiB each: half of the
+/// broker's resident memory was such pages, mostly empty. The binary calls
+/// this first thing, and so does the in-process benchmark, so the two run on
+/// the same memory. A kernel without the switch changes nothing.
+pub fn prefer_small_pages() {
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 /// The configuration of the in-module property tests (issue 11, item 18):
 /// `PROPTEST_CASES` cases when set (a longer run on demand), else `default`;
 /// failing cases are reported, not persisted to files.

@@ -324,6 +324,11 @@ impl Server {
         self.get_json("/jwks.json").await
     }
 
+    /// The process id of the broker.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let reply = self.get("/metrics").await;
