@@ -47,47 +47,16 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-"$writ" certs init --dir "$scratch/certs" >/dev/null
-cp -r policies "$scratch/policies"
-cat > "$scratch/writ.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-[store]
-url = "$store_url"
-[audit]
-path = "audit.jsonl"
-[[issuers]]
-name = "dev"
-kind = "kubernetes"
-issuer = "https://dev.writ.local"
-jwks_file = "certs/dev-issuer.jwks.json"
-audience = "writ"
-TOML
+. benches/broker.sh
+broker_setup "$writ" "$scratch" "$store_url"
 urls=()
 for r in $(seq "$replicas"); do
-  (cd "$scratch" && exec "$writ" --config writ.toml --log warn serve > "$scratch/stdout-$r" 2> "$scratch/stderr-$r") &
-  pids+=($!)
-  url=""
-  for _ in $(seq 100); do
-    url="$(sed -n 's/^writ listening on //p' "$scratch/stdout-$r")"
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "writ did not start:" >&2; cat "$scratch/stderr-$r" >&2; exit 1; }
-  urls+=("$url")
+  broker_start "$writ" "$scratch" "$r" || exit 1
+  pids+=("$BROKER_PID")
+  urls+=("$BROKER_URL")
 done
-
-subject="$("$writ" token --certs "$scratch/certs" --as payments/api --print-subject-token)"
-cat > "$scratch/exchange.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&audience=payments-db&scope=read&subject_token=${subject}"
-done = function(summary, latency, requests)
-  io.write(string.format("wrk_requests %d\nwrk_errors %d\nwrk_non2xx %d\nwrk_seconds %.2f\nwrk_p50_ms %.2f\nwrk_p99_ms %.2f\n",
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-LUA
+exchange_lua "$writ" "$scratch"
+subject="$SUBJECT"
 # One request to each replica first: the load must measure minting, not refusals.
 for url in "${urls[@]}"; do
   curl -sf --cacert "$scratch/certs/ca.pem" -X POST "$url/oauth2/token" \

@@ -24,37 +24,12 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-"$writ" certs init --dir "$scratch/certs" >/dev/null
-cp -r policies "$scratch/policies"
-cat > "$scratch/writ.toml" <<'TOML'
-[server]
-listen = "127.0.0.1:0"
-[store]
-url = "sqlite://writ.db"
-[audit]
-path = "audit.jsonl"
-[[issuers]]
-name = "dev"
-kind = "kubernetes"
-issuer = "https://dev.writ.local"
-jwks_file = "certs/dev-issuer.jwks.json"
-audience = "writ"
-TOML
-(cd "$scratch" && exec "$writ" --config writ.toml --log warn serve > stdout 2> stderr) &
-pid=$!
-url=""
-for _ in $(seq 100); do
-  url="$(sed -n 's/^writ listening on //p' "$scratch/stdout")"
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "writ did not start:" >&2; cat "$scratch/stderr" >&2; exit 1; }
-subject="$("$writ" token --certs "$scratch/certs" --as payments/api --print-subject-token)"
-cat > "$scratch/exchange.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&audience=payments-db&scope=read&subject_token=${subject}"
-LUA
+. benches/broker.sh
+broker_setup "$writ" "$scratch" "sqlite://writ.db"
+broker_start "$writ" "$scratch" 1 || exit 1
+pid="$BROKER_PID"
+url="$BROKER_URL"
+exchange_lua "$writ" "$scratch"
 # Warm up, then profile the server while wrk runs.
 wrk -t2 -c64 -d3s -s "$scratch/exchange.lua" "$url/oauth2/token" >/dev/null
 perf record -F 499 --call-graph dwarf,16384 -p "$pid" -o "$out/perf.data" -- sleep 12 2>/dev/null &
