@@ -114,6 +114,6 @@ async fn the_broker_runs_without_transparent_huge_pages() {
     assert_eq!(
         thp,
         Some("0"),
-        "THP_enabled of the broker (absent: a kernel older than 6.x)"
+        "THP_enabled of the broker (absent: a kernel older than 5.0)"
     );
 }
