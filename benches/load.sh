@@ -9,6 +9,8 @@
 #                              # (database writ_load_bench, recreated)
 #   WRIT_LOAD_OPENLOOP=0 benches/load.sh   # skip the open-loop runs
 #   WRIT_OPENLOOP_RATES=2000 WRIT_OPENLOOP_SECONDS=20 benches/load.sh
+#   WRIT_LOAD_BIN=/tmp/writ-before benches/load.sh   # a binary built before
+#                              # (compare two builds, run after run)
 #   WRIT_LOAD_STORE=postgres WRIT_LOAD_REPLICAS=2 benches/load.sh
 #                              # two replicas on that database, the same 64
 #                              # connections split between them
@@ -38,9 +40,9 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk..." >&2
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release --bin writ >&2
+[ -n "${WRIT_LOAD_BIN:-}" ] || cargo build --release --bin writ >&2
 [ "${WRIT_LOAD_OPENLOOP:-1}" = 1 ] && cargo bench --bench openloop --no-run >&2
-writ="$PWD/target/release/writ"
+writ="${WRIT_LOAD_BIN:-$PWD/target/release/writ}"
 
 scratch="$(mktemp -d)"
 pids=()

@@ -325,6 +325,11 @@ pub struct AdminConfig {
     pub principals: Vec<String>,
 }
 
+/// The most `limits.max_concurrent_requests` may be: a bound on work in
+/// flight, far above what one broker can serve, and within what a semaphore
+/// can count.
+pub const MAX_CONCURRENT_REQUESTS: usize = 1 << 20;
+
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -556,6 +561,14 @@ impl Config {
         if self.tokens.max_ttl.as_secs() == 0 || self.tokens.default_ttl.as_secs() == 0 {
             return bad("tokens.default_ttl and tokens.max_ttl must be at least 1s".into());
         }
+        if !(1..=MAX_CONCURRENT_REQUESTS).contains(&self.limits.max_concurrent_requests) {
+            return bad(format!(
+                "limits.max_concurrent_requests must be 1 to {MAX_CONCURRENT_REQUESTS}"
+            ));
+        }
+        if self.limits.request_timeout.is_zero() {
+            return bad("limits.request_timeout must be more than 0s".into());
+        }
         if self.approvals.ttl.as_secs() == 0 {
             return bad("approvals.ttl must be at least 1s".into());
         }
@@ -642,6 +655,27 @@ mod tests {
         assert_eq!(c.tokens.max_ttl, Duration::from_secs(3600));
         let c = Config::parse("[[issuers]]\nname='a'\nkind='oidc'\nissuer='https://a'\naudience='writ'\njwks_file='a'\njwks_refresh='90s'\n").unwrap();
         assert_eq!(c.issuers[0].jwks_refresh, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn limits_that_would_refuse_every_request_are_refused() {
+        for (limits, named) in [
+            (
+                "max_concurrent_requests = 0",
+                "limits.max_concurrent_requests",
+            ),
+            (
+                "max_concurrent_requests = 1048577",
+                "limits.max_concurrent_requests",
+            ),
+            ("request_timeout = \"0s\"", "limits.request_timeout"),
+        ] {
+            let config = Config::parse(&format!("[limits]\n{limits}\n")).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(named), "{limits}: {err}");
+        }
+        let config = Config::parse("[limits]\nmax_concurrent_requests = 1048576\n").unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

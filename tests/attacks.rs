@@ -765,3 +765,101 @@ when {{ context.attestation == "unix" && principal has unix_uid && principal.uni
     );
     assert!(!out.stdout.contains("access_token"), "{}", out.describe());
 }
+
+// ---------------------------------------------------------------------------
+// 17. Holding requests open so that nobody else is served.
+// ---------------------------------------------------------------------------
+
+/// A token request whose body never finishes: it holds its place among the
+/// requests in flight until the broker gives up on it or the client leaves.
+fn stalled_token_request(server: &Server) -> tokio::task::JoinHandle<Reply> {
+    use futures_util::StreamExt as _;
+    let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(&b"grant_type="[..]) });
+    let body = reqwest::Body::wrap_stream(first.chain(futures_util::stream::pending()));
+    let request = server
+        .client()
+        .post(server.endpoint("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+}
+
+fn env_with_limits(lines: &[&str]) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.config.limits_lines = lines.iter().map(|l| (*l).to_owned()).collect();
+    env
+}
+
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_are_shed_on_every_route_and_the_slot_comes_back() {
+    let env = env_with_limits(&["max_concurrent_requests = 1", r#"request_timeout = "60s""#]);
+    let server = env.start().await;
+    let mut stalled = stalled_token_request(&server);
+
+    // Once the stalled request holds the one slot, every other request is shed.
+    let shed = eventually("a request to be shed", async || {
+        if stalled.is_finished() {
+            // It arrived while a probe held the slot, and was shed itself.
+            stalled = stalled_token_request(&server);
+        }
+        let reply = server.token(&orders_read(&env.k8s_token())).await;
+        if reply.status == 503 {
+            Ok(reply)
+        } else {
+            Err(reply.describe())
+        }
+    })
+    .await;
+    assert_refused_because(
+        &shed,
+        503,
+        "temporarily_unavailable",
+        "server is overloaded",
+    );
+    assert_eq!(shed.header("retry-after"), Some("1"), "{}", shed.describe());
+    // The limit is the server's, not each route's.
+    assert_eq!(server.get("/jwks.json").await.status, 503);
+    eventually("the shed request in the audit log", async || {
+        let audited = env.audit_records();
+        let shed = |r: &serde_json::Value| {
+            r["action"] == "request"
+                && r["error"] == "temporarily_unavailable"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|why| why.contains("server is overloaded"))
+        };
+        if audited.iter().any(shed) {
+            Ok(())
+        } else {
+            Err(format!("{audited:?}"))
+        }
+    })
+    .await;
+
+    // The stalled client leaves; its slot is free again.
+    stalled.abort();
+    let reply = eventually("the broker to serve again", async || {
+        let reply = server.token(&orders_read(&env.k8s_token())).await;
+        if reply.status == 200 {
+            Ok(reply)
+        } else {
+            Err(reply.describe())
+        }
+    })
+    .await;
+    assert_granted(&reply);
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_request_timeout_gets_503() {
+    let env = env_with_limits(&[r#"request_timeout = "1s""#]);
+    let server = env.start().await;
+
+    let reply = tokio::time::timeout(Duration::from_secs(30), stalled_token_request(&server))
+        .await
+        .expect("the broker answers a stalled request")
+        .unwrap();
+
+    assert_refused_because(&reply, 503, "temporarily_unavailable", "request timed out");
+    assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
+}

@@ -16,6 +16,7 @@ mod error;
 mod extract;
 mod feed;
 mod form;
+mod guard;
 mod introspect;
 mod listener;
 mod rate;

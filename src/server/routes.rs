@@ -1,36 +1,20 @@
-//! The router: OAuth endpoints, discovery, operations; one middleware stack
-//! that sheds load and bounds request time with 503 `temporarily_unavailable`.
+//! The router: OAuth endpoints, discovery, operations, behind one
+//! [`GuardLayer`] that sheds load and bounds request time and body size.
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{BoxError, Router};
 use serde_json::json;
-use tower::ServiceBuilder;
 
 use super::AppState;
-use super::error::ApiError;
-use crate::audit::{AuditLog, AuditRecord};
-use crate::clock::rfc3339;
-use crate::grant::Refusal;
-
-/// The largest request body accepted (form posts).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How much of an oversized body is read and dropped before answering 413,
-/// so a client still sending reads the answer instead of a reset...
-const DRAIN_BYTES: usize = 1024 * 1024;
-/// ...and for how long at most.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+use super::guard::{GuardLayer, MAX_BODY_BYTES};
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
-    let limits = state.config.limits.clone();
-    let audit = state.audit.clone();
-    let clock = state.clock.clone();
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
@@ -45,122 +29,8 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            bounded_body,
-        ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |err: BoxError| {
-                    overloaded(audit.clone(), clock.unix_now(), err)
-                }))
-                .load_shed()
-                .concurrency_limit(limits.max_concurrent_requests)
-                .timeout(limits.request_timeout),
-        )
+        .layer(GuardLayer::new(state.clone()))
         .with_state(state)
-}
-
-/// 503 for a request shed by load or time limits; audited like any refusal.
-async fn overloaded(audit: AuditLog, now: u64, err: BoxError) -> Response {
-    let why = if err.is::<tower::timeout::error::Elapsed>() {
-        "request timed out"
-    } else {
-        "server is overloaded"
-    };
-    tracing::warn!(reason = why, "request shed");
-    refuse_unrouted(&audit, now, Refusal::Unavailable(why.into())).await
-}
-
-/// Audits and renders a request refused before any handler ran (shed, timed
-/// out, too large). Without a decision id the answer is the 503 of
-/// [`new_decision_id`](super::error::new_decision_id), and so is the record.
-async fn refuse_unrouted(audit: &AuditLog, now: u64, refusal: Refusal) -> Response {
-    let error = ApiError::fresh(refusal);
-    let mut record = AuditRecord::new(
-        "request",
-        error.decision_id.clone(),
-        rfc3339(now),
-        "-".into(),
-    );
-    record.error = Some(error.refusal.code());
-    record.reason = Some(error.refusal.description());
-    audit.record(record).await;
-    error.into_response()
-}
-
-/// Reads a request body up to [`MAX_BODY_BYTES`]. A larger one (declared or
-/// sent) is answered 413 with `Connection: close` once what is in flight has
-/// been drained (at most [`DRAIN_BYTES`] for [`DRAIN_TIME`]), so the client
-/// sees the answer rather than a connection reset.
-async fn bounded_body(
-    State(app): State<Arc<AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    use futures_util::StreamExt as _;
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // A declared length within the limit is held to by HTTP framing (and
-    // DefaultBodyLimit stands behind it): nothing to buffer here.
-    if declared.is_some_and(|n| n <= MAX_BODY_BYTES as u64) {
-        return next
-            .run(axum::extract::Request::from_parts(parts, body))
-            .await;
-    }
-    let mut oversized = declared.is_some();
-    let mut stream = body.into_data_stream();
-    let mut read = Vec::new();
-    while !oversized {
-        match stream.next().await {
-            Some(Ok(chunk)) if read.len() + chunk.len() <= MAX_BODY_BYTES => {
-                read.extend_from_slice(&chunk);
-            }
-            Some(Ok(_)) => oversized = true,
-            // The client went away or broke framing: nothing to answer well.
-            Some(Err(_)) => return StatusCode::BAD_REQUEST.into_response(),
-            None => break,
-        }
-    }
-    if !oversized {
-        let body = axum::body::Body::from(read);
-        return next
-            .run(axum::extract::Request::from_parts(parts, body))
-            .await;
-    }
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut drained = 0;
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
-    tracing::info!(
-        path = parts.uri.path(),
-        ?declared,
-        "request body over the limit"
-    );
-    too_large(&app, parts.version).await
-}
-
-/// 413 for an oversized body, audited, closing an HTTP/1 connection.
-async fn too_large(app: &AppState, version: axum::http::Version) -> Response {
-    let mut response =
-        refuse_unrouted(&app.audit, app.clock.unix_now(), Refusal::PayloadTooLarge).await;
-    // HTTP/2 streams end without closing the connection (and forbid the header).
-    if version < axum::http::Version::HTTP_2 {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 fn json_bytes(body: Bytes, cache: &'static str) -> Response {
