@@ -772,15 +772,26 @@ when {{ context.attestation == "unix" && principal has unix_uid && principal.uni
 
 /// A token request whose body never finishes: it holds its place among the
 /// requests in flight until the broker gives up on it or the client leaves.
+/// Sent chunked, or with a `Content-Length` of `declared` bytes.
 fn stalled_token_request(server: &Server) -> tokio::task::JoinHandle<Reply> {
+    stalled_token_request_declaring(server, None)
+}
+
+fn stalled_token_request_declaring(
+    server: &Server,
+    declared: Option<usize>,
+) -> tokio::task::JoinHandle<Reply> {
     use futures_util::StreamExt as _;
     let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(&b"grant_type="[..]) });
     let body = reqwest::Body::wrap_stream(first.chain(futures_util::stream::pending()));
-    let request = server
+    let mut request = server
         .client()
         .post(server.endpoint("/oauth2/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body);
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(length) = declared {
+        request = request.header("content-length", length);
+    }
+    let request = request.body(body);
     tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
 }
 
@@ -855,11 +866,14 @@ async fn a_request_that_outlives_the_request_timeout_gets_503() {
     let env = env_with_limits(&[r#"request_timeout = "1s""#]);
     let server = env.start().await;
 
-    let reply = tokio::time::timeout(Duration::from_secs(30), stalled_token_request(&server))
-        .await
-        .expect("the broker answers a stalled request")
-        .unwrap();
+    for declared in [None, Some(100)] {
+        let stalled = stalled_token_request_declaring(&server, declared);
+        let reply = tokio::time::timeout(Duration::from_secs(30), stalled)
+            .await
+            .expect("the broker answers a stalled request")
+            .unwrap();
 
-    assert_refused_because(&reply, 503, "temporarily_unavailable", "request timed out");
+        assert_refused_because(&reply, 503, "temporarily_unavailable", "request timed out");
+    }
     assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
 }

@@ -95,53 +95,58 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Readiness is decided per request, in `call`: a request over the
-        // limit is answered 503 at once rather than left waiting.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Whether a request may run is decided per request, when it is
+        // polled: one over the limit is answered 503 at once, never queued.
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let inner = self.inner.clone();
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.admit(inner, request).await) })
-    }
-}
-
-impl Shared {
-    async fn admit<S>(&self, inner: S, request: Request) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible>,
-    {
-        let Ok(_permit) = self.permits.try_acquire() else {
-            return self.unavailable("server is overloaded").await;
-        };
-        match tokio::time::timeout(self.timeout, self.bounded_body(inner, request)).await {
-            Ok(response) => response,
-            Err(_) => self.unavailable("request timed out").await,
-        }
-    }
-
-    /// Passes a request whose body fits in [`MAX_BODY_BYTES`] (declared or
-    /// sent) to `inner`. A larger one is answered 413 with `Connection:
-    /// close` once what is in flight has been drained (at most
-    /// [`DRAIN_BYTES`] for [`DRAIN_TIME`]), so the client sees the answer
-    /// rather than a connection reset.
-    async fn bounded_body<S>(&self, inner: S, request: Request) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible>,
-    {
-        use futures_util::StreamExt as _;
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         // A declared length within the limit is held to by HTTP framing (and
-        // DefaultBodyLimit stands behind it): nothing to buffer here.
+        // DefaultBodyLimit stands behind it): nothing to buffer, and the
+        // route's future (not yet polled) runs only once admitted.
         if declared.is_some_and(|n| n <= MAX_BODY_BYTES as u64) {
-            return run(inner, request).await;
+            let route = self.inner.call(request);
+            return Box::pin(
+                async move { Ok(shared.admit(async { infallible(route.await) }).await) },
+            );
         }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let bounded = shared.bounded_body(inner, request, declared);
+            Ok(shared.admit(bounded).await)
+        })
+    }
+}
+
+impl Shared {
+    /// Runs `request` if a permit is free, within the request timeout.
+    async fn admit(&self, request: impl Future<Output = Response>) -> Response {
+        let Ok(_permit) = self.permits.try_acquire() else {
+            return self.unavailable("server is overloaded").await;
+        };
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(response) => response,
+            Err(_) => self.unavailable("request timed out").await,
+        }
+    }
+
+    /// Passes a request without a declared length whose body fits in
+    /// [`MAX_BODY_BYTES`] to `inner`. A larger one is answered 413 with
+    /// `Connection: close` once what is in flight has been drained (at most
+    /// [`DRAIN_BYTES`] for [`DRAIN_TIME`]), so the client sees the answer
+    /// rather than a connection reset.
+    async fn bounded_body<S>(&self, inner: S, request: Request, declared: Option<u64>) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible>,
+    {
+        use futures_util::StreamExt as _;
         let (parts, body) = request.into_parts();
         let mut oversized = declared.is_some();
         let mut stream = body.into_data_stream();
@@ -159,7 +164,8 @@ impl Shared {
         }
         if !oversized {
             let body = axum::body::Body::from(read);
-            return run(inner, Request::from_parts(parts, body)).await;
+            let request = Request::from_parts(parts, body);
+            return infallible(inner.oneshot(request).await);
         }
         let _ = tokio::time::timeout(DRAIN_TIME, async {
             let mut drained = 0;
@@ -211,11 +217,8 @@ impl Shared {
     }
 }
 
-async fn run<S>(inner: S, request: Request) -> Response
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    match inner.oneshot(request).await {
+fn infallible(response: Result<Response, Infallible>) -> Response {
+    match response {
         Ok(response) => response,
         Err(never) => match never {},
     }
