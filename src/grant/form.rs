@@ -28,12 +28,13 @@ impl std::fmt::Debug for Form {
 impl Form {
     /// Parses a body.
     pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-            Refusal::InvalidRequest("body is not application/x-www-form-urlencoded".into())
-        })?;
-        let mut map = HashMap::with_capacity(pairs.len());
+        // Every byte string is a form (invalid UTF-8 decodes lossily), as
+        // serde_urlencoded read it before; without its serde layer and the
+        // pairs it collected first.
+        let mut map = HashMap::with_capacity(8);
         let mut resources = Vec::new();
-        for (k, v) in pairs {
+        for (k, v) in form_urlencoded::parse(body) {
+            let (k, v) = (k.into_owned(), v.into_owned());
             if k == RESOURCE {
                 if resources.len() == MAX_RESOURCES {
                     return Err(Refusal::InvalidTarget(format!(

@@ -49,17 +49,26 @@ pub(super) async fn token(
 }
 
 /// The token response (RFC 8693 section 2.2.1).
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    issued_token_type: &'static str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+}
+
 fn render(granted: Granted) -> Response {
-    let body = json!({
-        "access_token": granted.minted.token,
-        "issued_token_type": match granted.token_type {
+    let body = TokenResponse {
+        access_token: &granted.minted.token,
+        issued_token_type: match granted.token_type {
             TokenType::NotApplicable => TYPE_TXN_TOKEN,
             TokenType::Bearer | TokenType::Dpop => TYPE_ACCESS_TOKEN,
         },
-        "token_type": granted.token_type.as_str(),
-        "expires_in": granted.ttl.as_secs(),
-        "scope": granted.scopes.to_string(),
-    });
+        token_type: granted.token_type.as_str(),
+        expires_in: granted.ttl.as_secs(),
+        scope: granted.scopes.to_string(),
+    };
     (StatusCode::OK, Json(body)).into_response()
 }
 
