@@ -171,11 +171,12 @@ impl AuditWriter {
 
 /// Records waiting for the writer. When the disk stalls (writeback of the
 /// log under load), decisions wait for room here rather than the queue
-/// growing: a record in the queue costs about 1.4 KB, and at 25,000 decisions
-/// a second a 65,536-record queue let a half-second stall add 22 MB to the
-/// broker's memory. 4,096 is 160 ms of decisions at that rate, several
-/// hundred of the writer's batches.
-const QUEUE: usize = 4_096;
+/// growing: a queued record costs about 2 KB, and at 25,000 decisions a
+/// second a 65,536-record queue let a half-second stall add 22 MB to the
+/// broker's memory (4,096 records: 9 MB). 1,024 records are 40 ms of
+/// decisions at that rate, half a second at 2,000 a second, and eight of the
+/// writer's batches at full load.
+const QUEUE: usize = 1_024;
 
 impl AuditLog {
     /// Opens `path` for appending, continuing the hash chain from its last
