@@ -6,11 +6,12 @@
 //! One layer rather than tower's load-shed, concurrency-limit and timeout
 //! stacked behind an error handler: those box a future per layer, and the
 //! concurrency limit allocates a fresh semaphore future for every clone of
-//! the route it wraps. A profile of the token endpoint put 8.5 % of the
-//! server's CPU in that stack. Here a request costs one permit taken without
-//! waiting (a request over the limit is shed, never queued), one timer and
-//! one boxed future. The permit pool is shared by every route, so the limit
-//! is the server's, not each route's.
+//! the route it wraps: a profile of the token endpoint put 8.5 % of the
+//! server's CPU in that stack and axum's routing (4.5 % with this layer).
+//! Here a request costs one permit taken without waiting (a request over
+//! the limit is shed, never queued), one timer and one boxed future. The
+//! permit pool is shared by every route, so the limit is the server's;
+//! tower's concurrency limit, applied by `Router::layer`, made one per route.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,7 +56,7 @@ impl GuardLayer {
     /// The limits of `app.config.limits`.
     pub(super) fn new(app: Arc<AppState>) -> Self {
         let limits = &app.config.limits;
-        // The configuration is validated to at most MAX_CONCURRENT_REQUESTS.
+        // Validated to at most MAX_CONCURRENT_REQUESTS, far below the cap.
         let permits = Semaphore::new(limits.max_concurrent_requests.min(Semaphore::MAX_PERMITS));
         let timeout = limits.request_timeout;
         Self {
