@@ -849,15 +849,13 @@ async fn requests_over_the_concurrency_limit_are_shed_on_every_route_and_the_slo
 
     // The stalled client leaves; its slot is free again.
     stalled.abort();
-    let reply = eventually("the broker to serve again", async || {
-        let reply = server.token(&orders_read(&env.k8s_token())).await;
-        if reply.status == 200 {
-            Ok(reply)
-        } else {
-            Err(reply.describe())
-        }
-    })
-    .await;
+    let reply = server
+        .wait_for_token_status(
+            &orders_read(&env.k8s_token()),
+            200,
+            "the broker to serve again",
+        )
+        .await;
     assert_granted(&reply);
 }
 
