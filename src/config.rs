@@ -334,7 +334,9 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1 << 20;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Requests in flight before new ones get 503.
+    /// Requests in flight before new ones get 503: on the client endpoints
+    /// (token, introspection, revocation, discovery), and separately on the
+    /// operators' (revocation feed, admin API, health).
     pub max_concurrent_requests: usize,
     /// Open connections beyond which new ones wait in the listen backlog.
     pub max_connections: usize,

@@ -802,7 +802,7 @@ fn env_with_limits(lines: &[&str]) -> TestEnv {
 }
 
 #[tokio::test]
-async fn requests_over_the_concurrency_limit_are_shed_on_every_route_and_the_slot_comes_back() {
+async fn a_flood_of_client_requests_is_shed_but_never_locks_operators_out() {
     let env = env_with_limits(&["max_concurrent_requests = 1", r#"request_timeout = "60s""#]);
     let server = env.start().await;
     let mut stalled = stalled_token_request(&server);
@@ -828,8 +828,15 @@ async fn requests_over_the_concurrency_limit_are_shed_on_every_route_and_the_slo
         "server is overloaded",
     );
     assert_eq!(shed.header("retry-after"), Some("1"), "{}", shed.describe());
-    // The limit is the server's, not each route's.
+    // The limit holds for every client route, not each on its own...
     assert_eq!(server.get("/jwks.json").await.status, 503);
+    // ...and operators keep a pool of their own: the kill switch, the
+    // revocation feed and the health endpoints still answer.
+    server
+        .revoke(json!({"jti": "a-token-seen-in-the-flood"}), false, None)
+        .await;
+    assert_eq!(server.feed_entries().await.len(), 1);
+    assert_eq!(server.get("/readyz").await.status, 200);
     eventually("the shed request in the audit log", async || {
         let audited = env.audit_records();
         let shed = |r: &serde_json::Value| {

@@ -10,8 +10,9 @@
 //! server's CPU in that stack and axum's routing (4.5 % with this layer).
 //! Here a request costs one permit taken without waiting (a request over
 //! the limit is shed, never queued), one timer and one boxed future. The
-//! permit pool is shared by every route, so the limit is the server's;
-//! tower's concurrency limit, applied by `Router::layer`, made one per route.
+//! permit pool is shared by the routes of one layer (clients' or
+//! operators', see `routes`); tower's concurrency limit, applied by
+//! `Router::layer`, made one per route.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +41,8 @@ const DRAIN_BYTES: usize = 1024 * 1024;
 /// ...and for how long at most.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// Builds a [`Guard`] around each route; every one shares the same permits.
+/// Builds a [`Guard`] around each route it is applied to; those routes
+/// share one pool of `limits.max_concurrent_requests` permits.
 #[derive(Clone)]
 pub(super) struct GuardLayer {
     shared: Arc<Shared>,

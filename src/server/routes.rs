@@ -1,5 +1,7 @@
-//! The router: OAuth endpoints, discovery, operations, behind one
-//! [`GuardLayer`] that sheds load and bounds request time and body size.
+//! The router: OAuth endpoints and discovery for clients; the revocation
+//! feed, admin API and health endpoints for operations. Each group is behind
+//! a [`GuardLayer`] of its own that sheds load and bounds request time and
+//! body size.
 
 use std::sync::Arc;
 
@@ -15,21 +17,28 @@ use super::AppState;
 use super::guard::{GuardLayer, MAX_BODY_BYTES};
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // A flood of client requests must not lock operators out of the kill
+    // switch, nor verifiers out of the revocation feed: those routes and the
+    // health endpoints take their permits from a pool of their own.
+    let clients = Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
         .route("/jwks.json", get(jwks))
         .route("/oauth2/token", post(super::token::token))
         .route("/oauth2/introspect", post(super::introspect::introspect))
         .route("/oauth2/revoke", post(super::feed::self_revoke))
+        .layer(GuardLayer::new(state.clone()));
+    let operations = Router::new()
         .route("/v1/revocations", get(super::feed::page))
         .route("/v1/revocations/stream", get(super::feed::stream))
         .merge(super::admin::router(state.clone()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(GuardLayer::new(state.clone()));
+    clients
+        .merge(operations)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(GuardLayer::new(state.clone()))
         .with_state(state)
 }
 
