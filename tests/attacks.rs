@@ -773,11 +773,7 @@ when {{ context.attestation == "unix" && principal has unix_uid && principal.uni
 /// A token request whose body never finishes: it holds its place among the
 /// requests in flight until the broker gives up on it or the client leaves.
 /// Sent chunked, or with a `Content-Length` of `declared` bytes.
-fn stalled_token_request(server: &Server) -> tokio::task::JoinHandle<Reply> {
-    stalled_token_request_declaring(server, None)
-}
-
-fn stalled_token_request_declaring(
+fn stalled_token_request(
     server: &Server,
     declared: Option<usize>,
 ) -> tokio::task::JoinHandle<Reply> {
@@ -795,23 +791,17 @@ fn stalled_token_request_declaring(
     tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
 }
 
-fn env_with_limits(lines: &[&str]) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.config.limits_lines = lines.iter().map(|l| (*l).to_owned()).collect();
-    env
-}
-
 #[tokio::test]
 async fn a_flood_of_client_requests_is_shed_but_never_locks_operators_out() {
-    let env = env_with_limits(&["max_concurrent_requests = 1", r#"request_timeout = "60s""#]);
+    let env = TestEnv::with_limits(&["max_concurrent_requests = 1", r#"request_timeout = "60s""#]);
     let server = env.start().await;
-    let mut stalled = stalled_token_request(&server);
+    let mut stalled = stalled_token_request(&server, None);
 
     // Once the stalled request holds the one slot, every other request is shed.
     let shed = eventually("a request to be shed", async || {
         if stalled.is_finished() {
             // It arrived while a probe held the slot, and was shed itself.
-            stalled = stalled_token_request(&server);
+            stalled = stalled_token_request(&server, None);
         }
         let reply = server.token(&orders_read(&env.k8s_token())).await;
         if reply.status == 503 {
@@ -868,11 +858,11 @@ async fn a_flood_of_client_requests_is_shed_but_never_locks_operators_out() {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_request_timeout_gets_503() {
-    let env = env_with_limits(&[r#"request_timeout = "1s""#]);
+    let env = TestEnv::with_limits(&[r#"request_timeout = "1s""#]);
     let server = env.start().await;
 
     for declared in [None, Some(100)] {
-        let stalled = stalled_token_request_declaring(&server, declared);
+        let stalled = stalled_token_request(&server, declared);
         let reply = tokio::time::timeout(Duration::from_secs(30), stalled)
             .await
             .expect("the broker answers a stalled request")

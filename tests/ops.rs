@@ -104,7 +104,7 @@ async fn each_decision_increments_writ_decisions_total() {
 #[tokio::test]
 async fn the_broker_runs_without_transparent_huge_pages() {
     let (_env, server) = start_standard().await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child_pid())).unwrap();
 
     let thp = status
         .lines()

@@ -14,12 +14,6 @@ mod common;
 
 use common::*;
 
-fn env_with_limits(lines: &[&str]) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.config.limits_lines = lines.iter().map(|l| (*l).to_owned()).collect();
-    env
-}
-
 #[track_caller]
 fn assert_slowed_down(reply: &Reply) {
     assert_refused(reply, 429, "slow_down");
@@ -34,7 +28,7 @@ fn assert_slowed_down(reply: &Reply) {
 
 #[tokio::test]
 async fn a_principal_beyond_its_limit_slows_down_and_another_principal_does_not() {
-    let env = env_with_limits(&[r#"per_principal = "3/m""#]);
+    let env = TestEnv::with_limits(&[r#"per_principal = "3/m""#]);
     let server = env.start().await;
     let api = orders_read(&env.k8s_token());
     for _ in 0..3 {
@@ -67,7 +61,7 @@ async fn a_principal_beyond_its_limit_slows_down_and_another_principal_does_not(
 
 #[tokio::test]
 async fn refusals_beyond_the_limit_are_all_counted_but_audited_sampled() {
-    let env = env_with_limits(&[r#"per_principal = "1/h""#]);
+    let env = TestEnv::with_limits(&[r#"per_principal = "1/h""#]);
     let server = env.start().await;
     let api = orders_read(&env.k8s_token());
     assert_granted(&server.token(&api).await);
@@ -103,7 +97,7 @@ async fn refusals_beyond_the_limit_are_all_counted_but_audited_sampled() {
 
 #[tokio::test]
 async fn a_target_beyond_its_limit_slows_down_every_principal_and_other_targets_do_not() {
-    let env = env_with_limits(&[r#"per_target = "2/m""#]);
+    let env = TestEnv::with_limits(&[r#"per_target = "2/m""#]);
     let server = env.start().await;
     assert_granted(&server.token(&orders_read(&env.k8s_token())).await);
     assert_granted(&server.token(&orders_read(&env.ci_token())).await);
@@ -131,7 +125,7 @@ async fn a_target_beyond_its_limit_slows_down_every_principal_and_other_targets_
 
 #[tokio::test]
 async fn admin_endpoints_are_not_counted_against_the_limits() {
-    let env = env_with_limits(&[r#"per_principal = "1/h""#, r#"per_target = "1/h""#]);
+    let env = TestEnv::with_limits(&[r#"per_principal = "1/h""#, r#"per_target = "1/h""#]);
     let server = env.start().await;
 
     for _ in 0..5 {
@@ -160,7 +154,7 @@ async fn admin_endpoints_are_not_counted_against_the_limits() {
 
 #[tokio::test]
 async fn a_slowed_down_principal_is_served_again_once_its_interval_passes() {
-    let env = env_with_limits(&[r#"per_principal = "1/s""#]);
+    let env = TestEnv::with_limits(&[r#"per_principal = "1/s""#]);
     let server = env.start().await;
     let api = orders_read(&env.k8s_token());
     // Spend the allowance until the limit refuses.
@@ -190,7 +184,7 @@ async fn a_slowed_down_principal_is_served_again_once_its_interval_passes() {
 #[tokio::test]
 async fn an_invalid_rate_stops_the_broker_naming_the_key() {
     for bad in [r#"per_principal = "fast""#, r#"per_target = "0/s""#] {
-        let env = env_with_limits(&[bad]);
+        let env = TestEnv::with_limits(&[bad]);
         env.write_config();
 
         let out = run_writ(

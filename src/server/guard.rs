@@ -1,4 +1,4 @@
-//! The one middleware every request passes: it sheds what is over
+//! The middleware every routed request passes: it sheds what is over
 //! `limits.max_concurrent_requests`, bounds the time a request may run
 //! (`limits.request_timeout`) and the size of its body ([`MAX_BODY_BYTES`]),
 //! and answers each of those with an audited refusal.
@@ -82,7 +82,7 @@ impl<S> Layer<S> for GuardLayer {
     }
 }
 
-/// A route behind the server's limits.
+/// A route behind the limits of its [`GuardLayer`].
 #[derive(Clone)]
 pub(super) struct Guard<S> {
     inner: S,

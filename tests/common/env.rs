@@ -107,6 +107,14 @@ impl TestEnv {
         Self::with_k8s_key(Alg::Es256)
     }
 
+    /// The standard environment with these raw lines in `[limits]` (e.g.
+    /// `per_principal = "3/m"`).
+    pub fn with_limits(lines: &[&str]) -> Self {
+        let mut env = Self::new();
+        env.config.limits_lines = lines.iter().map(|l| (*l).to_owned()).collect();
+        env
+    }
+
     /// The standard environment, with the Kubernetes issuer signing with `alg`.
     pub fn with_k8s_key(alg: Alg) -> Self {
         let dir = tempfile::tempdir().expect("create temp dir");

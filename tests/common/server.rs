@@ -111,6 +111,7 @@ impl Server {
         self.process.stop().await;
     }
 
+    /// The process id of the broker.
     pub fn child_pid(&self) -> u32 {
         self.process.child.id()
     }
@@ -322,11 +323,6 @@ impl Server {
 
     pub async fn jwks(&self) -> Value {
         self.get_json("/jwks.json").await
-    }
-
-    /// The process id of the broker.
-    pub fn pid(&self) -> u32 {
-        self.process.child.id()
     }
 
     /// The Prometheus text of `/metrics`.
